@@ -1,0 +1,203 @@
+//! The events that change a run's state.
+//!
+//! Every transition of a run is one of these; [`crate::RunState::apply`] is the
+//! only code that interprets them. They are plain data (serde), identical in
+//! both runtimes, and persisted as they are by the evented runtime, so their
+//! serialized form is a compatibility surface: add variants and optional
+//! fields, never change existing ones.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{RunError, StepError};
+use crate::id::{RunId, StepId, StepPath, Timestamp};
+
+/// A custom event a step emitted through the `emit` host import.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomEvent {
+    /// The step's own event kind, e.g. `progress`.
+    pub kind: String,
+    /// The event's data.
+    pub data: Value,
+}
+
+/// One transition of a run. Each variant says what it does and when it is
+/// rejected (with [`crate::TransitionError`], leaving the state unchanged).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// Starts the run: status `running`, with its input and initial state.
+    /// Rejected once the run has started.
+    RunStarted {
+        /// The run id.
+        run: RunId,
+        /// The workflow id.
+        workflow: StepId,
+        /// The workflow input (already validated).
+        input: Value,
+        /// The initial workflow state.
+        state: Value,
+        /// When.
+        at: Timestamp,
+    },
+    /// An attempt of a step execution starts: its record becomes `running`.
+    /// Rejected unless the run is `running` and the path is ready to run
+    /// (never started, waiting for a retry, or resumed).
+    StepStarted {
+        /// The execution's path.
+        path: StepPath,
+        /// The step it runs.
+        step: StepId,
+        /// 1 for the first attempt.
+        attempt: u32,
+        /// The step's input.
+        input: Value,
+        /// When.
+        at: Timestamp,
+    },
+    /// A custom event the running step emitted. Changes nothing but is part
+    /// of the run's history. Rejected unless the path is `running`.
+    Custom {
+        /// The emitting execution.
+        path: StepPath,
+        /// The event.
+        event: CustomEvent,
+        /// When.
+        at: Timestamp,
+    },
+    /// The attempt succeeded: the record becomes `success` with `output`, and
+    /// `state` (when the step set one) becomes the workflow state, atomically.
+    /// Rejected unless the path is `running`.
+    StepCompleted {
+        /// The execution's path.
+        path: StepPath,
+        /// The output (validated).
+        output: Value,
+        /// The new workflow state, if the step set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<Value>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The attempt failed. If the error is retryable and the step's retry
+    /// policy has attempts left, the record waits for a retry (`retrying`);
+    /// otherwise it is `failed`. Any state the step set is discarded.
+    /// Rejected unless the path is `running`.
+    StepFailed {
+        /// The execution's path.
+        path: StepPath,
+        /// The error.
+        error: StepError,
+        /// When.
+        at: Timestamp,
+    },
+    /// The step suspended: the record becomes `suspended` with the payload and
+    /// labels, and `state` (if set) is committed. Rejected unless `running`.
+    StepSuspended {
+        /// The execution's path.
+        path: StepPath,
+        /// The suspend payload (validated).
+        payload: Value,
+        /// Labels that resume this execution.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        labels: Vec<String>,
+        /// The new workflow state, if the step set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<Value>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The step bailed: the record becomes `bailed`, `state` (if set) is
+    /// committed, and the run will complete with `output`. Rejected unless `running`.
+    StepBailed {
+        /// The execution's path.
+        path: StepPath,
+        /// The workflow's output.
+        output: Value,
+        /// The new workflow state, if the step set one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<Value>,
+        /// When.
+        at: Timestamp,
+    },
+    /// The run has nothing left to do but wait for a resume: status `suspended`.
+    /// Rejected unless `running`.
+    RunSuspended {
+        /// The suspended executions.
+        paths: Vec<StepPath>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Resumes a suspended execution with `payload` (already validated against
+    /// its resume schema): the record becomes `resumed`, the run `running`.
+    /// Rejected unless the run is `suspended` and the path is `suspended`
+    /// (so of two resumes of one step, the second is rejected).
+    RunResumed {
+        /// The execution to resume.
+        path: StepPath,
+        /// The resume payload.
+        payload: Value,
+        /// When.
+        at: Timestamp,
+    },
+    /// The run succeeded with `output`. Rejected unless `running`.
+    RunCompleted {
+        /// The workflow output (validated).
+        output: Value,
+        /// When.
+        at: Timestamp,
+    },
+    /// The run failed. Rejected unless `running`.
+    RunFailed {
+        /// Why.
+        error: RunError,
+        /// When.
+        at: Timestamp,
+    },
+    /// The run was canceled; it runs nothing more. Rejected once the run has finished.
+    RunCanceled {
+        /// Optional reason.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Event {
+    /// The event's type name, as serialized.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RunStarted { .. } => "run-started",
+            Self::StepStarted { .. } => "step-started",
+            Self::Custom { .. } => "custom",
+            Self::StepCompleted { .. } => "step-completed",
+            Self::StepFailed { .. } => "step-failed",
+            Self::StepSuspended { .. } => "step-suspended",
+            Self::StepBailed { .. } => "step-bailed",
+            Self::RunSuspended { .. } => "run-suspended",
+            Self::RunResumed { .. } => "run-resumed",
+            Self::RunCompleted { .. } => "run-completed",
+            Self::RunFailed { .. } => "run-failed",
+            Self::RunCanceled { .. } => "run-canceled",
+        }
+    }
+
+    /// When the event happened.
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Self::RunStarted { at, .. }
+            | Self::StepStarted { at, .. }
+            | Self::Custom { at, .. }
+            | Self::StepCompleted { at, .. }
+            | Self::StepFailed { at, .. }
+            | Self::StepSuspended { at, .. }
+            | Self::StepBailed { at, .. }
+            | Self::RunSuspended { at, .. }
+            | Self::RunResumed { at, .. }
+            | Self::RunCompleted { at, .. }
+            | Self::RunFailed { at, .. }
+            | Self::RunCanceled { at, .. } => *at,
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Validated identifiers and timestamps.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a string is not a valid identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid id `{id}`: {reason}")]
+pub struct IdError {
+    /// The rejected text.
+    pub id: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// The id of a step (or of a flow node, or of a workflow): 1–64 characters
+/// from `a-z A-Z 0-9 _ -`, starting with a letter.
+///
+/// The restricted alphabet keeps ids usable unquoted in paths, CLI arguments,
+/// file names and expressions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StepId(Arc<str>);
+
+impl StepId {
+    /// Validates `id`.
+    ///
+    /// # Errors
+    /// When `id` is empty, longer than 64 characters, does not start with a
+    /// letter, or contains a character outside `a-z A-Z 0-9 _ -`.
+    pub fn new(id: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError { id: id.to_owned(), reason };
+        if id.is_empty() {
+            return Err(err("ids must not be empty"));
+        }
+        if id.len() > 64 {
+            return Err(err("ids are at most 64 characters long"));
+        }
+        if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            return Err(err("ids start with a letter"));
+        }
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(err("ids use only letters, digits, `_` and `-`"));
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for StepId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::new(&s)
+    }
+}
+
+impl From<StepId> for String {
+    fn from(id: StepId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a step execution sits in a run: node ids joined by `/`, with
+/// iteration indexes in brackets for nodes inside loops and foreach
+/// (e.g. `approve`, `items[3]/enrich`, `child/charge`).
+///
+/// A path is unique within a run; it is the key of a step's record, the
+/// target of `weft resume --step`, and part of the idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StepPath(Arc<str>);
+
+impl StepPath {
+    /// The path of a node at the top level of a workflow's flow.
+    pub fn root(node: &StepId) -> Self {
+        Self(node.as_str().into())
+    }
+
+    /// The path of `node` nested under this one.
+    pub fn child(&self, node: &StepId) -> Self {
+        Self(format!("{}/{}", self.0, node).into())
+    }
+
+    /// The path of iteration `index` of this node.
+    pub fn iteration(&self, index: u32) -> Self {
+        Self(format!("{}[{index}]", self.0).into())
+    }
+
+    /// Parses a path given by a user (e.g. on the command line). Only the
+    /// syntax is checked; whether the run has such a step is up to the caller.
+    ///
+    /// # Errors
+    /// When a segment is not a valid id optionally followed by `[N]`.
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        for segment in text.split('/') {
+            let id = match segment.split_once('[') {
+                Some((id, rest)) => {
+                    let digits = rest.strip_suffix(']').ok_or_else(|| IdError {
+                        id: text.to_owned(),
+                        reason: "an iteration index is written `[N]`",
+                    })?;
+                    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                        return Err(IdError {
+                            id: text.to_owned(),
+                            reason: "an iteration index is written `[N]`",
+                        });
+                    }
+                    id
+                }
+                None => segment,
+            };
+            StepId::new(id)?;
+        }
+        Ok(Self(text.into()))
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StepPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of a workflow run. Any non-empty string of at most 128 characters
+/// without whitespace or `/`; weft generates UUIDs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunId(Arc<str>);
+
+impl RunId {
+    /// Validates `id`.
+    ///
+    /// # Errors
+    /// When `id` is empty, longer than 128 characters, or contains whitespace or `/`.
+    pub fn new(id: &str) -> Result<Self, IdError> {
+        let err = |reason| IdError { id: id.to_owned(), reason };
+        if id.is_empty() || id.len() > 128 {
+            return Err(err("run ids are 1 to 128 characters long"));
+        }
+        if id.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(err("run ids contain no whitespace and no `/`"));
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RunId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        Self::new(&s)
+    }
+}
+
+impl From<RunId> for String {
+    fn from(id: RunId) -> String {
+        id.0.to_string()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Microseconds since the Unix epoch. Timestamps are data carried by events,
+/// never read from the system inside this crate.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// This timestamp plus `millis` milliseconds (saturating).
+    pub fn plus_millis(self, millis: u64) -> Self {
+        Self(self.0.saturating_add(millis.saturating_mul(1000)))
+    }
+
+    /// Microseconds from `earlier` to `self` (0 if `earlier` is later).
+    pub fn micros_since(self, earlier: Timestamp) -> u64 {
+        self.0.saturating_sub(earlier.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_ids_are_validated() {
+        assert!(StepId::new("validate-order_2").is_ok());
+        assert_eq!(StepId::new("").unwrap_err().reason, "ids must not be empty");
+        assert!(StepId::new("2fast").is_err());
+        assert!(StepId::new("a/b").is_err());
+        assert!(StepId::new(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn paths_compose_and_parse() {
+        let a = StepId::new("items").unwrap();
+        let b = StepId::new("enrich").unwrap();
+        let p = StepPath::root(&a).iteration(3).child(&b);
+        assert_eq!(p.as_str(), "items[3]/enrich");
+        assert_eq!(StepPath::parse("items[3]/enrich").unwrap(), p);
+        assert!(StepPath::parse("items[x]/enrich").is_err());
+        assert!(StepPath::parse("items//enrich").is_err());
+    }
+}

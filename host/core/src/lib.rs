@@ -1,0 +1,38 @@
+//! The pure model of weft: workflow graphs, run events and the one state machine.
+//!
+//! Both runtimes drive this crate's [`RunState`]: a run's state changes only by
+//! [`RunState::apply`]ing an [`Event`], and the next work is computed from the
+//! state by [`RunState::ready`]. The default runtime keeps events in memory; the
+//! evented runtime persists them first. Same events in, same state out.
+//!
+//! What this crate deliberately does NOT contain: wasmtime, async runtimes,
+//! SQLite, the filesystem or the wall clock. Time enters through the [`Clock`]
+//! trait and through the timestamps carried by events; steps run behind the
+//! [`StepRunner`] trait.
+
+mod error;
+mod event;
+mod id;
+mod runner;
+mod schema;
+mod settle;
+mod state;
+mod workflow;
+
+pub use error::{
+    ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,
+};
+pub use event::{CustomEvent, Event};
+pub use id::{IdError, RunId, StepId, StepPath, Timestamp};
+pub use runner::{
+    Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,
+    SystemClock,
+};
+pub use schema::{Schema, SchemaError};
+pub use settle::{check_input, settle};
+pub use state::{
+    Finish, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus, SuspendedStep, Work,
+};
+pub use workflow::{
+    Expr, Grant, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow, WorkflowBuilder,
+};

@@ -1,0 +1,171 @@
+//! The boundary to whatever executes a step (the sandbox), and time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::StepError;
+use crate::event::CustomEvent;
+use crate::id::{RunId, StepId, StepPath, Timestamp};
+
+/// One step execution to perform, as decided by [`crate::RunState::ready`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTask {
+    /// The run.
+    pub run: RunId,
+    /// The workflow.
+    pub workflow: StepId,
+    /// The step to run.
+    pub step: StepId,
+    /// The execution's path.
+    pub path: StepPath,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Run id + path: identical for every retry and redelivery of this execution.
+    pub idempotency_key: String,
+    /// The step's input.
+    pub input: Value,
+    /// The resume payload, when the execution runs again after a suspension.
+    pub resume_payload: Option<Value>,
+    /// The payload it suspended with before, when resumed.
+    pub suspend_payload: Option<Value>,
+    /// Foreach item index or loop iteration, where relevant.
+    pub iteration: Option<u32>,
+    /// Do not start before this time (retry delays).
+    pub not_before: Option<Timestamp>,
+}
+
+/// What a step can read of its run through the host imports. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct StepView {
+    /// The workflow input.
+    pub workflow_input: Arc<Value>,
+    /// The committed workflow state.
+    pub state: Arc<Value>,
+    /// Outputs of successful executions, by node id (for `step-result`).
+    pub results: Arc<BTreeMap<StepId, Arc<Value>>>,
+}
+
+/// How a step execution ended when it did not fail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// Finished with an output.
+    Completed(Value),
+    /// Asks to suspend the run.
+    Suspended {
+        /// The suspend payload.
+        payload: Value,
+        /// Resume labels.
+        labels: Vec<String>,
+    },
+    /// Ends the workflow successfully with this output.
+    Bailed(Value),
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// A line of a step's log (its `log` calls and, when granted, its stdio).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Severity (stdout is `info`, stderr is `warn`).
+    pub level: LogLevel,
+    /// The text.
+    pub message: String,
+}
+
+/// Everything one attempt produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// How the attempt ended.
+    pub outcome: Result<StepOutcome, StepError>,
+    /// The state the step set (parsed), if it called `set-state`.
+    pub state: Option<Value>,
+    /// Custom events, in emission order.
+    pub events: Vec<CustomEvent>,
+    /// Log lines, in order.
+    pub logs: Vec<LogLine>,
+}
+
+impl StepReport {
+    /// A report of a failure before or outside the guest's code.
+    pub fn failed(error: StepError) -> Self {
+        Self { outcome: Err(error), state: None, events: Vec::new(), logs: Vec::new() }
+    }
+}
+
+/// Executes steps. The sandbox implements it with WebAssembly components;
+/// tests may implement it in plain Rust.
+pub trait StepRunner: Send + Sync {
+    /// Runs one attempt of `task`. Never panics on guest behaviour: every
+    /// guest failure, trap and limit hit is a `StepError` in the report.
+    fn run(&self, task: &StepTask, view: &StepView) -> StepReport;
+}
+
+/// The source of time. The only way the runtimes learn what time it is.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+    /// Waits until `deadline` (returns at once if it has passed).
+    fn sleep_until(&self, deadline: Timestamp);
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
+    }
+
+    fn sleep_until(&self, deadline: Timestamp) {
+        let now = self.now();
+        if deadline > now {
+            std::thread::sleep(std::time::Duration::from_micros(deadline.micros_since(now)));
+        }
+    }
+}
+
+/// A clock for tests: starts at a fixed time, advances by 1 µs per reading
+/// (so events are strictly ordered) and jumps instead of sleeping.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: AtomicU64,
+}
+
+impl ManualClock {
+    /// A clock reading `start` first.
+    pub fn new(start: Timestamp) -> Self {
+        Self { now: AtomicU64::new(start.0) }
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.now.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn sleep_until(&self, deadline: Timestamp) {
+        self.now.fetch_max(deadline.0, Ordering::SeqCst);
+    }
+}

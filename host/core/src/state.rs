@@ -1,0 +1,698 @@
+//! The state machine: [`RunState::apply`] and [`RunState::ready`].
+//!
+//! Invariants:
+//! - the state changes only in `apply`, and `apply` either applies an event
+//!   completely or rejects it and changes nothing;
+//! - `ready` is a pure function of the state (and the workflow it was built
+//!   for): the same events always yield the same next work, in any runtime.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{FailureKind, ResumeError, RunError, StepError, TransitionError};
+use crate::event::Event;
+use crate::id::{RunId, StepId, StepPath, Timestamp};
+use crate::runner::{StepTask, StepView};
+use crate::workflow::{NodeKind, Workflow};
+
+/// Status of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Not started yet (no `run-started` applied).
+    Pending,
+    /// Started and not finished; steps may be running.
+    Running,
+    /// Finished with an output.
+    Success,
+    /// Finished with an error.
+    Failed,
+    /// Waiting for a resume.
+    Suspended,
+    /// Canceled; nothing more runs.
+    Canceled,
+}
+
+impl RunStatus {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Success => "success",
+            Self::Failed => "failed",
+            Self::Suspended => "suspended",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    /// Whether the run can never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Success | Self::Failed | Self::Canceled)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Status of one step execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// An attempt is in flight.
+    Running,
+    /// The last attempt failed retryably; another attempt is due.
+    Retrying,
+    /// Completed with an output.
+    Success,
+    /// Failed for good.
+    Failed,
+    /// Suspended, waiting for a resume.
+    Suspended,
+    /// Resumed; will run again with the resume payload.
+    Resumed,
+    /// Bailed: the workflow ends with its output.
+    Bailed,
+}
+
+/// The record of one step execution (one path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The execution's path.
+    pub path: StepPath,
+    /// The step it runs.
+    pub step: StepId,
+    /// Its status.
+    pub status: StepStatus,
+    /// The current (or last) attempt, from 1.
+    pub attempt: u32,
+    /// Its input.
+    pub input: Value,
+    /// Its output (success and bailed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last attempt's error (failed, or retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// When the current attempt started.
+    pub started_at: Timestamp,
+    /// When the execution last ended (completed, failed, suspended, bailed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<Timestamp>,
+    /// When the next attempt is due (retrying).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Timestamp>,
+    /// The payload it suspended with (kept after the resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend_payload: Option<Value>,
+    /// Its resume labels while suspended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The payload it was resumed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_payload: Option<Value>,
+}
+
+/// How a run leaves `running` when no step is left to execute.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Finish {
+    /// Every node finished (or a step bailed): complete with this output.
+    Completed(Value),
+    /// A step failed for good, or the output failed the output schema.
+    Failed(RunError),
+    /// Only suspended steps are left.
+    Suspended(Vec<StepPath>),
+}
+
+impl Finish {
+    /// The event that performs this transition at `at`.
+    pub fn into_event(self, at: Timestamp) -> Event {
+        match self {
+            Self::Completed(output) => Event::RunCompleted { output, at },
+            Self::Failed(error) => Event::RunFailed { error, at },
+            Self::Suspended(paths) => Event::RunSuspended { paths, at },
+        }
+    }
+}
+
+/// The next thing a driver must do for a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Work {
+    /// Execute a step attempt: append `step-started`, run it, append its result.
+    Execute(StepTask),
+    /// Append the run's finishing event.
+    Finish(Finish),
+}
+
+/// Which suspended step a resume is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeTarget {
+    /// The only suspended step (an error if there are several).
+    Only,
+    /// A step path.
+    Path(StepPath),
+    /// A resume label.
+    Label(String),
+}
+
+/// A suspended step as reported in a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SuspendedStep {
+    /// Its path.
+    pub path: StepPath,
+    /// Its suspend payload.
+    pub payload: Value,
+    /// Its resume labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+}
+
+/// A run's result: what `weft run --json` prints and what both runtimes return.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// The run id.
+    pub run_id: RunId,
+    /// The workflow id.
+    pub workflow_id: StepId,
+    /// The status.
+    pub status: RunStatus,
+    /// The output (success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The error (failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// The suspended steps (suspended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suspended: Vec<SuspendedStep>,
+    /// Every step execution, in the order they first started.
+    pub steps: Vec<StepRecord>,
+    /// The final workflow state.
+    pub state: Value,
+}
+
+/// The state of one run of one workflow.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    workflow: Arc<Workflow>,
+    run: Option<RunId>,
+    status: RunStatus,
+    input: Arc<Value>,
+    state: Arc<Value>,
+    steps: IndexMap<StepPath, StepRecord>,
+    results: Arc<BTreeMap<StepId, Arc<Value>>>,
+    output: Option<Value>,
+    error: Option<RunError>,
+    applied: u64,
+}
+
+impl RunState {
+    /// A run of `workflow` that has not started.
+    pub fn new(workflow: Arc<Workflow>) -> Self {
+        Self {
+            workflow,
+            run: None,
+            status: RunStatus::Pending,
+            input: Arc::new(Value::Null),
+            state: Arc::new(Value::Null),
+            steps: IndexMap::new(),
+            results: Arc::default(),
+            output: None,
+            error: None,
+            applied: 0,
+        }
+    }
+
+    /// Rebuilds a run's state by applying `events` in order.
+    ///
+    /// # Errors
+    /// The first event that does not apply.
+    pub fn replay<'a>(
+        workflow: Arc<Workflow>,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> Result<Self, TransitionError> {
+        let mut state = Self::new(workflow);
+        for event in events {
+            state.apply(event)?;
+        }
+        Ok(state)
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        &self.workflow
+    }
+
+    /// The run id (`None` before `run-started`).
+    pub fn run_id(&self) -> Option<&RunId> {
+        self.run.as_ref()
+    }
+
+    /// The status.
+    pub fn status(&self) -> RunStatus {
+        self.status
+    }
+
+    /// The committed workflow state.
+    pub fn state(&self) -> &Value {
+        &self.state
+    }
+
+    /// The step records, in the order they first started.
+    pub fn steps(&self) -> impl Iterator<Item = &StepRecord> {
+        self.steps.values()
+    }
+
+    /// A step record by path.
+    pub fn step(&self, path: &StepPath) -> Option<&StepRecord> {
+        self.steps.get(path)
+    }
+
+    /// How many events have been applied.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// What a step of this run can read through the host imports.
+    pub fn view(&self) -> StepView {
+        StepView {
+            workflow_input: Arc::clone(&self.input),
+            state: Arc::clone(&self.state),
+            results: Arc::clone(&self.results),
+        }
+    }
+
+    fn reject(&self, event: &Event, reason: impl Into<String>) -> TransitionError {
+        TransitionError::Rejected {
+            run: self.run.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+            event: event.name(),
+            reason: reason.into(),
+        }
+    }
+
+    fn require_running(&self, event: &Event) -> Result<(), TransitionError> {
+        if self.status == RunStatus::Running {
+            Ok(())
+        } else {
+            Err(self.reject(event, format!("the run is {}", self.status)))
+        }
+    }
+
+    fn running_step(&self, event: &Event, path: &StepPath) -> Result<(), TransitionError> {
+        self.require_running(event)?;
+        match self.steps.get(path) {
+            Some(r) if r.status == StepStatus::Running => Ok(()),
+            Some(r) => Err(self.reject(event, format!("step `{path}` is {:?}", r.status))),
+            None => Err(self.reject(event, format!("step `{path}` has not started"))),
+        }
+    }
+
+    /// Applies one event.
+    ///
+    /// # Errors
+    /// When the event does not apply to the current state (see each
+    /// [`Event`] variant); the state is then unchanged.
+    pub fn apply(&mut self, event: &Event) -> Result<(), TransitionError> {
+        self.check(event)?;
+        self.transition(event);
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// Checks that `event` applies, without changing anything.
+    fn check(&self, event: &Event) -> Result<(), TransitionError> {
+        match event {
+            Event::RunStarted { workflow, .. } => {
+                if self.status != RunStatus::Pending {
+                    return Err(self.reject(event, "the run has already started"));
+                }
+                if workflow != self.workflow.id() {
+                    return Err(self.reject(
+                        event,
+                        format!("it is for workflow `{workflow}`, not `{}`", self.workflow.id()),
+                    ));
+                }
+                Ok(())
+            }
+            Event::StepStarted { path, step, attempt, .. } => {
+                self.require_running(event)?;
+                let expected = match self.steps.get(path) {
+                    None => 1,
+                    Some(r) => match r.status {
+                        StepStatus::Retrying => r.attempt + 1,
+                        StepStatus::Resumed => 1,
+                        // A step in flight when its runtime stopped runs again
+                        // with the same attempt number (at-least-once delivery).
+                        StepStatus::Running => r.attempt,
+                        other => {
+                            return Err(self.reject(event, format!("step `{path}` is {other:?}")));
+                        }
+                    },
+                };
+                if *attempt != expected {
+                    return Err(self.reject(
+                        event,
+                        format!("step `{path}` expects attempt {expected}, not {attempt}"),
+                    ));
+                }
+                if self.workflow.step(step).is_none() {
+                    return Err(self.reject(event, format!("the workflow has no step `{step}`")));
+                }
+                Ok(())
+            }
+            Event::Custom { path, .. }
+            | Event::StepCompleted { path, .. }
+            | Event::StepFailed { path, .. }
+            | Event::StepSuspended { path, .. }
+            | Event::StepBailed { path, .. } => self.running_step(event, path),
+            Event::RunSuspended { .. } | Event::RunCompleted { .. } | Event::RunFailed { .. } => {
+                self.require_running(event)
+            }
+            Event::RunResumed { path, .. } => {
+                if self.status != RunStatus::Suspended {
+                    return Err(self.reject(event, format!("the run is {}", self.status)));
+                }
+                match self.steps.get(path) {
+                    Some(r) if r.status == StepStatus::Suspended => Ok(()),
+                    _ => Err(self.reject(event, format!("step `{path}` is not suspended"))),
+                }
+            }
+            Event::RunCanceled { .. } => {
+                if matches!(self.status, RunStatus::Running | RunStatus::Suspended) {
+                    Ok(())
+                } else {
+                    Err(self.reject(event, format!("the run is {}", self.status)))
+                }
+            }
+        }
+    }
+
+    /// Performs a checked event. Must not fail.
+    fn transition(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted { run, input, state, .. } => {
+                self.run = Some(run.clone());
+                self.status = RunStatus::Running;
+                self.input = Arc::new(input.clone());
+                self.state = Arc::new(state.clone());
+            }
+            Event::StepStarted { path, step, attempt, input, at } => {
+                let record = self.steps.entry(path.clone()).or_insert_with(|| StepRecord {
+                    path: path.clone(),
+                    step: step.clone(),
+                    status: StepStatus::Running,
+                    attempt: *attempt,
+                    input: Value::Null,
+                    output: None,
+                    error: None,
+                    started_at: *at,
+                    ended_at: None,
+                    retry_at: None,
+                    suspend_payload: None,
+                    labels: Vec::new(),
+                    resume_payload: None,
+                });
+                record.status = StepStatus::Running;
+                record.attempt = *attempt;
+                record.input = input.clone();
+                record.started_at = *at;
+                record.ended_at = None;
+                record.retry_at = None;
+                record.error = None;
+            }
+            Event::Custom { .. } => {}
+            Event::StepCompleted { path, output, state, at } => {
+                self.commit_state(state);
+                let record = &mut self.steps[path];
+                record.status = StepStatus::Success;
+                record.output = Some(output.clone());
+                record.ended_at = Some(*at);
+                let node = node_id(path);
+                Arc::make_mut(&mut self.results).insert(node, Arc::new(output.clone()));
+            }
+            Event::StepFailed { path, error, at } => {
+                let record = &self.steps[path];
+                let policy = self.workflow.step(&record.step).map(|s| s.retry).unwrap_or_default();
+                let retry = error.retryable && record.attempt <= policy.max_retries;
+                let delay = policy.delay_before(record.attempt + 1);
+                let record = &mut self.steps[path];
+                record.error = Some(error.clone());
+                record.ended_at = Some(*at);
+                if retry {
+                    record.status = StepStatus::Retrying;
+                    record.retry_at = Some(at.plus_millis(delay));
+                } else {
+                    record.status = StepStatus::Failed;
+                }
+            }
+            Event::StepSuspended { path, payload, labels, state, at } => {
+                self.commit_state(state);
+                let record = &mut self.steps[path];
+                record.status = StepStatus::Suspended;
+                record.suspend_payload = Some(payload.clone());
+                record.labels = labels.clone();
+                record.ended_at = Some(*at);
+            }
+            Event::StepBailed { path, output, state, at } => {
+                self.commit_state(state);
+                let record = &mut self.steps[path];
+                record.status = StepStatus::Bailed;
+                record.output = Some(output.clone());
+                record.ended_at = Some(*at);
+            }
+            Event::RunSuspended { .. } => self.status = RunStatus::Suspended,
+            Event::RunResumed { path, payload, .. } => {
+                let record = &mut self.steps[path];
+                record.status = StepStatus::Resumed;
+                record.resume_payload = Some(payload.clone());
+                record.labels.clear();
+                self.status = RunStatus::Running;
+            }
+            Event::RunCompleted { output, .. } => {
+                self.status = RunStatus::Success;
+                self.output = Some(output.clone());
+            }
+            Event::RunFailed { error, .. } => {
+                self.status = RunStatus::Failed;
+                self.error = Some(error.clone());
+            }
+            Event::RunCanceled { .. } => self.status = RunStatus::Canceled,
+        }
+    }
+
+    fn commit_state(&mut self, state: &Option<Value>) {
+        if let Some(state) = state {
+            self.state = Arc::new(state.clone());
+        }
+    }
+
+    fn task(&self, record: Option<&StepRecord>, path: StepPath, step: &StepId, input: &Value) -> StepTask {
+        let run = self.run.clone().unwrap_or_else(|| RunId::new("-").expect("valid literal id"));
+        let (attempt, input, resume_payload, suspend_payload, not_before) = match record {
+            None => (1, input.clone(), None, None, None),
+            Some(r) if r.status == StepStatus::Retrying => {
+                (r.attempt + 1, r.input.clone(), r.resume_payload.clone(), r.suspend_payload.clone(), r.retry_at)
+            }
+            Some(r) => (1, r.input.clone(), r.resume_payload.clone(), r.suspend_payload.clone(), None),
+        };
+        StepTask {
+            idempotency_key: format!("{run}/{path}"),
+            run,
+            workflow: self.workflow.id().clone(),
+            step: step.clone(),
+            path,
+            attempt,
+            input,
+            resume_payload,
+            suspend_payload,
+            iteration: None,
+            not_before,
+        }
+    }
+
+    /// The work that is ready now. Empty when the run is not running or
+    /// waits for a step in flight.
+    pub fn ready(&self) -> Vec<Work> {
+        if self.status != RunStatus::Running {
+            return Vec::new();
+        }
+        let mut previous: &Value = &self.input;
+        for node in self.workflow.flow() {
+            let NodeKind::Step { step } = &node.kind else {
+                // `WorkflowBuilder::build` rejects every other node kind.
+                let error = StepError::host(
+                    FailureKind::Host,
+                    format!("`{}` nodes are not implemented", node.kind.name()),
+                );
+                return vec![Work::Finish(Finish::Failed(RunError { step: None, error }))];
+            };
+            let path = StepPath::root(&node.id);
+            let Some(record) = self.steps.get(&path) else {
+                return vec![Work::Execute(self.task(None, path, step, previous))];
+            };
+            match record.status {
+                StepStatus::Success => {
+                    previous = record.output.as_ref().unwrap_or(&Value::Null);
+                }
+                StepStatus::Running => return Vec::new(),
+                StepStatus::Retrying | StepStatus::Resumed => {
+                    return vec![Work::Execute(self.task(Some(record), path, step, previous))];
+                }
+                StepStatus::Suspended => {
+                    return vec![Work::Finish(Finish::Suspended(self.suspended_paths()))];
+                }
+                StepStatus::Failed => {
+                    let error = record.error.clone().unwrap_or_else(|| {
+                        StepError::host(FailureKind::Host, "step failed without an error")
+                    });
+                    return vec![Work::Finish(Finish::Failed(RunError { step: Some(path), error }))];
+                }
+                StepStatus::Bailed => {
+                    let output = record.output.as_ref().unwrap_or(&Value::Null);
+                    return vec![Work::Finish(self.finish_with(output, Some(path)))];
+                }
+            }
+        }
+        vec![Work::Finish(self.finish_with(previous, None))]
+    }
+
+    fn finish_with(&self, output: &Value, step: Option<StepPath>) -> Finish {
+        match self.workflow.output_schema().map(|s| s.validate(output)) {
+            Some(Err(e)) => Finish::Failed(RunError {
+                step,
+                error: StepError::host(
+                    FailureKind::InvalidOutput,
+                    format!("the workflow output fails the output schema: {e}"),
+                ),
+            }),
+            _ => Finish::Completed(output.clone()),
+        }
+    }
+
+    fn suspended_paths(&self) -> Vec<StepPath> {
+        self.steps
+            .values()
+            .filter(|r| r.status == StepStatus::Suspended)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Turns a resume request into the `run-resumed` event to append, after
+    /// checking the run is suspended, resolving the target and validating
+    /// the payload against the step's resume schema.
+    ///
+    /// # Errors
+    /// A [`ResumeError`] naming the run, the step and what is wrong.
+    pub fn resume(
+        &self,
+        target: &ResumeTarget,
+        payload: Value,
+        at: Timestamp,
+    ) -> Result<Event, ResumeError> {
+        let run = self.run.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+        if self.status != RunStatus::Suspended {
+            return Err(ResumeError::NotSuspended { run, status: self.status.to_string() });
+        }
+        let suspended = self.suspended_paths();
+        let list = |paths: &[StepPath]| {
+            paths.iter().map(StepPath::as_str).collect::<Vec<_>>().join(", ")
+        };
+        let path = match target {
+            ResumeTarget::Only => match suspended.as_slice() {
+                [only] => only.clone(),
+                _ => return Err(ResumeError::Ambiguous { run, suspended: list(&suspended) }),
+            },
+            ResumeTarget::Path(path) => {
+                if !suspended.contains(path) {
+                    return Err(ResumeError::NotSuspendedStep {
+                        run,
+                        path: path.to_string(),
+                        suspended: list(&suspended),
+                    });
+                }
+                path.clone()
+            }
+            ResumeTarget::Label(label) => {
+                let mut matching = self
+                    .steps
+                    .values()
+                    .filter(|r| r.status == StepStatus::Suspended && r.labels.contains(label));
+                match (matching.next(), matching.next()) {
+                    (Some(r), None) => r.path.clone(),
+                    (Some(_), Some(_)) => {
+                        return Err(ResumeError::Ambiguous { run, suspended: list(&suspended) });
+                    }
+                    (None, _) => {
+                        let mut known: Vec<&str> = self
+                            .steps
+                            .values()
+                            .filter(|r| r.status == StepStatus::Suspended)
+                            .flat_map(|r| r.labels.iter().map(String::as_str))
+                            .collect();
+                        known.sort_unstable();
+                        known.dedup();
+                        return Err(ResumeError::UnknownLabel {
+                            run,
+                            label: label.clone(),
+                            known: known.join(", "),
+                        });
+                    }
+                }
+            }
+        };
+        let step = &self.steps[&path].step;
+        if let Some(schema) = self.workflow.step(step).and_then(|s| s.resume_schema.as_ref()) {
+            schema.validate(&payload).map_err(|e| ResumeError::InvalidPayload {
+                run,
+                path: path.to_string(),
+                message: e.message,
+            })?;
+        }
+        Ok(Event::RunResumed { path, payload, at })
+    }
+
+    /// The run's result as both runtimes report it.
+    pub fn result(&self) -> RunResult {
+        RunResult {
+            run_id: self.run.clone().unwrap_or_else(|| RunId::new("-").expect("valid literal id")),
+            workflow_id: self.workflow.id().clone(),
+            status: self.status,
+            output: self.output.clone(),
+            error: self.error.clone(),
+            suspended: if self.status == RunStatus::Suspended {
+                self.steps
+                    .values()
+                    .filter(|r| r.status == StepStatus::Suspended)
+                    .map(|r| SuspendedStep {
+                        path: r.path.clone(),
+                        payload: r.suspend_payload.clone().unwrap_or(Value::Null),
+                        labels: r.labels.clone(),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            steps: self.steps.values().cloned().collect(),
+            state: (*self.state).clone(),
+        }
+    }
+}
+
+/// The node id of the last segment of `path` (without an iteration index):
+/// the key of `step-result`.
+fn node_id(path: &StepPath) -> StepId {
+    let last = path.as_str().rsplit('/').next().unwrap_or_default();
+    let id = last.split('[').next().unwrap_or_default();
+    StepId::new(id).unwrap_or_else(|_| StepId::new("invalid").expect("valid literal id"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,429 @@
+//! The validated workflow graph: step definitions and the flow that orders them.
+//!
+//! A [`Workflow`] can only be obtained from [`WorkflowBuilder::build`], which
+//! checks every invariant the state machine relies on: the flow is not empty,
+//! every node names a declared step, sibling node ids are unique (so step
+//! paths are unique), and every node kind is one this version executes. Code
+//! holding a `Workflow` never re-checks these.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::GraphError;
+use crate::id::StepId;
+use crate::schema::Schema;
+
+/// An expression (CEL syntax) evaluated by the host over the run's data,
+/// e.g. `output.total_cents > 100000`. Used by branch, loop, map and
+/// sleep-until nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Expr(pub String);
+
+/// A WASI capability a step may be granted. Nothing is granted by default;
+/// a component importing an interface that is not granted is rejected at load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Grant {
+    /// `wasi:cli` stdin (empty), stdout and stderr (captured into the run log),
+    /// an empty environment, `exit`, and the `wasi:io` streams they need.
+    Stdio,
+    /// `wasi:clocks` wall clock and monotonic clock.
+    Clocks,
+    /// `wasi:random` (secure and insecure random numbers).
+    Random,
+}
+
+/// Per-execution resource limits of a step. A limit hit fails the step with a
+/// [`crate::FailureKind`] naming the limit; it never affects the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct Limits {
+    /// Wall-clock deadline of one attempt, in milliseconds.
+    pub deadline_ms: u64,
+    /// Cap on the guest's linear memory, in bytes.
+    pub memory_bytes: u64,
+    /// Fuel (roughly: WebAssembly instructions) for one attempt; unlimited when absent.
+    pub fuel: Option<u64>,
+    /// Largest input (JSON text) the step accepts, in bytes.
+    pub max_input_bytes: u64,
+    /// Largest output, bail output or suspend payload, in bytes.
+    pub max_output_bytes: u64,
+    /// Largest state a step may set, in bytes.
+    pub max_state_bytes: u64,
+    /// Largest single emitted event or log line, in bytes.
+    pub max_event_bytes: u64,
+    /// Most events plus log lines one attempt may produce.
+    pub max_events: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 10_000,
+            memory_bytes: 64 << 20,
+            fuel: None,
+            max_input_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+            max_state_bytes: 1 << 20,
+            max_event_bytes: 64 << 10,
+            max_events: 1000,
+        }
+    }
+}
+
+/// How often a failed step is retried. Only errors marked retryable are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (0 = run once).
+    pub max_retries: u32,
+    /// Delay before the first retry, in milliseconds.
+    pub delay_ms: u64,
+    /// Each further retry waits this many times longer (1 = constant delay).
+    pub backoff: u32,
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `next_attempt` (2 = the first retry).
+    pub fn delay_before(&self, next_attempt: u32) -> u64 {
+        let exponent = next_attempt.saturating_sub(2);
+        let factor = u64::from(self.backoff.max(1)).saturating_pow(exponent);
+        self.delay_ms.saturating_mul(factor)
+    }
+}
+
+/// A step: a component and the contract around it.
+#[derive(Debug, Clone)]
+pub struct StepDef {
+    /// The step id.
+    pub id: StepId,
+    /// Where the component comes from (an absolute path, for components loaded from files).
+    pub component: String,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Schema of the step's input.
+    pub input_schema: Option<Schema>,
+    /// Schema of the step's output (completed output; a bail output is checked
+    /// against the workflow's output schema instead).
+    pub output_schema: Option<Schema>,
+    /// Schema of the state this step may set (the workflow's state schema applies too).
+    pub state_schema: Option<Schema>,
+    /// Schema of the payload the step suspends with.
+    pub suspend_schema: Option<Schema>,
+    /// Schema of the payload the step must be resumed with.
+    pub resume_schema: Option<Schema>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Resource limits.
+    pub limits: Limits,
+    /// WASI capabilities granted to the component.
+    pub grants: Vec<Grant>,
+}
+
+/// Loop flavour: both run the body first, then check the condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoopKind {
+    /// Repeat while the condition is true.
+    DoWhile,
+    /// Repeat until the condition is true.
+    DoUntil,
+}
+
+/// A node of the flow. Its `id` names it in step paths.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The node id: unique among its siblings; for step nodes, the step id
+    /// unless the manifest gives another.
+    pub id: StepId,
+    /// What the node does.
+    pub kind: NodeKind,
+}
+
+/// The control-flow language. Every variant is parsed and validated;
+/// [`WorkflowBuilder::build`] rejects the ones not executed yet with
+/// [`GraphError::NotImplemented`].
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// Run a step. Its input is the previous node's output (the workflow input
+    /// for the first node).
+    Step {
+        /// The step to run.
+        step: StepId,
+    },
+    /// Run every node at once; the output is an object keyed by node id.
+    Parallel {
+        /// The nodes to run.
+        nodes: Vec<Node>,
+    },
+    /// Evaluate every arm's condition; run each arm whose condition holds (an
+    /// arm without condition runs when no other arm matched).
+    Branch {
+        /// `(condition, flow)` pairs.
+        arms: Vec<(Option<Expr>, Vec<Node>)>,
+    },
+    /// Run `body`, then check `condition` to decide whether to run it again.
+    Loop {
+        /// While or until.
+        kind: LoopKind,
+        /// The loop body.
+        body: Vec<Node>,
+        /// Evaluated after each iteration.
+        condition: Expr,
+        /// Fail the run after this many iterations.
+        max_iterations: Option<u32>,
+    },
+    /// Run `body` once per item of the previous output (an array); the output
+    /// is the array of results in item order.
+    Foreach {
+        /// Run per item.
+        body: Vec<Node>,
+        /// How many items run at once.
+        concurrency: u32,
+    },
+    /// Build the next input from expressions over the run's data.
+    Map {
+        /// Output field → expression.
+        fields: IndexMap<String, Expr>,
+    },
+    /// Pause for a fixed time (durable in the evented runtime); passes its input through.
+    Sleep {
+        /// How long, in milliseconds.
+        duration_ms: u64,
+    },
+    /// Pause until the time an expression yields; passes its input through.
+    SleepUntil {
+        /// Evaluates to a timestamp.
+        until: Expr,
+    },
+    /// Run another workflow as one node; its output is the node's output.
+    Workflow {
+        /// The nested workflow.
+        workflow: Arc<Workflow>,
+    },
+}
+
+impl NodeKind {
+    /// The node kind's name as written in manifests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Step { .. } => "step",
+            Self::Parallel { .. } => "parallel",
+            Self::Branch { .. } => "branch",
+            Self::Loop { kind: LoopKind::DoWhile, .. } => "dowhile",
+            Self::Loop { kind: LoopKind::DoUntil, .. } => "dountil",
+            Self::Foreach { .. } => "foreach",
+            Self::Map { .. } => "map",
+            Self::Sleep { .. } => "sleep-ms",
+            Self::SleepUntil { .. } => "sleep-until",
+            Self::Workflow { .. } => "workflow",
+        }
+    }
+}
+
+/// A validated workflow. See the module docs for its invariants.
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    id: StepId,
+    description: Option<String>,
+    input_schema: Option<Schema>,
+    output_schema: Option<Schema>,
+    state_schema: Option<Schema>,
+    initial_state: Value,
+    steps: IndexMap<StepId, StepDef>,
+    flow: Vec<Node>,
+}
+
+/// The parts of a workflow, checked by [`WorkflowBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct WorkflowBuilder {
+    /// The workflow id.
+    pub id: StepId,
+    /// Optional description.
+    pub description: Option<String>,
+    /// Schema of the workflow input.
+    pub input_schema: Option<Schema>,
+    /// Schema of the workflow output.
+    pub output_schema: Option<Schema>,
+    /// Schema of the workflow state.
+    pub state_schema: Option<Schema>,
+    /// The state a run starts with (`{}` by default).
+    pub initial_state: Value,
+    /// The steps, by id.
+    pub steps: IndexMap<StepId, StepDef>,
+    /// The flow.
+    pub flow: Vec<Node>,
+}
+
+impl WorkflowBuilder {
+    /// Checks the graph's invariants and returns the workflow.
+    ///
+    /// # Errors
+    /// The first [`GraphError`] found, naming its field path (e.g. `flow[2].step`).
+    pub fn build(self) -> Result<Workflow, GraphError> {
+        check_flow(&self.flow, "flow", &self.steps)?;
+        Ok(Workflow {
+            id: self.id,
+            description: self.description,
+            input_schema: self.input_schema,
+            output_schema: self.output_schema,
+            state_schema: self.state_schema,
+            initial_state: self.initial_state,
+            steps: self.steps,
+            flow: self.flow,
+        })
+    }
+}
+
+fn check_flow(
+    flow: &[Node],
+    at: &str,
+    steps: &IndexMap<StepId, StepDef>,
+) -> Result<(), GraphError> {
+    if flow.is_empty() {
+        return Err(GraphError::EmptyFlow { at: at.to_owned() });
+    }
+    let mut seen = HashSet::new();
+    for (i, node) in flow.iter().enumerate() {
+        let here = format!("{at}[{i}]");
+        if !seen.insert(&node.id) {
+            return Err(GraphError::DuplicateNode { at: here, id: node.id.clone() });
+        }
+        match &node.kind {
+            NodeKind::Step { step } => {
+                if !steps.contains_key(step) {
+                    return Err(GraphError::UnknownStep {
+                        at: format!("{here}.step"),
+                        step: step.to_string(),
+                        declared: steps.keys().map(StepId::as_str).collect::<Vec<_>>().join(", "),
+                    });
+                }
+            }
+            other => {
+                return Err(GraphError::NotImplemented { at: here, kind: other.name() });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Workflow {
+    /// The workflow id.
+    pub fn id(&self) -> &StepId {
+        &self.id
+    }
+
+    /// The description, if any.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// Schema of the workflow input.
+    pub fn input_schema(&self) -> Option<&Schema> {
+        self.input_schema.as_ref()
+    }
+
+    /// Schema of the workflow output.
+    pub fn output_schema(&self) -> Option<&Schema> {
+        self.output_schema.as_ref()
+    }
+
+    /// Schema of the workflow state.
+    pub fn state_schema(&self) -> Option<&Schema> {
+        self.state_schema.as_ref()
+    }
+
+    /// The state a run starts with.
+    pub fn initial_state(&self) -> &Value {
+        &self.initial_state
+    }
+
+    /// The steps, in declaration order.
+    pub fn steps(&self) -> impl Iterator<Item = &StepDef> {
+        self.steps.values()
+    }
+
+    /// A step by id. Every id a node of this workflow names is present.
+    pub fn step(&self, id: &StepId) -> Option<&StepDef> {
+        self.steps.get(id)
+    }
+
+    /// The top-level flow.
+    pub fn flow(&self) -> &[Node] {
+        &self.flow
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> StepId {
+        StepId::new(s).unwrap()
+    }
+
+    fn def(s: &str) -> StepDef {
+        StepDef {
+            id: id(s),
+            component: format!("/c/{s}.wasm"),
+            description: None,
+            input_schema: None,
+            output_schema: None,
+            state_schema: None,
+            suspend_schema: None,
+            resume_schema: None,
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            grants: Vec::new(),
+        }
+    }
+
+    fn builder(flow: Vec<Node>) -> WorkflowBuilder {
+        WorkflowBuilder {
+            id: id("wf"),
+            description: None,
+            input_schema: None,
+            output_schema: None,
+            state_schema: None,
+            initial_state: Value::Object(Default::default()),
+            steps: [("a", def("a"))].into_iter().map(|(k, v)| (id(k), v)).collect(),
+            flow,
+        }
+    }
+
+    fn step(node: &str, step: &str) -> Node {
+        Node { id: id(node), kind: NodeKind::Step { step: id(step) } }
+    }
+
+    #[test]
+    fn rejects_unknown_steps_duplicates_and_unimplemented_nodes() {
+        let err = builder(vec![step("a", "a"), step("b", "b")]).build().unwrap_err();
+        assert_eq!(err.at(), "flow[1].step");
+        assert!(err.to_string().contains("unknown step `b`"), "{err}");
+
+        let err = builder(vec![step("a", "a"), step("a", "a")]).build().unwrap_err();
+        assert_eq!(err.at(), "flow[1]");
+
+        let err = builder(vec![]).build().unwrap_err();
+        assert_eq!(err.at(), "flow");
+
+        let sleep = Node { id: id("nap"), kind: NodeKind::Sleep { duration_ms: 5 } };
+        let err = builder(vec![step("a", "a"), sleep]).build().unwrap_err();
+        assert_eq!(err, GraphError::NotImplemented { at: "flow[1]".into(), kind: "sleep-ms" });
+
+        assert!(builder(vec![step("a", "a"), step("again", "a")]).build().is_ok());
+    }
+
+    #[test]
+    fn retry_delays_back_off() {
+        let p = RetryPolicy { max_retries: 3, delay_ms: 100, backoff: 2 };
+        assert_eq!([p.delay_before(2), p.delay_before(3), p.delay_before(4)], [100, 200, 400]);
+        let constant = RetryPolicy { max_retries: 3, delay_ms: 50, backoff: 0 };
+        assert_eq!(constant.delay_before(4), 50);
+    }
+}
