@@ -1,4 +1,7 @@
 //! weft's integration tests: one test binary, one module per area.
 
+mod cli;
 mod manifest;
+mod runtime;
 mod sandbox;
+mod support;

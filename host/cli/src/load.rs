@@ -1,0 +1,55 @@
+//! Loading a manifest and its components, with errors located in the manifest.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use sha2::{Digest, Sha256};
+use weft_core::Workflow;
+use weft_manifest::Manifest;
+use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+
+use crate::exit::Failure;
+use crate::home::Home;
+
+/// A manifest whose every component loaded.
+pub struct Loaded {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// SHA-256 of the manifest text.
+    pub sha256: String,
+    /// The components, ready to run.
+    pub steps: Arc<WorkflowSteps>,
+}
+
+impl Loaded {
+    /// The workflow.
+    pub fn workflow(&self) -> &Arc<Workflow> {
+        self.manifest.workflow()
+    }
+}
+
+/// Loads `path` and compiles (or fetches from the cache) every component it
+/// names. Errors are invalid-input failures located in the manifest.
+pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("{}: cannot read the manifest", path.display()))
+        .map_err(Failure::invalid)?;
+    let manifest = Manifest::load(path).map_err(Failure::invalid)?;
+    let sandbox = Sandbox::new(SandboxConfig { cache_dir: Some(home.cache_dir()), ..Default::default() })
+        .context("cannot start the sandbox")
+        .map_err(Failure::other)?;
+    // Load step by step first so that an error points at that step's
+    // `component` field; `WorkflowSteps::load` then finds every component
+    // in the sandbox's in-memory cache.
+    for step in manifest.workflow().steps() {
+        sandbox
+            .load_file(Path::new(&step.component), &step.grants)
+            .map_err(|e| manifest.error_at(&format!("steps.{}.component", step.id), e.to_string()))
+            .map_err(Failure::invalid)?;
+    }
+    let steps = WorkflowSteps::load(&sandbox, manifest.workflow())
+        .context("cannot load the workflow's components")
+        .map_err(Failure::invalid)?;
+    Ok(Loaded { manifest, sha256: hex::encode(Sha256::digest(&text)), steps: Arc::new(steps) })
+}

@@ -1,1 +1,0 @@
-//! Unit tests of the state machine (see `tests/all` for end-to-end runs).

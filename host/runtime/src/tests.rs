@@ -1,0 +1,410 @@
+//! The default runtime and the state machine, with steps written in Rust
+//! (no WebAssembly): sequencing, errors, retries, state, bail, suspend/resume.
+
+use std::sync::{Arc, Mutex};
+
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+use weft_core::{
+    Clock, CustomEvent, ErrorCause, Event, FailureKind, Limits, ManualClock, Node, NodeKind,
+    ResumeTarget, RetryPolicy, RunId, RunStatus, Schema, StepDef, StepError, StepId, StepOutcome,
+    StepPath, StepReport, StepRunner, StepStatus, StepTask, StepView, Timestamp, Workflow,
+    WorkflowBuilder,
+};
+
+use crate::{DefaultRuntime, NoObserver, Run, RuntimeError};
+
+type Behaviour = dyn Fn(&StepTask, &StepView) -> StepReport + Send + Sync;
+
+/// A runner whose steps are Rust closures; it counts executions.
+struct FnRunner {
+    steps: IndexMap<String, Box<Behaviour>>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl StepRunner for FnRunner {
+    fn run(&self, task: &StepTask, view: &StepView) -> StepReport {
+        self.calls.lock().unwrap().push(format!("{}#{}", task.path, task.attempt));
+        (self.steps[task.step.as_str()])(task, view)
+    }
+}
+
+fn id(s: &str) -> StepId {
+    StepId::new(s).unwrap()
+}
+
+fn ok(outcome: StepOutcome) -> StepReport {
+    StepReport { outcome: Ok(outcome), state: None, events: Vec::new(), logs: Vec::new() }
+}
+
+fn guest_error(code: &str, retryable: bool) -> StepError {
+    StepError {
+        kind: FailureKind::Step,
+        code: code.to_owned(),
+        message: format!("{code} happened"),
+        details: Some(json!({"why": code})),
+        retryable,
+        causes: vec![ErrorCause { code: "root".into(), message: "root cause".into(), details: None }],
+    }
+}
+
+struct Fixture {
+    steps: Vec<(&'static str, Box<Behaviour>)>,
+    defs: Vec<StepDef>,
+    output_schema: Option<Value>,
+    input_schema: Option<Value>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self { steps: Vec::new(), defs: Vec::new(), output_schema: None, input_schema: None }
+    }
+
+    fn step(
+        mut self,
+        name: &'static str,
+        f: impl Fn(&StepTask, &StepView) -> StepReport + Send + Sync + 'static,
+    ) -> Self {
+        self.defs.push(StepDef {
+            id: id(name),
+            component: format!("/fake/{name}"),
+            description: None,
+            input_schema: None,
+            output_schema: None,
+            state_schema: None,
+            suspend_schema: None,
+            resume_schema: None,
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            grants: Vec::new(),
+        });
+        self.steps.push((name, Box::new(f)));
+        self
+    }
+
+    fn with(mut self, edit: impl FnOnce(&mut StepDef)) -> Self {
+        edit(self.defs.last_mut().unwrap());
+        self
+    }
+
+    fn build(self) -> (Arc<Workflow>, DefaultRuntime, Arc<FnRunner>) {
+        let flow = self
+            .defs
+            .iter()
+            .map(|d| Node { id: d.id.clone(), kind: NodeKind::Step { step: d.id.clone() } })
+            .collect();
+        let workflow = WorkflowBuilder {
+            id: id("wf"),
+            description: None,
+            input_schema: self.input_schema.map(|s| Schema::compile(s).unwrap()),
+            output_schema: self.output_schema.map(|s| Schema::compile(s).unwrap()),
+            state_schema: None,
+            initial_state: json!({}),
+            steps: self.defs.into_iter().map(|d| (d.id.clone(), d)).collect(),
+            flow,
+        }
+        .build()
+        .unwrap();
+        let runner = Arc::new(FnRunner {
+            steps: self.steps.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            calls: Mutex::default(),
+        });
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+        let runtime = DefaultRuntime::new(runner.clone(), clock);
+        (Arc::new(workflow), runtime, runner)
+    }
+}
+
+fn start(wf: &Arc<Workflow>, rt: &DefaultRuntime, input: Value) -> Run {
+    rt.start(wf.clone(), RunId::new("run-1").unwrap(), input, &mut NoObserver).unwrap()
+}
+
+fn add(n: i64) -> impl Fn(&StepTask, &StepView) -> StepReport {
+    move |task, _| ok(StepOutcome::Completed(json!(task.input.as_i64().unwrap_or(0) + n)))
+}
+
+#[test]
+fn steps_run_in_sequence_each_getting_the_previous_output() {
+    let (wf, rt, runner) = Fixture::new().step("a", add(1)).step("b", add(10)).build();
+    let run = start(&wf, &rt, json!(5));
+    let result = run.result();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output, Some(json!(16)));
+    assert_eq!(result.steps.len(), 2);
+    assert_eq!(result.steps[1].input, json!(6));
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "b#1"]);
+    let names: Vec<_> = run.events().iter().map(Event::name).collect();
+    assert_eq!(
+        names,
+        ["run-started", "step-started", "step-completed", "step-started", "step-completed", "run-completed"]
+    );
+}
+
+#[test]
+fn a_failing_step_fails_the_run_with_its_error_and_later_steps_do_not_run() {
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", |_, _| StepReport::failed(guest_error("boom", false)))
+        .step("b", add(1))
+        .build();
+    let result = start(&wf, &rt, json!(1)).result();
+    assert_eq!(result.status, RunStatus::Failed);
+    let error = result.error.unwrap();
+    assert_eq!(error.step, Some(StepPath::root(&id("a"))));
+    assert_eq!(error.error, guest_error("boom", false));
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1"]);
+}
+
+#[test]
+fn retryable_errors_are_retried_with_the_same_idempotency_key_and_delays() {
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let seen = keys.clone();
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", move |task, _| {
+            seen.lock().unwrap().push(task.idempotency_key.clone());
+            if task.attempt < 3 {
+                StepReport::failed(guest_error("flaky", true))
+            } else {
+                ok(StepOutcome::Completed(json!(task.attempt)))
+            }
+        })
+        .with(|d| d.retry = RetryPolicy { max_retries: 5, delay_ms: 100, backoff: 2 })
+        .build();
+    let run = start(&wf, &rt, json!(null));
+    assert_eq!(run.result().output, Some(json!(3)));
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "a#2", "a#3"]);
+    assert!(keys.lock().unwrap().iter().all(|k| k == "run-1/a"));
+    // The second retry starts at least 200 ms (100 × 2) after the second failure.
+    let times: Vec<u64> = run
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepStarted { at, .. } | Event::StepFailed { at, .. } => Some(at.0),
+            _ => None,
+        })
+        .collect();
+    assert!(times[2] - times[1] >= 100_000, "{times:?}");
+    assert!(times[4] - times[3] >= 200_000, "{times:?}");
+}
+
+#[test]
+fn retries_stop_at_the_policy_and_non_retryable_errors_are_not_retried() {
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", |_, _| StepReport::failed(guest_error("flaky", true)))
+        .with(|d| d.retry.max_retries = 2)
+        .build();
+    let result = start(&wf, &rt, json!(null)).result();
+    assert_eq!(result.status, RunStatus::Failed);
+    assert_eq!(result.steps[0].attempt, 3);
+    assert_eq!(runner.calls.lock().unwrap().len(), 3);
+
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", |_, _| StepReport::failed(guest_error("fatal", false)))
+        .with(|d| d.retry.max_retries = 2)
+        .build();
+    assert_eq!(start(&wf, &rt, json!(null)).result().status, RunStatus::Failed);
+    assert_eq!(runner.calls.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn state_commits_with_completion_and_is_discarded_on_failure() {
+    let (wf, rt, _) = Fixture::new()
+        .step("a", |_, view| {
+            let mut report = ok(StepOutcome::Completed(json!(null)));
+            assert_eq!(*view.state, json!({}));
+            report.state = Some(json!({"count": 1}));
+            report
+        })
+        .step("b", |_, view| {
+            assert_eq!(*view.state, json!({"count": 1}));
+            let mut report = StepReport::failed(guest_error("after-state", false));
+            report.state = Some(json!({"count": 99}));
+            report
+        })
+        .build();
+    let result = start(&wf, &rt, json!(null)).result();
+    assert_eq!(result.status, RunStatus::Failed);
+    assert_eq!(result.state, json!({"count": 1}));
+}
+
+#[test]
+fn steps_read_earlier_results_and_the_workflow_input() {
+    let (wf, rt, _) = Fixture::new()
+        .step("a", add(1))
+        .step("b", add(1))
+        .step("c", |_, view| {
+            let a = view.results.get(&id("a")).map(|v| (**v).clone());
+            let missing = view.results.get(&id("zzz")).is_some();
+            ok(StepOutcome::Completed(json!({"a": a, "input": *view.workflow_input, "missing": missing})))
+        })
+        .build();
+    let result = start(&wf, &rt, json!(1)).result();
+    assert_eq!(result.output, Some(json!({"a": 2, "input": 1, "missing": false})));
+}
+
+#[test]
+fn bail_ends_the_run_successfully_and_skips_later_steps() {
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", |_, _| {
+            let mut report = ok(StepOutcome::Bailed(json!({"early": true})));
+            report.state = Some(json!({"bailed": true}));
+            report
+        })
+        .step("b", add(1))
+        .build();
+    let result = start(&wf, &rt, json!(null)).result();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output, Some(json!({"early": true})));
+    assert_eq!(result.state, json!({"bailed": true}));
+    assert_eq!(result.steps[0].status, StepStatus::Bailed);
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1"]);
+}
+
+fn approval(task: &StepTask, _: &StepView) -> StepReport {
+    match &task.resume_payload {
+        None => ok(StepOutcome::Suspended {
+            payload: json!({"ask": task.input}),
+            labels: vec!["approve".into()],
+        }),
+        Some(resume) => ok(StepOutcome::Completed(json!({
+            "resumed": resume,
+            "suspended": task.suspend_payload,
+        }))),
+    }
+}
+
+#[test]
+fn suspend_then_resume_by_label_path_or_alone_runs_the_step_again() {
+    for target in [
+        ResumeTarget::Only,
+        ResumeTarget::Label("approve".into()),
+        ResumeTarget::Path(StepPath::parse("gate").unwrap()),
+    ] {
+        let (wf, rt, runner) = Fixture::new().step("gate", approval).step("after", add(0)).build();
+        let mut run = start(&wf, &rt, json!(7));
+        let result = run.result();
+        assert_eq!(result.status, RunStatus::Suspended);
+        assert_eq!(result.suspended[0].payload, json!({"ask": 7}));
+        assert_eq!(result.suspended[0].labels, ["approve"]);
+
+        rt.resume(&mut run, &target, json!({"ok": true}), &mut NoObserver).unwrap();
+        let result = run.result();
+        assert_eq!(result.status, RunStatus::Success, "{target:?}");
+        assert_eq!(result.steps[0].output, Some(json!({"resumed": {"ok": true}, "suspended": {"ask": 7}})));
+        assert_eq!(*runner.calls.lock().unwrap(), ["gate#1", "gate#1", "after#1"]);
+    }
+}
+
+#[test]
+fn resume_errors_leave_the_run_unchanged() {
+    let (wf, rt, _) = Fixture::new()
+        .step("gate", approval)
+        .with(|d| {
+            d.resume_schema = Some(
+                Schema::compile(json!({"type": "object", "required": ["ok"]})).unwrap(),
+            );
+        })
+        .build();
+    let mut run = start(&wf, &rt, json!(1));
+    let before = run.events().len();
+    let err = |r: Result<(), RuntimeError>| r.unwrap_err().to_string();
+
+    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({}), &mut NoObserver));
+    assert!(e.contains("resume data for step `gate` fails its resume schema"), "{e}");
+    let e = err(rt.resume(&mut run, &ResumeTarget::Label("nope".into()), json!({"ok": 1}), &mut NoObserver));
+    assert!(e.contains("no suspended step has the resume label `nope` (labels: approve)"), "{e}");
+    let target = ResumeTarget::Path(StepPath::parse("other").unwrap());
+    let e = err(rt.resume(&mut run, &target, json!({"ok": 1}), &mut NoObserver));
+    assert!(e.contains("step `other` is not suspended (suspended: gate)"), "{e}");
+    assert_eq!(run.events().len(), before);
+    assert_eq!(run.result().status, RunStatus::Suspended);
+
+    rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1}), &mut NoObserver).unwrap();
+    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1}), &mut NoObserver));
+    assert!(e.contains("run run-1 is not suspended (status: success)"), "{e}");
+}
+
+#[test]
+fn a_suspended_run_saved_and_restored_resumes_identically() {
+    let (wf, rt, _) = Fixture::new().step("gate", approval).step("after", add(0)).build();
+    let mut original = start(&wf, &rt, json!(3));
+    let text = serde_json::to_string(&original.save()).unwrap();
+    let saved: crate::SavedRun = serde_json::from_str(&text).unwrap();
+    let mut restored = saved.restore(wf.clone()).unwrap();
+    assert_eq!(restored.result(), original.result());
+    for run in [&mut original, &mut restored] {
+        rt.resume(run, &ResumeTarget::Only, json!("yes"), &mut NoObserver).unwrap();
+    }
+    let (a, b) = (original.result(), restored.result());
+    assert_eq!(a.status, RunStatus::Success);
+    assert_eq!(a.output, b.output);
+}
+
+#[test]
+fn input_and_output_schemas_are_enforced() {
+    let mut fixture = Fixture::new().step("a", add(1));
+    fixture.input_schema = Some(json!({"type": "integer"}));
+    fixture.output_schema = Some(json!({"type": "integer", "maximum": 10}));
+    let (wf, rt, _) = fixture.build();
+
+    let err = rt.start(wf.clone(), RunId::new("r").unwrap(), json!("x"), &mut NoObserver);
+    assert!(matches!(err, Err(RuntimeError::InvalidInput { .. })));
+
+    let result = start(&wf, &rt, json!(10)).result();
+    assert_eq!(result.status, RunStatus::Failed);
+    let error = result.error.unwrap();
+    assert_eq!(error.error.kind, FailureKind::InvalidOutput);
+    assert_eq!(error.step, None);
+}
+
+#[test]
+fn step_schemas_turn_bad_data_into_typed_failures() {
+    let (wf, rt, runner) = Fixture::new()
+        .step("a", add(1))
+        .with(|d| d.input_schema = Some(Schema::compile(json!({"type": "string"})).unwrap()))
+        .build();
+    let error = start(&wf, &rt, json!(1)).result().error.unwrap().error;
+    assert_eq!(error.kind, FailureKind::InvalidInput);
+    assert!(runner.calls.lock().unwrap().is_empty(), "the step must not run");
+
+    let (wf, rt, _) = Fixture::new()
+        .step("a", |_, _| {
+            let mut r = ok(StepOutcome::Completed(json!(1)));
+            r.state = Some(json!("not an object"));
+            r
+        })
+        .with(|d| d.state_schema = Some(Schema::compile(json!({"type": "object"})).unwrap()))
+        .build();
+    let result = start(&wf, &rt, json!(1)).result();
+    assert_eq!(result.error.unwrap().error.kind, FailureKind::InvalidState);
+    assert_eq!(result.state, json!({}));
+}
+
+#[test]
+fn custom_events_are_recorded_before_the_completion() {
+    let (wf, rt, _) = Fixture::new()
+        .step("a", |_, _| {
+            let mut r = ok(StepOutcome::Completed(json!(null)));
+            r.events.push(CustomEvent { kind: "progress".into(), data: json!({"pct": 50}) });
+            r
+        })
+        .build();
+    let run = start(&wf, &rt, json!(null));
+    let names: Vec<_> = run.events().iter().map(Event::name).collect();
+    assert_eq!(names, ["run-started", "step-started", "custom", "step-completed", "run-completed"]);
+}
+
+#[test]
+fn events_that_do_not_apply_are_rejected_without_changing_the_state() {
+    let (wf, rt, _) = Fixture::new().step("a", add(1)).build();
+    let run = start(&wf, &rt, json!(1));
+    let mut state = run.state().clone();
+    let stray = Event::StepCompleted {
+        path: StepPath::parse("a").unwrap(),
+        output: json!(0),
+        state: None,
+        at: Timestamp(0),
+    };
+    let err = state.apply(&stray).unwrap_err();
+    assert!(err.to_string().contains("does not apply: the run is success"), "{err}");
+    assert_eq!(state.result(), run.result());
+}
