@@ -218,7 +218,9 @@ pub enum ResumeError {
         known: String,
     },
     /// Several steps are suspended; the request must say which.
-    #[error("run {run}: several steps are suspended ({suspended}); say which with a step path or a label")]
+    #[error(
+        "run {run}: several steps are suspended ({suspended}); say which with a step path or a label"
+    )]
     Ambiguous {
         /// The run.
         run: String,

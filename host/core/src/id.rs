@@ -31,7 +31,10 @@ impl StepId {
     /// When `id` is empty, longer than 64 characters, does not start with a
     /// letter, or contains a character outside `a-z A-Z 0-9 _ -`.
     pub fn new(id: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError { id: id.to_owned(), reason };
+        let err = |reason| IdError {
+            id: id.to_owned(),
+            reason,
+        };
         if id.is_empty() {
             return Err(err("ids must not be empty"));
         }
@@ -41,7 +44,10 @@ impl StepId {
         if !id.starts_with(|c: char| c.is_ascii_alphabetic()) {
             return Err(err("ids start with a letter"));
         }
-        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(err("ids use only letters, digits, `_` and `-`"));
         }
         Ok(Self(id.into()))
@@ -150,7 +156,10 @@ impl RunId {
     /// # Errors
     /// When `id` is empty, longer than 128 characters, or contains whitespace or `/`.
     pub fn new(id: &str) -> Result<Self, IdError> {
-        let err = |reason| IdError { id: id.to_owned(), reason };
+        let err = |reason| IdError {
+            id: id.to_owned(),
+            reason,
+        };
         if id.is_empty() || id.len() > 128 {
             return Err(err("run ids are 1 to 128 characters long"));
         }

@@ -31,10 +31,11 @@ pub use runner::{
 };
 pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
-pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use state::{
-    Finish, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus, SuspendedStep, Work,
+    Finish, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus, SuspendedStep,
+    Work,
 };
+pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{
     Expr, Grant, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow, WorkflowBuilder,
 };

@@ -106,7 +106,12 @@ pub struct StepReport {
 impl StepReport {
     /// A report of a failure before or outside the guest's code.
     pub fn failed(error: StepError) -> Self {
-        Self { outcome: Err(error), state: None, events: Vec::new(), logs: Vec::new() }
+        Self {
+            outcome: Err(error),
+            state: None,
+            events: Vec::new(),
+            logs: Vec::new(),
+        }
     }
 }
 
@@ -156,7 +161,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock reading `start` first.
     pub fn new(start: Timestamp) -> Self {
-        Self { now: AtomicU64::new(start.0) }
+        Self {
+            now: AtomicU64::new(start.0),
+        }
     }
 }
 

@@ -28,9 +28,15 @@ impl Schema {
     /// When `source` is not a valid schema.
     pub fn compile(source: Value) -> Result<Self, SchemaError> {
         let validator = jsonschema::validator_for(&source).map_err(|e| SchemaError {
-            message: format!("invalid JSON Schema: {e} (at schema path `{}`)", e.schema_path()),
+            message: format!(
+                "invalid JSON Schema: {e} (at schema path `{}`)",
+                e.schema_path()
+            ),
         })?;
-        Ok(Self { source: Arc::new(source), validator: Arc::new(validator) })
+        Ok(Self {
+            source: Arc::new(source),
+            validator: Arc::new(validator),
+        })
     }
 
     /// The schema as written.
@@ -53,7 +59,9 @@ impl Schema {
             let at = if at.is_empty() { "/".to_owned() } else { at };
             parts.push(format!("{at}: {error}"));
         }
-        Err(SchemaError { message: parts.join("; ") })
+        Err(SchemaError {
+            message: parts.join("; "),
+        })
     }
 }
 
@@ -84,6 +92,10 @@ mod tests {
     #[test]
     fn rejects_invalid_schemas() {
         let err = Schema::compile(json!({"type": "no-such-type"})).unwrap_err();
-        assert!(err.message.contains("invalid JSON Schema"), "{}", err.message);
+        assert!(
+            err.message.contains("invalid JSON Schema"),
+            "{}",
+            err.message
+        );
     }
 }

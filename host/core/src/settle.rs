@@ -15,7 +15,10 @@ use crate::workflow::Workflow;
 /// # Errors
 /// An [`FailureKind::InvalidInput`] error naming the violations.
 pub fn check_input(workflow: &Workflow, task: &StepTask) -> Result<(), StepError> {
-    let Some(schema) = workflow.step(&task.step).and_then(|s| s.input_schema.as_ref()) else {
+    let Some(schema) = workflow
+        .step(&task.step)
+        .and_then(|s| s.input_schema.as_ref())
+    else {
         return Ok(());
     };
     schema.validate(&task.input).map_err(|e| {
@@ -48,19 +51,34 @@ fn check(
 /// An output, suspend payload or state that fails its schema turns the
 /// attempt into a failure (`invalid-output`, `invalid-suspend`,
 /// `invalid-state`), and a failed attempt's state is discarded.
-pub fn settle(workflow: &Workflow, task: &StepTask, report: StepReport, at: Timestamp) -> Vec<Event> {
+pub fn settle(
+    workflow: &Workflow,
+    task: &StepTask,
+    report: StepReport,
+    at: Timestamp,
+) -> Vec<Event> {
     let path = task.path.clone();
     let mut events: Vec<Event> = report
         .events
         .into_iter()
-        .map(|event| Event::Custom { path: path.clone(), event, at })
+        .map(|event| Event::Custom {
+            path: path.clone(),
+            event,
+            at,
+        })
         .collect();
     let def = workflow.step(&task.step);
     let checked_state = |state: Option<Value>| -> Result<Option<Value>, StepError> {
         if let Some(state) = &state {
             let step_schema = def.and_then(|d| d.state_schema.as_ref());
             check(step_schema, state, FailureKind::InvalidState, "state", task)?;
-            check(workflow.state_schema(), state, FailureKind::InvalidState, "state", task)?;
+            check(
+                workflow.state_schema(),
+                state,
+                FailureKind::InvalidState,
+                "state",
+                task,
+            )?;
         }
         Ok(state)
     };
@@ -69,17 +87,39 @@ pub fn settle(workflow: &Workflow, task: &StepTask, report: StepReport, at: Time
             let schema = def.and_then(|d| d.output_schema.as_ref());
             check(schema, &output, FailureKind::InvalidOutput, "output", task)?;
             let state = checked_state(report.state)?;
-            Ok(Event::StepCompleted { path: path.clone(), output, state, at })
+            Ok(Event::StepCompleted {
+                path: path.clone(),
+                output,
+                state,
+                at,
+            })
         }
         StepOutcome::Suspended { payload, labels } => {
             let schema = def.and_then(|d| d.suspend_schema.as_ref());
-            check(schema, &payload, FailureKind::InvalidSuspend, "suspend", task)?;
+            check(
+                schema,
+                &payload,
+                FailureKind::InvalidSuspend,
+                "suspend",
+                task,
+            )?;
             let state = checked_state(report.state)?;
-            Ok(Event::StepSuspended { path: path.clone(), payload, labels, state, at })
+            Ok(Event::StepSuspended {
+                path: path.clone(),
+                payload,
+                labels,
+                state,
+                at,
+            })
         }
         StepOutcome::Bailed(output) => {
             let state = checked_state(report.state)?;
-            Ok(Event::StepBailed { path: path.clone(), output, state, at })
+            Ok(Event::StepBailed {
+                path: path.clone(),
+                output,
+                state,
+                at,
+            })
         }
     });
     events.push(result.unwrap_or_else(|error| Event::StepFailed { path, error, at }));

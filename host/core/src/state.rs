@@ -318,7 +318,10 @@ impl RunState {
 
     fn reject(&self, event: &Event, reason: impl Into<String>) -> TransitionError {
         TransitionError::Rejected {
-            run: self.run.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+            run: self
+                .run
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string),
             event: event.name(),
             reason: reason.into(),
         }
@@ -363,12 +366,20 @@ impl RunState {
                 if workflow != self.workflow.id() {
                     return Err(self.reject(
                         event,
-                        format!("it is for workflow `{workflow}`, not `{}`", self.workflow.id()),
+                        format!(
+                            "it is for workflow `{workflow}`, not `{}`",
+                            self.workflow.id()
+                        ),
                     ));
                 }
                 Ok(())
             }
-            Event::StepStarted { path, step, attempt, .. } => {
+            Event::StepStarted {
+                path,
+                step,
+                attempt,
+                ..
+            } => {
                 self.require_running(event)?;
                 let expected = match self.steps.get(path) {
                     None => 1,
@@ -424,28 +435,39 @@ impl RunState {
     /// Performs a checked event. Must not fail.
     fn transition(&mut self, event: &Event) {
         match event {
-            Event::RunStarted { run, input, state, .. } => {
+            Event::RunStarted {
+                run, input, state, ..
+            } => {
                 self.run = Some(run.clone());
                 self.status = RunStatus::Running;
                 self.input = Arc::new(input.clone());
                 self.state = Arc::new(state.clone());
             }
-            Event::StepStarted { path, step, attempt, input, at } => {
-                let record = self.steps.entry(path.clone()).or_insert_with(|| StepRecord {
-                    path: path.clone(),
-                    step: step.clone(),
-                    status: StepStatus::Running,
-                    attempt: *attempt,
-                    input: Value::Null,
-                    output: None,
-                    error: None,
-                    started_at: *at,
-                    ended_at: None,
-                    retry_at: None,
-                    suspend_payload: None,
-                    labels: Vec::new(),
-                    resume_payload: None,
-                });
+            Event::StepStarted {
+                path,
+                step,
+                attempt,
+                input,
+                at,
+            } => {
+                let record = self
+                    .steps
+                    .entry(path.clone())
+                    .or_insert_with(|| StepRecord {
+                        path: path.clone(),
+                        step: step.clone(),
+                        status: StepStatus::Running,
+                        attempt: *attempt,
+                        input: Value::Null,
+                        output: None,
+                        error: None,
+                        started_at: *at,
+                        ended_at: None,
+                        retry_at: None,
+                        suspend_payload: None,
+                        labels: Vec::new(),
+                        resume_payload: None,
+                    });
                 record.status = StepStatus::Running;
                 record.attempt = *attempt;
                 record.input = input.clone();
@@ -455,7 +477,12 @@ impl RunState {
                 record.error = None;
             }
             Event::Custom { .. } => {}
-            Event::StepCompleted { path, output, state, at } => {
+            Event::StepCompleted {
+                path,
+                output,
+                state,
+                at,
+            } => {
                 self.commit_state(state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Success;
@@ -466,7 +493,11 @@ impl RunState {
             }
             Event::StepFailed { path, error, at } => {
                 let record = &self.steps[path];
-                let policy = self.workflow.step(&record.step).map(|s| s.retry).unwrap_or_default();
+                let policy = self
+                    .workflow
+                    .step(&record.step)
+                    .map(|s| s.retry)
+                    .unwrap_or_default();
                 let retry = error.retryable && record.attempt <= policy.max_retries;
                 let delay = policy.delay_before(record.attempt + 1);
                 let record = &mut self.steps[path];
@@ -479,7 +510,13 @@ impl RunState {
                     record.status = StepStatus::Failed;
                 }
             }
-            Event::StepSuspended { path, payload, labels, state, at } => {
+            Event::StepSuspended {
+                path,
+                payload,
+                labels,
+                state,
+                at,
+            } => {
                 self.commit_state(state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Suspended;
@@ -487,7 +524,12 @@ impl RunState {
                 record.labels = labels.clone();
                 record.ended_at = Some(*at);
             }
-            Event::StepBailed { path, output, state, at } => {
+            Event::StepBailed {
+                path,
+                output,
+                state,
+                at,
+            } => {
                 self.commit_state(state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Bailed;
@@ -520,14 +562,40 @@ impl RunState {
         }
     }
 
-    fn task(&self, record: Option<&StepRecord>, path: StepPath, step: &StepId, input: &Value) -> StepTask {
-        let run = self.run.clone().unwrap_or_else(|| RunId::new("-").expect("valid literal id"));
+    fn task(
+        &self,
+        record: Option<&StepRecord>,
+        path: StepPath,
+        step: &StepId,
+        input: &Value,
+    ) -> StepTask {
+        let run = self
+            .run
+            .clone()
+            .unwrap_or_else(|| RunId::new("-").expect("valid literal id"));
         let (attempt, input, resume_payload, suspend_payload, not_before) = match record {
             None => (1, input.clone(), None, None, None),
-            Some(r) if r.status == StepStatus::Retrying => {
-                (r.attempt + 1, r.input.clone(), r.resume_payload.clone(), r.suspend_payload.clone(), r.retry_at)
-            }
-            Some(r) => (1, r.input.clone(), r.resume_payload.clone(), r.suspend_payload.clone(), None),
+            Some(r) if r.status == StepStatus::Retrying => (
+                r.attempt + 1,
+                r.input.clone(),
+                r.resume_payload.clone(),
+                r.suspend_payload.clone(),
+                r.retry_at,
+            ),
+            Some(r) if r.status == StepStatus::Running => (
+                r.attempt,
+                r.input.clone(),
+                r.resume_payload.clone(),
+                r.suspend_payload.clone(),
+                None,
+            ),
+            Some(r) => (
+                1,
+                r.input.clone(),
+                r.resume_payload.clone(),
+                r.suspend_payload.clone(),
+                None,
+            ),
         };
         StepTask {
             idempotency_key: format!("{run}/{path}"),
@@ -542,6 +610,17 @@ impl RunState {
             iteration: None,
             not_before,
         }
+    }
+
+    /// Attempts recorded as running, as tasks to execute again (same attempt
+    /// and idempotency key): used to recover executions that were in flight
+    /// when their process stopped.
+    pub fn in_flight(&self) -> Vec<StepTask> {
+        self.steps
+            .values()
+            .filter(|r| r.status == StepStatus::Running)
+            .map(|r| self.task(Some(r), r.path.clone(), &r.step, &r.input))
+            .collect()
     }
 
     /// The work that is ready now. Empty when the run is not running or
@@ -579,7 +658,10 @@ impl RunState {
                     let error = record.error.clone().unwrap_or_else(|| {
                         StepError::host(FailureKind::Host, "step failed without an error")
                     });
-                    return vec![Work::Finish(Finish::Failed(RunError { step: Some(path), error }))];
+                    return vec![Work::Finish(Finish::Failed(RunError {
+                        step: Some(path),
+                        error,
+                    }))];
                 }
                 StepStatus::Bailed => {
                     let output = record.output.as_ref().unwrap_or(&Value::Null);
@@ -623,18 +705,33 @@ impl RunState {
         payload: Value,
         at: Timestamp,
     ) -> Result<Event, ResumeError> {
-        let run = self.run.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+        let run = self
+            .run
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
         if self.status != RunStatus::Suspended {
-            return Err(ResumeError::NotSuspended { run, status: self.status.to_string() });
+            return Err(ResumeError::NotSuspended {
+                run,
+                status: self.status.to_string(),
+            });
         }
         let suspended = self.suspended_paths();
         let list = |paths: &[StepPath]| {
-            paths.iter().map(StepPath::as_str).collect::<Vec<_>>().join(", ")
+            paths
+                .iter()
+                .map(StepPath::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let path = match target {
             ResumeTarget::Only => match suspended.as_slice() {
                 [only] => only.clone(),
-                _ => return Err(ResumeError::Ambiguous { run, suspended: list(&suspended) }),
+                _ => {
+                    return Err(ResumeError::Ambiguous {
+                        run,
+                        suspended: list(&suspended),
+                    });
+                }
             },
             ResumeTarget::Path(path) => {
                 if !suspended.contains(path) {
@@ -654,7 +751,10 @@ impl RunState {
                 match (matching.next(), matching.next()) {
                     (Some(r), None) => r.path.clone(),
                     (Some(_), Some(_)) => {
-                        return Err(ResumeError::Ambiguous { run, suspended: list(&suspended) });
+                        return Err(ResumeError::Ambiguous {
+                            run,
+                            suspended: list(&suspended),
+                        });
                     }
                     (None, _) => {
                         let mut known: Vec<&str> = self
@@ -675,12 +775,18 @@ impl RunState {
             }
         };
         let step = &self.steps[&path].step;
-        if let Some(schema) = self.workflow.step(step).and_then(|s| s.resume_schema.as_ref()) {
-            schema.validate(&payload).map_err(|e| ResumeError::InvalidPayload {
-                run,
-                path: path.to_string(),
-                message: e.message,
-            })?;
+        if let Some(schema) = self
+            .workflow
+            .step(step)
+            .and_then(|s| s.resume_schema.as_ref())
+        {
+            schema
+                .validate(&payload)
+                .map_err(|e| ResumeError::InvalidPayload {
+                    run,
+                    path: path.to_string(),
+                    message: e.message,
+                })?;
         }
         Ok(Event::RunResumed { path, payload, at })
     }
@@ -688,7 +794,10 @@ impl RunState {
     /// The run's result as both runtimes report it.
     pub fn result(&self) -> RunResult {
         RunResult {
-            run_id: self.run.clone().unwrap_or_else(|| RunId::new("-").expect("valid literal id")),
+            run_id: self
+                .run
+                .clone()
+                .unwrap_or_else(|| RunId::new("-").expect("valid literal id")),
             workflow_id: self.workflow.id().clone(),
             status: self.status,
             output: self.output.clone(),
@@ -719,4 +828,3 @@ fn node_id(path: &StepPath) -> StepId {
     let id = last.split('[').next().unwrap_or_default();
     StepId::new(id).unwrap_or_else(|_| StepId::new("invalid").expect("valid literal id"))
 }
-

@@ -215,8 +215,14 @@ impl NodeKind {
             Self::Step { .. } => "step",
             Self::Parallel { .. } => "parallel",
             Self::Branch { .. } => "branch",
-            Self::Loop { kind: LoopKind::DoWhile, .. } => "dowhile",
-            Self::Loop { kind: LoopKind::DoUntil, .. } => "dountil",
+            Self::Loop {
+                kind: LoopKind::DoWhile,
+                ..
+            } => "dowhile",
+            Self::Loop {
+                kind: LoopKind::DoUntil,
+                ..
+            } => "dountil",
             Self::Foreach { .. } => "foreach",
             Self::Map { .. } => "map",
             Self::Sleep { .. } => "sleep-ms",
@@ -292,7 +298,10 @@ fn check_flow(
     for (i, node) in flow.iter().enumerate() {
         let here = format!("{at}[{i}]");
         if !seen.insert(&node.id) {
-            return Err(GraphError::DuplicateNode { at: here, id: node.id.clone() });
+            return Err(GraphError::DuplicateNode {
+                at: here,
+                id: node.id.clone(),
+            });
         }
         match &node.kind {
             NodeKind::Step { step } => {
@@ -300,12 +309,19 @@ fn check_flow(
                     return Err(GraphError::UnknownStep {
                         at: format!("{here}.step"),
                         step: step.to_string(),
-                        declared: steps.keys().map(StepId::as_str).collect::<Vec<_>>().join(", "),
+                        declared: steps
+                            .keys()
+                            .map(StepId::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     });
                 }
             }
             other => {
-                return Err(GraphError::NotImplemented { at: here, kind: other.name() });
+                return Err(GraphError::NotImplemented {
+                    at: here,
+                    kind: other.name(),
+                });
             }
         }
     }
@@ -391,39 +407,73 @@ mod tests {
             output_schema: None,
             state_schema: None,
             initial_state: Value::Object(Default::default()),
-            steps: [("a", def("a"))].into_iter().map(|(k, v)| (id(k), v)).collect(),
+            steps: [("a", def("a"))]
+                .into_iter()
+                .map(|(k, v)| (id(k), v))
+                .collect(),
             flow,
         }
     }
 
     fn step(node: &str, step: &str) -> Node {
-        Node { id: id(node), kind: NodeKind::Step { step: id(step) } }
+        Node {
+            id: id(node),
+            kind: NodeKind::Step { step: id(step) },
+        }
     }
 
     #[test]
     fn rejects_unknown_steps_duplicates_and_unimplemented_nodes() {
-        let err = builder(vec![step("a", "a"), step("b", "b")]).build().unwrap_err();
+        let err = builder(vec![step("a", "a"), step("b", "b")])
+            .build()
+            .unwrap_err();
         assert_eq!(err.at(), "flow[1].step");
         assert!(err.to_string().contains("unknown step `b`"), "{err}");
 
-        let err = builder(vec![step("a", "a"), step("a", "a")]).build().unwrap_err();
+        let err = builder(vec![step("a", "a"), step("a", "a")])
+            .build()
+            .unwrap_err();
         assert_eq!(err.at(), "flow[1]");
 
         let err = builder(vec![]).build().unwrap_err();
         assert_eq!(err.at(), "flow");
 
-        let sleep = Node { id: id("nap"), kind: NodeKind::Sleep { duration_ms: 5 } };
+        let sleep = Node {
+            id: id("nap"),
+            kind: NodeKind::Sleep { duration_ms: 5 },
+        };
         let err = builder(vec![step("a", "a"), sleep]).build().unwrap_err();
-        assert_eq!(err, GraphError::NotImplemented { at: "flow[1]".into(), kind: "sleep-ms" });
+        assert_eq!(
+            err,
+            GraphError::NotImplemented {
+                at: "flow[1]".into(),
+                kind: "sleep-ms"
+            }
+        );
 
-        assert!(builder(vec![step("a", "a"), step("again", "a")]).build().is_ok());
+        assert!(
+            builder(vec![step("a", "a"), step("again", "a")])
+                .build()
+                .is_ok()
+        );
     }
 
     #[test]
     fn retry_delays_back_off() {
-        let p = RetryPolicy { max_retries: 3, delay_ms: 100, backoff: 2 };
-        assert_eq!([p.delay_before(2), p.delay_before(3), p.delay_before(4)], [100, 200, 400]);
-        let constant = RetryPolicy { max_retries: 3, delay_ms: 50, backoff: 0 };
+        let p = RetryPolicy {
+            max_retries: 3,
+            delay_ms: 100,
+            backoff: 2,
+        };
+        assert_eq!(
+            [p.delay_before(2), p.delay_before(3), p.delay_before(4)],
+            [100, 200, 400]
+        );
+        let constant = RetryPolicy {
+            max_retries: 3,
+            delay_ms: 50,
+            backoff: 0,
+        };
         assert_eq!(constant.delay_before(4), 50);
     }
 }

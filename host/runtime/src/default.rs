@@ -93,7 +93,10 @@ impl SavedRun {
     /// # Errors
     /// When the run belongs to another workflow, or its events do not replay.
     pub fn restore(&self, workflow: Arc<Workflow>) -> Result<Run, RuntimeError> {
-        let run = self.run_id.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
+        let run = self
+            .run_id
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), ToString::to_string);
         if self.workflow_id != workflow.id().as_str() {
             return Err(RuntimeError::WrongWorkflow {
                 run,
@@ -102,10 +105,16 @@ impl SavedRun {
             });
         }
         let workflow_id = workflow.id().to_string();
-        let state = RunState::replay(workflow, &self.events).map_err(|source| {
-            RuntimeError::Replay { run, workflow: workflow_id, source }
-        })?;
-        Ok(Run { state, events: self.events.clone() })
+        let state =
+            RunState::replay(workflow, &self.events).map_err(|source| RuntimeError::Replay {
+                run,
+                workflow: workflow_id,
+                source,
+            })?;
+        Ok(Run {
+            state,
+            events: self.events.clone(),
+        })
     }
 }
 
@@ -136,10 +145,12 @@ impl DefaultRuntime {
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
         if let Some(schema) = workflow.input_schema() {
-            schema.validate(&input).map_err(|source| RuntimeError::InvalidInput {
-                workflow: workflow.id().to_string(),
-                source,
-            })?;
+            schema
+                .validate(&input)
+                .map_err(|source| RuntimeError::InvalidInput {
+                    workflow: workflow.id().to_string(),
+                    source,
+                })?;
         }
         let started = Event::RunStarted {
             run: run_id,
@@ -148,7 +159,10 @@ impl DefaultRuntime {
             state: workflow.initial_state().clone(),
             at: self.clock.now(),
         };
-        let mut run = Run { state: RunState::new(workflow), events: Vec::new() };
+        let mut run = Run {
+            state: RunState::new(workflow),
+            events: Vec::new(),
+        };
         run.apply(started, observer)?;
         self.drive(&mut run, observer)?;
         Ok(run)
@@ -182,7 +196,9 @@ impl DefaultRuntime {
             }
             for item in work {
                 match item {
-                    Work::Finish(finish) => run.apply(finish.into_event(self.clock.now()), observer)?,
+                    Work::Finish(finish) => {
+                        run.apply(finish.into_event(self.clock.now()), observer)?
+                    }
                     Work::Execute(task) => {
                         if let Some(not_before) = task.not_before {
                             self.clock.sleep_until(not_before);

@@ -1,6 +1,6 @@
 //! Runtime errors: problems with a request, not with a step (those are data).
 
-use weft_core::{ResumeError, SchemaError, TransitionError};
+use weft_core::{ResumeError, SchemaError, StoreError, TransitionError};
 
 /// Why a runtime request was refused. Step failures are never errors here:
 /// they are part of the run's result.
@@ -38,6 +38,33 @@ pub enum RuntimeError {
         /// The workflow given.
         given: String,
     },
+    /// Another process changed the run first (e.g. two concurrent resumes of
+    /// one step): this request was not applied.
+    #[error(
+        "run {run} was changed concurrently by another process (already resumed or recovered there); this request was not applied"
+    )]
+    Conflict {
+        /// The run.
+        run: String,
+    },
+    /// A run with this id exists already.
+    #[error("a run `{run}` exists already")]
+    Exists {
+        /// The run.
+        run: String,
+    },
+    /// The store failed; the run is left as its last committed events say
+    /// (recoverable with `weft recover`).
+    #[error("run {run}: {source}")]
+    Store {
+        /// The run.
+        run: String,
+        /// The store error.
+        source: StoreError,
+    },
+    /// The runtime has shut down.
+    #[error("the runtime has shut down")]
+    ShutDown,
     /// The state machine refused an event the runtime produced: a bug.
     #[error("internal error: {0}")]
     Transition(#[from] TransitionError),

@@ -6,13 +6,15 @@ use std::sync::{Arc, Mutex};
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 use weft_core::{
-    Clock, CustomEvent, ErrorCause, Event, FailureKind, Limits, ManualClock, Node, NodeKind,
-    ResumeTarget, RetryPolicy, RunId, RunStatus, Schema, StepDef, StepError, StepId, StepOutcome,
-    StepPath, StepReport, StepRunner, StepStatus, StepTask, StepView, Timestamp, Workflow,
-    WorkflowBuilder,
+    Clock, CustomEvent, ErrorCause, Event, EventStore, FailureKind, Limits, ManualClock, Node,
+    NodeKind, ResumeTarget, RetryPolicy, RunId, RunResult, RunState, RunStatus, Schema, StepDef,
+    StepError, StepId, StepOutcome, StepPath, StepReport, StepRunner, StepStatus, StepTask,
+    StepView, Timestamp, Workflow, WorkflowBuilder,
 };
 
-use crate::{DefaultRuntime, NoObserver, Run, RuntimeError};
+use crate::{
+    DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered, Run, RuntimeError,
+};
 
 type Behaviour = dyn Fn(&StepTask, &StepView) -> StepReport + Send + Sync;
 
@@ -24,7 +26,10 @@ struct FnRunner {
 
 impl StepRunner for FnRunner {
     fn run(&self, task: &StepTask, view: &StepView) -> StepReport {
-        self.calls.lock().unwrap().push(format!("{}#{}", task.path, task.attempt));
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{}#{}", task.path, task.attempt));
         (self.steps[task.step.as_str()])(task, view)
     }
 }
@@ -34,7 +39,12 @@ fn id(s: &str) -> StepId {
 }
 
 fn ok(outcome: StepOutcome) -> StepReport {
-    StepReport { outcome: Ok(outcome), state: None, events: Vec::new(), logs: Vec::new() }
+    StepReport {
+        outcome: Ok(outcome),
+        state: None,
+        events: Vec::new(),
+        logs: Vec::new(),
+    }
 }
 
 fn guest_error(code: &str, retryable: bool) -> StepError {
@@ -44,7 +54,11 @@ fn guest_error(code: &str, retryable: bool) -> StepError {
         message: format!("{code} happened"),
         details: Some(json!({"why": code})),
         retryable,
-        causes: vec![ErrorCause { code: "root".into(), message: "root cause".into(), details: None }],
+        causes: vec![ErrorCause {
+            code: "root".into(),
+            message: "root cause".into(),
+            details: None,
+        }],
     }
 }
 
@@ -57,7 +71,12 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Self { steps: Vec::new(), defs: Vec::new(), output_schema: None, input_schema: None }
+        Self {
+            steps: Vec::new(),
+            defs: Vec::new(),
+            output_schema: None,
+            input_schema: None,
+        }
     }
 
     fn step(
@@ -87,11 +106,14 @@ impl Fixture {
         self
     }
 
-    fn build(self) -> (Arc<Workflow>, DefaultRuntime, Arc<FnRunner>) {
+    fn build(self, kind: Kind) -> (Driver, Arc<FnRunner>) {
         let flow = self
             .defs
             .iter()
-            .map(|d| Node { id: d.id.clone(), kind: NodeKind::Step { step: d.id.clone() } })
+            .map(|d| Node {
+                id: d.id.clone(),
+                kind: NodeKind::Step { step: d.id.clone() },
+            })
             .collect();
         let workflow = WorkflowBuilder {
             id: id("wf"),
@@ -106,27 +128,140 @@ impl Fixture {
         .build()
         .unwrap();
         let runner = Arc::new(FnRunner {
-            steps: self.steps.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            steps: self
+                .steps
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
             calls: Mutex::default(),
         });
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_000_000)));
-        let runtime = DefaultRuntime::new(runner.clone(), clock);
-        (Arc::new(workflow), runtime, runner)
+        let workflow = Arc::new(workflow);
+        let driver = match kind {
+            Kind::Default => Driver::Default(DefaultRuntime::new(runner.clone(), clock), workflow),
+            Kind::Evented => {
+                let registered = Arc::new(Registered {
+                    workflow,
+                    runner: runner.clone(),
+                    manifest: "/fake/workflow.toml".into(),
+                    manifest_sha256: "0".repeat(64),
+                });
+                let store = Arc::new(MemoryStore::new());
+                Driver::Evented(
+                    EventedRuntime::new(store.clone(), clock, 2),
+                    registered,
+                    store,
+                )
+            }
+        };
+        (driver, runner)
     }
 }
 
-fn start(wf: &Arc<Workflow>, rt: &DefaultRuntime, input: Value) -> Run {
-    rt.start(wf.clone(), RunId::new("run-1").unwrap(), input, &mut NoObserver).unwrap()
+/// Which runtime a test runs on: every test here runs on both.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Default,
+    Evented,
+}
+
+enum Driver {
+    Default(DefaultRuntime, Arc<Workflow>),
+    Evented(EventedRuntime, Arc<Registered>, Arc<MemoryStore>),
+}
+
+/// A run as a test sees it, whichever runtime drives it.
+struct Handle {
+    id: RunId,
+    result: RunResult,
+    events: Vec<Event>,
+    run: Option<Run>,
+}
+
+impl Handle {
+    fn result(&self) -> RunResult {
+        self.result.clone()
+    }
+
+    fn events(&self) -> &[Event] {
+        &self.events
+    }
+}
+
+impl Driver {
+    fn workflow(&self) -> &Arc<Workflow> {
+        match self {
+            Driver::Default(_, wf) => wf,
+            Driver::Evented(_, reg, _) => &reg.workflow,
+        }
+    }
+
+    fn try_start(&self, input: Value) -> Result<Handle, RuntimeError> {
+        let id = RunId::new("run-1").unwrap();
+        match self {
+            Driver::Default(rt, wf) => {
+                let run = rt.start(wf.clone(), id.clone(), input, &mut NoObserver)?;
+                Ok(Handle {
+                    id,
+                    result: run.result(),
+                    events: run.events().to_vec(),
+                    run: Some(run),
+                })
+            }
+            Driver::Evented(rt, reg, store) => {
+                let result = rt.start(reg.clone(), id.clone(), input)?;
+                let events = store.load(&id).unwrap().1;
+                Ok(Handle {
+                    id,
+                    result,
+                    events,
+                    run: None,
+                })
+            }
+        }
+    }
+
+    fn start(&self, input: Value) -> Handle {
+        self.try_start(input).unwrap()
+    }
+
+    fn resume(
+        &self,
+        handle: &mut Handle,
+        target: &ResumeTarget,
+        payload: Value,
+    ) -> Result<(), RuntimeError> {
+        match self {
+            Driver::Default(rt, _) => {
+                let run = handle.run.as_mut().unwrap();
+                rt.resume(run, target, payload, &mut NoObserver)?;
+                handle.result = run.result();
+                handle.events = run.events().to_vec();
+            }
+            Driver::Evented(rt, reg, store) => {
+                handle.result =
+                    rt.resume(reg.clone(), handle.id.clone(), target.clone(), payload)?;
+                handle.events = store.load(&handle.id).unwrap().1;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn add(n: i64) -> impl Fn(&StepTask, &StepView) -> StepReport {
-    move |task, _| ok(StepOutcome::Completed(json!(task.input.as_i64().unwrap_or(0) + n)))
+    move |task, _| {
+        ok(StepOutcome::Completed(json!(
+            task.input.as_i64().unwrap_or(0) + n
+        )))
+    }
 }
 
-#[test]
-fn steps_run_in_sequence_each_getting_the_previous_output() {
-    let (wf, rt, runner) = Fixture::new().step("a", add(1)).step("b", add(10)).build();
-    let run = start(&wf, &rt, json!(5));
+fn steps_run_in_sequence_each_getting_the_previous_output(kind: Kind) {
+    let (rt, runner) = Fixture::new()
+        .step("a", add(1))
+        .step("b", add(10))
+        .build(kind);
+    let run = rt.start(json!(5));
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output, Some(json!(16)));
@@ -136,17 +271,23 @@ fn steps_run_in_sequence_each_getting_the_previous_output() {
     let names: Vec<_> = run.events().iter().map(Event::name).collect();
     assert_eq!(
         names,
-        ["run-started", "step-started", "step-completed", "step-started", "step-completed", "run-completed"]
+        [
+            "run-started",
+            "step-started",
+            "step-completed",
+            "step-started",
+            "step-completed",
+            "run-completed"
+        ]
     );
 }
 
-#[test]
-fn a_failing_step_fails_the_run_with_its_error_and_later_steps_do_not_run() {
-    let (wf, rt, runner) = Fixture::new()
+fn a_failing_step_fails_the_run_with_its_error_and_later_steps_do_not_run(kind: Kind) {
+    let (rt, runner) = Fixture::new()
         .step("a", |_, _| StepReport::failed(guest_error("boom", false)))
         .step("b", add(1))
-        .build();
-    let result = start(&wf, &rt, json!(1)).result();
+        .build(kind);
+    let result = rt.start(json!(1)).result();
     assert_eq!(result.status, RunStatus::Failed);
     let error = result.error.unwrap();
     assert_eq!(error.step, Some(StepPath::root(&id("a"))));
@@ -154,11 +295,10 @@ fn a_failing_step_fails_the_run_with_its_error_and_later_steps_do_not_run() {
     assert_eq!(*runner.calls.lock().unwrap(), ["a#1"]);
 }
 
-#[test]
-fn retryable_errors_are_retried_with_the_same_idempotency_key_and_delays() {
+fn retryable_errors_are_retried_with_the_same_idempotency_key_and_delays(kind: Kind) {
     let keys = Arc::new(Mutex::new(Vec::new()));
     let seen = keys.clone();
-    let (wf, rt, runner) = Fixture::new()
+    let (rt, runner) = Fixture::new()
         .step("a", move |task, _| {
             seen.lock().unwrap().push(task.idempotency_key.clone());
             if task.attempt < 3 {
@@ -167,9 +307,15 @@ fn retryable_errors_are_retried_with_the_same_idempotency_key_and_delays() {
                 ok(StepOutcome::Completed(json!(task.attempt)))
             }
         })
-        .with(|d| d.retry = RetryPolicy { max_retries: 5, delay_ms: 100, backoff: 2 })
-        .build();
-    let run = start(&wf, &rt, json!(null));
+        .with(|d| {
+            d.retry = RetryPolicy {
+                max_retries: 5,
+                delay_ms: 100,
+                backoff: 2,
+            }
+        })
+        .build(kind);
+    let run = rt.start(json!(null));
     assert_eq!(run.result().output, Some(json!(3)));
     assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "a#2", "a#3"]);
     assert!(keys.lock().unwrap().iter().all(|k| k == "run-1/a"));
@@ -186,28 +332,26 @@ fn retryable_errors_are_retried_with_the_same_idempotency_key_and_delays() {
     assert!(times[4] - times[3] >= 200_000, "{times:?}");
 }
 
-#[test]
-fn retries_stop_at_the_policy_and_non_retryable_errors_are_not_retried() {
-    let (wf, rt, runner) = Fixture::new()
+fn retries_stop_at_the_policy_and_non_retryable_errors_are_not_retried(kind: Kind) {
+    let (rt, runner) = Fixture::new()
         .step("a", |_, _| StepReport::failed(guest_error("flaky", true)))
         .with(|d| d.retry.max_retries = 2)
-        .build();
-    let result = start(&wf, &rt, json!(null)).result();
+        .build(kind);
+    let result = rt.start(json!(null)).result();
     assert_eq!(result.status, RunStatus::Failed);
     assert_eq!(result.steps[0].attempt, 3);
     assert_eq!(runner.calls.lock().unwrap().len(), 3);
 
-    let (wf, rt, runner) = Fixture::new()
+    let (rt, runner) = Fixture::new()
         .step("a", |_, _| StepReport::failed(guest_error("fatal", false)))
         .with(|d| d.retry.max_retries = 2)
-        .build();
-    assert_eq!(start(&wf, &rt, json!(null)).result().status, RunStatus::Failed);
+        .build(kind);
+    assert_eq!(rt.start(json!(null)).result().status, RunStatus::Failed);
     assert_eq!(runner.calls.lock().unwrap().len(), 1);
 }
 
-#[test]
-fn state_commits_with_completion_and_is_discarded_on_failure() {
-    let (wf, rt, _) = Fixture::new()
+fn state_commits_with_completion_and_is_discarded_on_failure(kind: Kind) {
+    let (rt, _) = Fixture::new()
         .step("a", |_, view| {
             let mut report = ok(StepOutcome::Completed(json!(null)));
             assert_eq!(*view.state, json!({}));
@@ -220,38 +364,41 @@ fn state_commits_with_completion_and_is_discarded_on_failure() {
             report.state = Some(json!({"count": 99}));
             report
         })
-        .build();
-    let result = start(&wf, &rt, json!(null)).result();
+        .build(kind);
+    let result = rt.start(json!(null)).result();
     assert_eq!(result.status, RunStatus::Failed);
     assert_eq!(result.state, json!({"count": 1}));
 }
 
-#[test]
-fn steps_read_earlier_results_and_the_workflow_input() {
-    let (wf, rt, _) = Fixture::new()
+fn steps_read_earlier_results_and_the_workflow_input(kind: Kind) {
+    let (rt, _) = Fixture::new()
         .step("a", add(1))
         .step("b", add(1))
         .step("c", |_, view| {
             let a = view.results.get(&id("a")).map(|v| (**v).clone());
             let missing = view.results.get(&id("zzz")).is_some();
-            ok(StepOutcome::Completed(json!({"a": a, "input": *view.workflow_input, "missing": missing})))
+            ok(StepOutcome::Completed(
+                json!({"a": a, "input": *view.workflow_input, "missing": missing}),
+            ))
         })
-        .build();
-    let result = start(&wf, &rt, json!(1)).result();
-    assert_eq!(result.output, Some(json!({"a": 2, "input": 1, "missing": false})));
+        .build(kind);
+    let result = rt.start(json!(1)).result();
+    assert_eq!(
+        result.output,
+        Some(json!({"a": 2, "input": 1, "missing": false}))
+    );
 }
 
-#[test]
-fn bail_ends_the_run_successfully_and_skips_later_steps() {
-    let (wf, rt, runner) = Fixture::new()
+fn bail_ends_the_run_successfully_and_skips_later_steps(kind: Kind) {
+    let (rt, runner) = Fixture::new()
         .step("a", |_, _| {
             let mut report = ok(StepOutcome::Bailed(json!({"early": true})));
             report.state = Some(json!({"bailed": true}));
             report
         })
         .step("b", add(1))
-        .build();
-    let result = start(&wf, &rt, json!(null)).result();
+        .build(kind);
+    let result = rt.start(json!(null)).result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output, Some(json!({"early": true})));
     assert_eq!(result.state, json!({"bailed": true}));
@@ -272,132 +419,173 @@ fn approval(task: &StepTask, _: &StepView) -> StepReport {
     }
 }
 
-#[test]
-fn suspend_then_resume_by_label_path_or_alone_runs_the_step_again() {
+fn suspend_then_resume_by_label_path_or_alone_runs_the_step_again(kind: Kind) {
     for target in [
         ResumeTarget::Only,
         ResumeTarget::Label("approve".into()),
         ResumeTarget::Path(StepPath::parse("gate").unwrap()),
     ] {
-        let (wf, rt, runner) = Fixture::new().step("gate", approval).step("after", add(0)).build();
-        let mut run = start(&wf, &rt, json!(7));
+        let (rt, runner) = Fixture::new()
+            .step("gate", approval)
+            .step("after", add(0))
+            .build(kind);
+        let mut run = rt.start(json!(7));
         let result = run.result();
         assert_eq!(result.status, RunStatus::Suspended);
         assert_eq!(result.suspended[0].payload, json!({"ask": 7}));
         assert_eq!(result.suspended[0].labels, ["approve"]);
 
-        rt.resume(&mut run, &target, json!({"ok": true}), &mut NoObserver).unwrap();
+        rt.resume(&mut run, &target, json!({"ok": true})).unwrap();
         let result = run.result();
         assert_eq!(result.status, RunStatus::Success, "{target:?}");
-        assert_eq!(result.steps[0].output, Some(json!({"resumed": {"ok": true}, "suspended": {"ask": 7}})));
-        assert_eq!(*runner.calls.lock().unwrap(), ["gate#1", "gate#1", "after#1"]);
+        assert_eq!(
+            result.steps[0].output,
+            Some(json!({"resumed": {"ok": true}, "suspended": {"ask": 7}}))
+        );
+        assert_eq!(
+            *runner.calls.lock().unwrap(),
+            ["gate#1", "gate#1", "after#1"]
+        );
     }
 }
 
-#[test]
-fn resume_errors_leave_the_run_unchanged() {
-    let (wf, rt, _) = Fixture::new()
+fn resume_errors_leave_the_run_unchanged(kind: Kind) {
+    let (rt, _) = Fixture::new()
         .step("gate", approval)
         .with(|d| {
-            d.resume_schema = Some(
-                Schema::compile(json!({"type": "object", "required": ["ok"]})).unwrap(),
-            );
+            d.resume_schema =
+                Some(Schema::compile(json!({"type": "object", "required": ["ok"]})).unwrap());
         })
-        .build();
-    let mut run = start(&wf, &rt, json!(1));
+        .build(kind);
+    let mut run = rt.start(json!(1));
     let before = run.events().len();
     let err = |r: Result<(), RuntimeError>| r.unwrap_err().to_string();
 
-    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({}), &mut NoObserver));
-    assert!(e.contains("resume data for step `gate` fails its resume schema"), "{e}");
-    let e = err(rt.resume(&mut run, &ResumeTarget::Label("nope".into()), json!({"ok": 1}), &mut NoObserver));
-    assert!(e.contains("no suspended step has the resume label `nope` (labels: approve)"), "{e}");
+    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({})));
+    assert!(
+        e.contains("resume data for step `gate` fails its resume schema"),
+        "{e}"
+    );
+    let e = err(rt.resume(
+        &mut run,
+        &ResumeTarget::Label("nope".into()),
+        json!({"ok": 1}),
+    ));
+    assert!(
+        e.contains("no suspended step has the resume label `nope` (labels: approve)"),
+        "{e}"
+    );
     let target = ResumeTarget::Path(StepPath::parse("other").unwrap());
-    let e = err(rt.resume(&mut run, &target, json!({"ok": 1}), &mut NoObserver));
-    assert!(e.contains("step `other` is not suspended (suspended: gate)"), "{e}");
+    let e = err(rt.resume(&mut run, &target, json!({"ok": 1})));
+    assert!(
+        e.contains("step `other` is not suspended (suspended: gate)"),
+        "{e}"
+    );
     assert_eq!(run.events().len(), before);
     assert_eq!(run.result().status, RunStatus::Suspended);
 
-    rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1}), &mut NoObserver).unwrap();
-    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1}), &mut NoObserver));
-    assert!(e.contains("run run-1 is not suspended (status: success)"), "{e}");
+    rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1}))
+        .unwrap();
+    let e = err(rt.resume(&mut run, &ResumeTarget::Only, json!({"ok": 1})));
+    assert!(
+        e.contains("run run-1 is not suspended (status: success)"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_suspended_run_saved_and_restored_resumes_identically() {
-    let (wf, rt, _) = Fixture::new().step("gate", approval).step("after", add(0)).build();
-    let mut original = start(&wf, &rt, json!(3));
+    let (driver, _) = Fixture::new()
+        .step("gate", approval)
+        .step("after", add(0))
+        .build(Kind::Default);
+    let Driver::Default(rt, wf) = &driver else {
+        unreachable!("built for the default runtime")
+    };
+    let mut original = driver.start(json!(3)).run.unwrap();
     let text = serde_json::to_string(&original.save()).unwrap();
     let saved: crate::SavedRun = serde_json::from_str(&text).unwrap();
     let mut restored = saved.restore(wf.clone()).unwrap();
     assert_eq!(restored.result(), original.result());
     for run in [&mut original, &mut restored] {
-        rt.resume(run, &ResumeTarget::Only, json!("yes"), &mut NoObserver).unwrap();
+        rt.resume(run, &ResumeTarget::Only, json!("yes"), &mut NoObserver)
+            .unwrap();
     }
     let (a, b) = (original.result(), restored.result());
     assert_eq!(a.status, RunStatus::Success);
     assert_eq!(a.output, b.output);
 }
 
-#[test]
-fn input_and_output_schemas_are_enforced() {
+fn input_and_output_schemas_are_enforced(kind: Kind) {
     let mut fixture = Fixture::new().step("a", add(1));
     fixture.input_schema = Some(json!({"type": "integer"}));
     fixture.output_schema = Some(json!({"type": "integer", "maximum": 10}));
-    let (wf, rt, _) = fixture.build();
+    let (rt, _) = fixture.build(kind);
 
-    let err = rt.start(wf.clone(), RunId::new("r").unwrap(), json!("x"), &mut NoObserver);
+    let err = rt.try_start(json!("x"));
     assert!(matches!(err, Err(RuntimeError::InvalidInput { .. })));
 
-    let result = start(&wf, &rt, json!(10)).result();
+    let result = rt.start(json!(10)).result();
     assert_eq!(result.status, RunStatus::Failed);
     let error = result.error.unwrap();
     assert_eq!(error.error.kind, FailureKind::InvalidOutput);
     assert_eq!(error.step, None);
 }
 
-#[test]
-fn step_schemas_turn_bad_data_into_typed_failures() {
-    let (wf, rt, runner) = Fixture::new()
+fn step_schemas_turn_bad_data_into_typed_failures(kind: Kind) {
+    let (rt, runner) = Fixture::new()
         .step("a", add(1))
         .with(|d| d.input_schema = Some(Schema::compile(json!({"type": "string"})).unwrap()))
-        .build();
-    let error = start(&wf, &rt, json!(1)).result().error.unwrap().error;
+        .build(kind);
+    let error = rt.start(json!(1)).result().error.unwrap().error;
     assert_eq!(error.kind, FailureKind::InvalidInput);
-    assert!(runner.calls.lock().unwrap().is_empty(), "the step must not run");
+    assert!(
+        runner.calls.lock().unwrap().is_empty(),
+        "the step must not run"
+    );
 
-    let (wf, rt, _) = Fixture::new()
+    let (rt, _) = Fixture::new()
         .step("a", |_, _| {
             let mut r = ok(StepOutcome::Completed(json!(1)));
             r.state = Some(json!("not an object"));
             r
         })
         .with(|d| d.state_schema = Some(Schema::compile(json!({"type": "object"})).unwrap()))
-        .build();
-    let result = start(&wf, &rt, json!(1)).result();
+        .build(kind);
+    let result = rt.start(json!(1)).result();
     assert_eq!(result.error.unwrap().error.kind, FailureKind::InvalidState);
     assert_eq!(result.state, json!({}));
 }
 
-#[test]
-fn custom_events_are_recorded_before_the_completion() {
-    let (wf, rt, _) = Fixture::new()
+fn custom_events_are_recorded_before_the_completion(kind: Kind) {
+    let (rt, _) = Fixture::new()
         .step("a", |_, _| {
             let mut r = ok(StepOutcome::Completed(json!(null)));
-            r.events.push(CustomEvent { kind: "progress".into(), data: json!({"pct": 50}) });
+            r.events.push(CustomEvent {
+                kind: "progress".into(),
+                data: json!({"pct": 50}),
+            });
             r
         })
-        .build();
-    let run = start(&wf, &rt, json!(null));
+        .build(kind);
+    let run = rt.start(json!(null));
     let names: Vec<_> = run.events().iter().map(Event::name).collect();
-    assert_eq!(names, ["run-started", "step-started", "custom", "step-completed", "run-completed"]);
+    assert_eq!(
+        names,
+        [
+            "run-started",
+            "step-started",
+            "custom",
+            "step-completed",
+            "run-completed"
+        ]
+    );
 }
 
-#[test]
-fn events_that_do_not_apply_are_rejected_without_changing_the_state() {
-    let (wf, rt, _) = Fixture::new().step("a", add(1)).build();
-    let run = start(&wf, &rt, json!(1));
-    let mut state = run.state().clone();
+fn events_that_do_not_apply_are_rejected_without_changing_the_state(kind: Kind) {
+    let (rt, _) = Fixture::new().step("a", add(1)).build(kind);
+    let run = rt.start(json!(1));
+    let mut state = RunState::replay(rt.workflow().clone(), run.events()).unwrap();
     let stray = Event::StepCompleted {
         path: StepPath::parse("a").unwrap(),
         output: json!(0),
@@ -405,6 +593,38 @@ fn events_that_do_not_apply_are_rejected_without_changing_the_state() {
         at: Timestamp(0),
     };
     let err = state.apply(&stray).unwrap_err();
-    assert!(err.to_string().contains("does not apply: the run is success"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not apply: the run is success"),
+        "{err}"
+    );
     assert_eq!(state.result(), run.result());
 }
+
+/// Every scenario above runs on both runtimes.
+macro_rules! on_both_runtimes {
+    ($($name:ident),* $(,)?) => {
+        mod default_runtime {
+            $( #[test] fn $name() { super::$name(super::Kind::Default) } )*
+        }
+        mod evented_runtime {
+            $( #[test] fn $name() { super::$name(super::Kind::Evented) } )*
+        }
+    };
+}
+
+on_both_runtimes!(
+    steps_run_in_sequence_each_getting_the_previous_output,
+    a_failing_step_fails_the_run_with_its_error_and_later_steps_do_not_run,
+    retryable_errors_are_retried_with_the_same_idempotency_key_and_delays,
+    retries_stop_at_the_policy_and_non_retryable_errors_are_not_retried,
+    state_commits_with_completion_and_is_discarded_on_failure,
+    steps_read_earlier_results_and_the_workflow_input,
+    bail_ends_the_run_successfully_and_skips_later_steps,
+    suspend_then_resume_by_label_path_or_alone_runs_the_step_again,
+    resume_errors_leave_the_run_unchanged,
+    input_and_output_schemas_are_enforced,
+    step_schemas_turn_bad_data_into_typed_failures,
+    custom_events_are_recorded_before_the_completion,
+    events_that_do_not_apply_are_rejected_without_changing_the_state,
+);
