@@ -2,6 +2,7 @@
 
 mod cli;
 mod manifest;
+mod parity;
 mod runtime;
 mod sandbox;
 mod support;

@@ -103,7 +103,7 @@ fn a_declined_charge_fails_the_run_with_details_and_causes() {
     wf.runtime.resume(&mut run, &ResumeTarget::Only, yes, &mut NoObserver).unwrap();
     let result = run.result();
     assert_eq!(result.status, RunStatus::Failed);
-    let error = result.error.unwrap();
+    let error = result.error.clone().unwrap();
     assert_eq!(error.step.unwrap().as_str(), "charge");
     assert_eq!(error.error.kind, FailureKind::Step);
     assert_eq!(error.error.code, "card-declined");

@@ -17,7 +17,9 @@ use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 fn workflow(steps: usize) -> String {
     let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-examples/dist/echo.wasm");
     assert!(echo.exists(), "run ./guest-examples/build.sh first");
-    let flow: Vec<String> = (0..steps).map(|i| format!("{{ step = \"echo\", id = \"e{i}\" }}")).collect();
+    let flow: Vec<String> = (0..steps)
+        .map(|i| format!("{{ step = \"echo\", id = \"e{i}\" }}"))
+        .collect();
     format!(
         "id = \"bench\"\nflow = [{}]\n[steps.echo]\ncomponent = \"{}\"\n",
         flow.join(", "),
@@ -39,7 +41,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("{steps}-step workflow"), |b| {
             b.iter(|| {
                 let run = runtime
-                    .start(manifest.workflow().clone(), run_id.clone(), input.clone(), &mut NoObserver)
+                    .start(
+                        manifest.workflow().clone(),
+                        run_id.clone(),
+                        input.clone(),
+                        &mut NoObserver,
+                    )
                     .expect("start");
                 assert_eq!(run.state().status(), RunStatus::Success);
                 run

@@ -53,12 +53,18 @@ pub struct Failure {
 impl Failure {
     /// An invalid-input failure (exit code 2).
     pub fn invalid(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: Code::Invalid, error: error.into() }
+        Self {
+            code: Code::Invalid,
+            error: error.into(),
+        }
     }
 
     /// Any other failure (exit code 5).
     pub fn other(error: impl Into<anyhow::Error>) -> Self {
-        Self { code: Code::Other, error: error.into() }
+        Self {
+            code: Code::Other,
+            error: error.into(),
+        }
     }
 }
 

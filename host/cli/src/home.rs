@@ -28,13 +28,27 @@ impl Home {
     /// `--home`, else `$WEFT_HOME`, else `$XDG_DATA_HOME/weft`, else
     /// `~/.local/share/weft`, else `.weft`.
     pub fn resolve(flag: Option<PathBuf>) -> Self {
-        let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let env = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         let dir = flag
             .or_else(|| env("WEFT_HOME"))
             .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("weft")))
             .or_else(|| env("HOME").map(|h| h.join(".local/share/weft")))
             .unwrap_or_else(|| PathBuf::from(".weft"));
         Self { dir }
+    }
+
+    /// The default event store.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.join("weft.db")
+    }
+
+    /// Whether a default-runtime run file exists for `run`.
+    pub fn has_run_file(&self, run: &RunId) -> bool {
+        self.run_path(run).exists()
     }
 
     /// The compile cache directory.
@@ -57,8 +71,11 @@ impl Home {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
         serde_json::to_writer(&mut tmp, file).context("cannot serialize the run")?;
-        tmp.as_file().sync_all().with_context(|| format!("cannot sync {}", path.display()))?;
-        tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot sync {}", path.display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(path)
     }
 
@@ -68,9 +85,8 @@ impl Home {
     /// When no run with this id was saved, or the file is not a saved run.
     pub fn load_run(&self, run: &RunId) -> anyhow::Result<RunFile> {
         let path = self.run_path(run);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!("no saved run `{run}` (looked for {})", path.display())
-        })?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no saved run `{run}` (looked for {})", path.display()))?;
         let file: RunFile = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a saved weft run", path.display()))?;
         anyhow::ensure!(

@@ -36,9 +36,12 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
         .with_context(|| format!("{}: cannot read the manifest", path.display()))
         .map_err(Failure::invalid)?;
     let manifest = Manifest::load(path).map_err(Failure::invalid)?;
-    let sandbox = Sandbox::new(SandboxConfig { cache_dir: Some(home.cache_dir()), ..Default::default() })
-        .context("cannot start the sandbox")
-        .map_err(Failure::other)?;
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(home.cache_dir()),
+        ..Default::default()
+    })
+    .context("cannot start the sandbox")
+    .map_err(Failure::other)?;
     // Load step by step first so that an error points at that step's
     // `component` field; `WorkflowSteps::load` then finds every component
     // in the sandbox's in-memory cache.
@@ -51,5 +54,9 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
     let steps = WorkflowSteps::load(&sandbox, manifest.workflow())
         .context("cannot load the workflow's components")
         .map_err(Failure::invalid)?;
-    Ok(Loaded { manifest, sha256: hex::encode(Sha256::digest(&text)), steps: Arc::new(steps) })
+    Ok(Loaded {
+        manifest,
+        sha256: hex::encode(Sha256::digest(&text)),
+        steps: Arc::new(steps),
+    })
 }

@@ -3,13 +3,16 @@
 //! One file per subcommand; this file parses arguments, wires the concrete
 //! types together and maps outcomes to exit codes (see [`exit`]).
 
+mod engine;
 mod exit;
 mod home;
 mod input;
 mod load;
 mod output;
+mod recover;
 mod resume;
 mod run;
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -44,6 +47,14 @@ enum Command {
     Run(run::Args),
     /// Resume a suspended run
     Resume(resume::Args),
+    /// Drive runs left running by a crashed weft process to their end
+    Recover(recover::Args),
+    /// Show a stored run's status, steps and output
+    Status(status::StatusArgs),
+    /// List stored runs
+    Runs(status::RunsArgs),
+    /// Print a stored run's events, one per line
+    Events(status::EventsArgs),
     /// Check a manifest and every component it names, without running anything
     Validate(validate::Args),
 }
@@ -52,13 +63,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 
     let home = home::Home::resolve(cli.home);
     let outcome = match cli.command {
         Command::Run(args) => run::run(&home, args),
         Command::Resume(args) => resume::run(&home, args),
         Command::Validate(args) => validate::run(&home, args),
+        Command::Recover(args) => recover::run(&home, args),
+        Command::Status(args) => status::status(&home, args),
+        Command::Runs(args) => status::runs(&home, args),
+        Command::Events(args) => status::events(&home, args),
     };
     match outcome {
         Ok(code) => code.into(),

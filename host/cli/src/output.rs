@@ -6,15 +6,8 @@ use serde_json::Value;
 use weft_core::{Event, LogLine, RunId, RunResult, RunStatus, StepPath, StepRecord, StepStatus};
 use weft_runtime::RunObserver;
 
-/// Prints one line per finished step attempt to stdout and log lines to stderr.
-/// Silent (but for step logs) in `--json` mode.
-pub struct Printer {
-    /// Print step lines (false in `--json` mode).
-    pub steps: bool,
-}
-
-fn micros(record_start: u64, end: u64) -> String {
-    let us = end.saturating_sub(record_start);
+fn micros(start: u64, end: u64) -> String {
+    let us = end.saturating_sub(start);
     if us >= 1_000_000 {
         format!("{:.2} s", us as f64 / 1e6)
     } else {
@@ -31,27 +24,13 @@ fn compact(value: &Value) -> String {
     }
 }
 
-impl RunObserver for Printer {
-    fn event(&mut self, run: &RunId, event: &Event) {
-        if !self.steps {
-            return;
-        }
-        let line = match event {
-            Event::RunStarted { workflow, .. } => format!("run {run} (workflow {workflow})"),
-            Event::RunResumed { path, .. } => format!("  {path:<24} resumed"),
-            Event::Custom { path, event, .. } => {
-                format!("  {path:<24} event {} {}", event.kind, compact(&event.data))
-            }
-            Event::StepFailed { path, error, .. } => {
-                format!("  {path:<24} attempt failed: [{}] {}", error.code, error.message)
-            }
-            _ => return,
-        };
-        println!("{line}");
-    }
+/// Forwards step log lines to `tracing` (shown with `--log info`), as the
+/// evented runtime does, so both runtimes print the same.
+pub struct LogObserver;
 
-    fn log(&mut self, _run: &RunId, path: &StepPath, line: &LogLine) {
-        eprintln!("  {path:<24} log {:?}: {}", line.level, line.message);
+impl RunObserver for LogObserver {
+    fn log(&mut self, run: &RunId, path: &StepPath, line: &LogLine) {
+        tracing::info!(run = %run, step = %path, level = ?line.level, "{}", line.message);
     }
 }
 
@@ -65,17 +44,33 @@ fn step_line(record: &StepRecord) -> String {
         StepStatus::Retrying => "retrying",
         StepStatus::Resumed => "resumed",
     };
-    let took = record.ended_at.map(|end| micros(record.started_at.0, end.0)).unwrap_or_default();
-    let attempts =
-        if record.attempt > 1 { format!("  (attempt {})", record.attempt) } else { String::new() };
-    format!("  {:<24} {status:<10} {took:>10}{attempts}", record.path.as_str())
+    let took = record
+        .ended_at
+        .map(|end| micros(record.started_at.0, end.0))
+        .unwrap_or_default();
+    let attempts = if record.attempt > 1 {
+        format!("  (attempt {})", record.attempt)
+    } else {
+        String::new()
+    };
+    format!(
+        "  {:<24} {status:<10} {took:>10}{attempts}",
+        record.path.as_str()
+    )
 }
 
-/// Prints the run's result for humans.
-pub fn summary(result: &RunResult) {
+/// Prints the run's result for humans: one line per step execution, the
+/// custom events steps emitted, then the outcome.
+pub fn summary(result: &RunResult, events: &[Event]) {
     let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "run {} (workflow {})", result.run_id, result.workflow_id);
     for record in &result.steps {
         let _ = writeln!(out, "{}", step_line(record));
+    }
+    for event in events {
+        if let Event::Custom { path, event, .. } = event {
+            let _ = writeln!(out, "  {:<24} event {} {}", path.as_str(), event.kind, compact(&event.data));
+        }
     }
     match result.status {
         RunStatus::Success => {
@@ -86,7 +81,11 @@ pub fn summary(result: &RunResult) {
         RunStatus::Failed => {
             let _ = writeln!(out, "run {} failed", result.run_id);
             if let Some(error) = &result.error {
-                let at = error.step.as_ref().map(|p| format!(" at step `{p}`")).unwrap_or_default();
+                let at = error
+                    .step
+                    .as_ref()
+                    .map(|p| format!(" at step `{p}`"))
+                    .unwrap_or_default();
                 let e = &error.error;
                 let _ = writeln!(out, "  error{at}: [{}] {}", e.code, e.message);
                 if let Some(details) = &e.details {

@@ -1,17 +1,18 @@
 //! `weft run`: start a run and drive it until it finishes or suspends.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use weft_core::{RunId, SystemClock};
+use weft_core::{Event, RunId, RunResult, SystemClock};
 use weft_runtime::{DefaultRuntime, Run, RuntimeError};
 
+use crate::engine::{self, RuntimeKind};
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::{Home, RunFile};
 use crate::input::json_arg;
 use crate::load::{Loaded, load};
-use crate::output::{self, Printer};
+use crate::output::{self, LogObserver};
 
 /// Arguments of `weft run`.
 #[derive(Debug, clap::Args)]
@@ -27,46 +28,74 @@ pub struct Args {
     /// Use this run id instead of a new UUID
     #[arg(long, value_name = "ID")]
     run_id: Option<String>,
+    /// Which runtime drives the run
+    #[arg(long, value_enum, default_value = "evented")]
+    runtime: RuntimeKind,
+    /// The event store of the evented runtime [default: $WEFT_HOME/weft.db]
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+/// Maps a runtime error to an exit code: bad requests are invalid input.
+pub fn failure(error: RuntimeError) -> Failure {
+    match error {
+        RuntimeError::InvalidInput { .. }
+        | RuntimeError::Resume(_)
+        | RuntimeError::Conflict { .. }
+        | RuntimeError::Exists { .. }
+        | RuntimeError::WrongWorkflow { .. }
+        | RuntimeError::Replay { .. } => Failure::invalid(error),
+        other => Failure::other(other),
+    }
 }
 
 /// Runs `weft run`.
 pub fn run(home: &Home, args: Args) -> Outcome {
     let input = json_arg(&args.input, "--input").map_err(Failure::invalid)?;
-    let run_id = match args.run_id {
-        Some(id) => RunId::new(&id).context("--run-id").map_err(Failure::invalid)?,
+    let run_id = match &args.run_id {
+        Some(id) => RunId::new(id).context("--run-id").map_err(Failure::invalid)?,
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let loaded = load(home, &args.manifest)?;
-    let runtime = DefaultRuntime::new(loaded.steps.clone(), Arc::new(SystemClock));
-    let mut printer = Printer { steps: !args.json };
-    let run = runtime
-        .start(loaded.workflow().clone(), run_id, input, &mut printer)
-        .map_err(|e| match e {
-            RuntimeError::InvalidInput { .. } => Failure::invalid(e),
-            other => Failure::other(other),
-        })?;
-    finish(home, &loaded, &args.manifest, &run, args.json)
+    match args.runtime {
+        RuntimeKind::Evented => {
+            let store = engine::open_store(home, args.db.as_ref())?;
+            let runtime = engine::evented(store.clone());
+            let result =
+                runtime.start(engine::registered(&loaded)?, run_id, input).map_err(failure)?;
+            drop(runtime);
+            let events = engine::stored_events(&store, &result.run_id);
+            Ok(report(&result, &events, args.json))
+        }
+        RuntimeKind::Default => {
+            let runtime = DefaultRuntime::new(loaded.steps.clone(), Arc::new(SystemClock));
+            let run = runtime
+                .start(loaded.workflow().clone(), run_id, input, &mut LogObserver)
+                .map_err(failure)?;
+            save(home, &loaded, &args.manifest, &run)?;
+            Ok(report(&run.result(), run.events(), args.json))
+        }
+    }
 }
 
-/// Saves the run (so a suspended run can be resumed from any process) and
-/// prints its result.
-pub fn finish(
-    home: &Home,
-    loaded: &Loaded,
-    manifest: &std::path::Path,
-    run: &Run,
-    json: bool,
-) -> Outcome {
-    let result = run.result();
+/// Saves a default-runtime run as a file of events, so that it can be
+/// resumed from any process.
+pub fn save(home: &Home, loaded: &Loaded, manifest: &Path, run: &Run) -> Result<(), Failure> {
     let manifest = std::path::absolute(manifest)
         .with_context(|| format!("cannot resolve {}", manifest.display()))
         .map_err(Failure::other)?;
     let file = RunFile { manifest, manifest_sha256: loaded.sha256.clone(), run: run.save() };
-    home.save_run(&result.run_id, &file).map_err(Failure::other)?;
+    let id = run.result().run_id;
+    home.save_run(&id, &file).map_err(Failure::other)?;
+    Ok(())
+}
+
+/// Prints the result (human or JSON) and returns its exit code.
+pub fn report(result: &RunResult, events: &[Event], json: bool) -> Code {
     if json {
-        output::json(&result);
+        output::json(result);
     } else {
-        output::summary(&result);
+        output::summary(result, events);
     }
-    Ok(Code::of(result.status))
+    Code::of(result.status)
 }

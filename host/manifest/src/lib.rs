@@ -1,1 +1,28 @@
-//! stub
+//! Workflow manifests: TOML (or JSON) files → validated [`weft_core::Workflow`]s.
+//!
+//! [`Manifest::load`] reads a manifest and checks it against the format (the
+//! serde model in `format.rs`, every field documented there; unknown keys are
+//! errors everywhere). It resolves the files the manifest names (components,
+//! schema files, nested workflow manifests) relative to the manifest's
+//! directory, compiles its JSON Schemas, merges step defaults, and builds the
+//! workflow through [`weft_core::WorkflowBuilder`]. Every error is a
+//! [`ManifestError`] pointing at `file:line:column` and naming the field path
+//! it is about (`steps.validate.input-schema`, `flow[2].step`); the same paths
+//! locate fields later ([`Manifest::locate`], [`Manifest::error_at`]), e.g.
+//! when a component fails to load in the sandbox.
+//!
+//! What this crate deliberately does NOT do: load or inspect components
+//! (only their existence is checked; see `weft-sandbox`), evaluate
+//! expressions, or decide which node kinds run (the core's builder does).
+
+mod error;
+mod format;
+mod lower;
+mod manifest;
+mod source;
+
+pub use error::{Location, ManifestError};
+pub use manifest::Manifest;
+
+#[cfg(test)]
+mod tests;

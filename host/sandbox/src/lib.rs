@@ -1,1 +1,65 @@
-//! stub
+//! The sandbox: runs weft steps as WebAssembly components under wasmtime.
+//!
+//! A [`Sandbox`] owns the one wasmtime [`Engine`](wasmtime::Engine) and the one
+//! [`Linker`](wasmtime::component::Linker) of the process. It loads step
+//! components ([`Sandbox::load_file`], [`Sandbox::load_bytes`]): it compiles
+//! each distinct content once (optionally through an on-disk cache of
+//! precompiled artifacts), checks the component's imports against the step's
+//! [`Grant`](weft_core::Grant)s, checks that it implements the world
+//! `weft:step/step@0.1.0` (`wit/step.wit`), and pre-instantiates it. A loaded
+//! [`StepComponent`] then runs any number of attempts, each in a fresh store
+//! and instance, under the step's [`Limits`](weft_core::Limits): a wall-clock
+//! deadline (epoch interruption), fuel, a memory cap and payload sizes.
+//! [`WorkflowSteps`] loads every component of a workflow up front and
+//! implements [`StepRunner`](weft_core::StepRunner) for the runtimes.
+//!
+//! Every way an attempt can end is data in the [`StepReport`](weft_core::StepReport):
+//! the guest's own `step-error` ([`FailureKind::Step`](weft_core::FailureKind)),
+//! a trap or limit hit (deadline, fuel, memory, payload size, output that is
+//! not JSON), or a failure of the host itself (instantiation). Nothing a guest
+//! does makes the host panic.
+//!
+//! What this crate deliberately does NOT do:
+//! - decide what runs next, retry, or check JSON Schemas: that is the
+//!   runtimes' and `weft-core`'s job; the sandbox only checks that payloads
+//!   are JSON and within their size limits;
+//! - give steps filesystem, network or HTTP access, host environment
+//!   variables or the host terminal: the only WASI interfaces a step can
+//!   import are stdio (captured into its log), clocks and random numbers,
+//!   each only when granted;
+//! - run guests asynchronously: a step occupies its calling thread until it
+//!   returns, traps or hits its deadline. Only guest code is interrupted at
+//!   the deadline; a granted blocking WASI call (e.g. polling a clock) is not;
+//! - evict anything from its compile cache: a process loads a bounded set of
+//!   components.
+
+mod bindings;
+mod cache;
+mod component;
+mod error;
+mod host;
+mod imports;
+mod sandbox;
+mod stdio;
+mod steps;
+
+pub use cache::LoadedFrom;
+pub use component::StepComponent;
+pub use error::SandboxError;
+pub use imports::STEP_WORLD;
+pub use sandbox::{Sandbox, SandboxConfig};
+pub use steps::WorkflowSteps;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        assert_send_sync::<Sandbox>();
+        assert_send_sync::<StepComponent>();
+        assert_send_sync::<WorkflowSteps>();
+    }
+}

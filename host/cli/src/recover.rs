@@ -1,0 +1,61 @@
+//! `weft recover`: pick up runs a crashed (or killed) weft process left running.
+
+use std::path::PathBuf;
+
+use anyhow::anyhow;
+use weft_core::{EventStore as _, RunStatus};
+
+use crate::engine;
+use crate::exit::{Code, Failure, Outcome};
+use crate::home::Home;
+use crate::load::load;
+
+/// Arguments of `weft recover`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The event store [default: $WEFT_HOME/weft.db]
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Print one JSON result per recovered run instead of a line
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `weft recover`: every run whose status is `running` is driven to its
+/// end (or next suspension). Steps whose completion was committed never run
+/// again; steps that were in flight run again with the same idempotency key.
+/// Assumes no other weft process is driving those runs right now.
+pub fn run(home: &Home, args: Args) -> Outcome {
+    let store = engine::open_store(home, args.db.as_ref())?;
+    let running = store.list_runs(Some(RunStatus::Running)).map_err(Failure::other)?;
+    if running.is_empty() {
+        if !args.json {
+            println!("no runs to recover");
+        }
+        return Ok(Code::Success);
+    }
+    let runtime = engine::evented(store.clone());
+    let mut failures = 0;
+    for summary in running {
+        let run = summary.meta.run_id.clone();
+        let manifest = PathBuf::from(&summary.meta.manifest);
+        let outcome = load(home, &manifest).and_then(|loaded| {
+            if loaded.sha256 != summary.meta.manifest_sha256 {
+                return Err(Failure::invalid(anyhow!(
+                    "{} changed since the run started; not recovering it",
+                    manifest.display()
+                )));
+            }
+            runtime.recover(engine::registered(&loaded)?, run.clone()).map_err(crate::run::failure)
+        });
+        match outcome {
+            Ok(result) if args.json => println!("{}", serde_json::to_string(&result).unwrap_or_default()),
+            Ok(result) => println!("run {run}: recovered, now {}", result.status),
+            Err(failure) => {
+                failures += 1;
+                eprintln!("run {run}: cannot recover: {failure}");
+            }
+        }
+    }
+    Ok(if failures == 0 { Code::Success } else { Code::Other })
+}

@@ -1,0 +1,474 @@
+//! From the written model ([`crate::format`]) to a [`WorkflowBuilder`]:
+//! files resolved, schemas compiled, defaults merged, nodes checked and
+//! nested workflows loaded. Errors are located through the [`SourceMap`].
+
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+use weft_core::{
+    Expr, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId, WorkflowBuilder,
+};
+
+use crate::error::ManifestError;
+use crate::format::{Defaults, ManifestFile, NodeSpec, SchemaRef, StepSpec};
+use crate::manifest::Manifest;
+use crate::source::SourceMap;
+
+/// The kind keys of a node, in the order messages list them.
+const KINDS: [&str; 10] = [
+    "step",
+    "parallel",
+    "branch",
+    "dowhile",
+    "dountil",
+    "foreach",
+    "map",
+    "sleep-ms",
+    "sleep-until",
+    "workflow",
+];
+
+/// A manifest being loaded, as a link of the chain of nested workflows.
+#[derive(Debug, Clone)]
+pub(crate) struct Frame {
+    /// The file's identity: its canonical path (absolute path when it does not exist).
+    pub identity: PathBuf,
+    /// The file as shown in messages.
+    pub shown: PathBuf,
+}
+
+impl Frame {
+    pub(crate) fn new(path: &Path) -> Self {
+        let identity = fs::canonicalize(path).unwrap_or_else(|_| absolute(path));
+        Self {
+            identity,
+            shown: path.to_path_buf(),
+        }
+    }
+}
+
+/// `path` made absolute against the current directory, with `.` and `..`
+/// removed lexically. Only for messages and identities; files are opened by
+/// the path as joined.
+pub(crate) fn absolute(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Lowers one manifest file.
+pub(crate) struct Lowering<'a> {
+    /// The manifest file, as given.
+    pub file: &'a Path,
+    /// Its fields' locations.
+    pub source: &'a SourceMap,
+    /// The manifests being loaded, outermost first; the last one is `file`.
+    pub stack: &'a mut Vec<Frame>,
+}
+
+impl Lowering<'_> {
+    /// An error about `field`, located at its value.
+    pub(crate) fn error(&self, field: &str, message: impl std::fmt::Display) -> ManifestError {
+        ManifestError::new(
+            self.file,
+            self.source.locate(field),
+            Some(field.to_owned()),
+            format!("`{field}`: {message}"),
+        )
+    }
+
+    /// An error about `field` where the key itself is the problem, located at the key.
+    fn key_error(&self, field: &str, message: impl std::fmt::Display) -> ManifestError {
+        ManifestError::new(
+            self.file,
+            self.source.locate_key(field),
+            Some(field.to_owned()),
+            format!("`{field}`: {message}"),
+        )
+    }
+
+    /// A path written in the manifest, resolved against the manifest's directory.
+    fn resolve(&self, written: &str) -> PathBuf {
+        let dir = self.file.parent().unwrap_or(Path::new(""));
+        // Collecting components drops interior `.` segments (`dir/./x` → `dir/x`).
+        dir.join(written).components().collect()
+    }
+
+    /// Checks the model and returns the workflow's parts, not yet built.
+    ///
+    /// # Errors
+    /// The first problem found, located.
+    pub(crate) fn lower(&mut self, file: &ManifestFile) -> Result<WorkflowBuilder, ManifestError> {
+        let input_schema = self.schema(file.input_schema.as_ref(), "input-schema")?;
+        let output_schema = self.schema(file.output_schema.as_ref(), "output-schema")?;
+        let state_schema = self.schema(file.state_schema.as_ref(), "state-schema")?;
+        let initial_state = file
+            .initial_state
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        if let Some(schema) = &state_schema
+            && let Err(e) = schema.validate(&initial_state)
+        {
+            return Err(match file.initial_state {
+                Some(_) => self.error("initial-state", format!("fails `state-schema`: {e}")),
+                None => self.error(
+                    "state-schema",
+                    format!("the default `initial-state` ({{}}) fails it: {e}"),
+                ),
+            });
+        }
+
+        let mut steps = IndexMap::with_capacity(file.steps.len());
+        for (id, spec) in &file.steps {
+            steps.insert(id.clone(), self.step(id, spec, &file.defaults)?);
+        }
+        let flow = self.nodes(&file.flow, "flow")?;
+
+        Ok(WorkflowBuilder {
+            id: file.id.clone(),
+            description: file.description.clone(),
+            input_schema,
+            output_schema,
+            state_schema,
+            initial_state,
+            steps,
+            flow,
+        })
+    }
+
+    fn schema(
+        &self,
+        schema: Option<&SchemaRef>,
+        field: &str,
+    ) -> Result<Option<Schema>, ManifestError> {
+        let source = match schema {
+            None => return Ok(None),
+            Some(SchemaRef::Inline(source)) => source.clone(),
+            Some(SchemaRef::File(written)) => self.schema_file(written, field)?,
+        };
+        match Schema::compile(source) {
+            Ok(schema) => Ok(Some(schema)),
+            Err(e) => Err(self.error(field, &e.message)),
+        }
+    }
+
+    /// Reads the JSON of a schema file named by `field`.
+    fn schema_file(&self, written: &str, field: &str) -> Result<Value, ManifestError> {
+        let path = self.resolve(written);
+        let shown = absolute(&path);
+        let shown = shown.display();
+        let text = fs::read_to_string(&path).map_err(|e| {
+            let message = match e.kind() {
+                io::ErrorKind::NotFound => {
+                    format!("schema file `{written}` not found (resolved to `{shown}`)")
+                }
+                _ => format!("cannot read schema file `{written}` (resolved to `{shown}`): {e}"),
+            };
+            self.error(field, message)
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            let message =
+                format!("schema file `{written}` (resolved to `{shown}`) is not valid JSON: {e}");
+            self.error(field, message)
+        })
+    }
+
+    fn step(
+        &self,
+        id: &StepId,
+        spec: &StepSpec,
+        defaults: &Defaults,
+    ) -> Result<StepDef, ManifestError> {
+        let at = format!("steps.{id}");
+        let schema = |schema: &Option<SchemaRef>, name: &str| {
+            self.schema(schema.as_ref(), &format!("{at}.{name}"))
+        };
+        let mut grants: Vec<Grant> = Vec::new();
+        for grant in spec
+            .grants
+            .as_ref()
+            .or(defaults.grants.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if !grants.contains(grant) {
+                grants.push(*grant);
+            }
+        }
+        Ok(StepDef {
+            id: id.clone(),
+            component: self.component(&spec.component, &format!("{at}.component"))?,
+            description: spec.description.clone(),
+            input_schema: schema(&spec.input_schema, "input-schema")?,
+            output_schema: schema(&spec.output_schema, "output-schema")?,
+            state_schema: schema(&spec.state_schema, "state-schema")?,
+            suspend_schema: schema(&spec.suspend_schema, "suspend-schema")?,
+            resume_schema: schema(&spec.resume_schema, "resume-schema")?,
+            retry: spec.retry.or(defaults.retry).unwrap_or_default(),
+            limits: spec.limits.over(defaults.limits.over(Limits::default())),
+            grants,
+        })
+    }
+
+    /// The component's absolute, canonical path.
+    fn component(&self, written: &str, field: &str) -> Result<String, ManifestError> {
+        let path = self.resolve(written);
+        let shown = absolute(&path);
+        let problem = match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => None,
+            Ok(_) => Some("is not a file".to_owned()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("not found".to_owned()),
+            Err(e) => Some(format!("cannot be read: {e}")),
+        };
+        let canonical = match problem {
+            None => fs::canonicalize(&path).map_err(|e| format!("cannot be read: {e}")),
+            Some(problem) => Err(problem),
+        };
+        let canonical = canonical.map_err(|problem| {
+            self.error(
+                field,
+                format!(
+                    "component file `{written}` {problem} (resolved to `{}`)",
+                    shown.display()
+                ),
+            )
+        })?;
+        canonical.into_os_string().into_string().map_err(|path| {
+            self.error(
+                field,
+                format!("component path `{}` is not valid UTF-8", path.display()),
+            )
+        })
+    }
+
+    fn nodes(&mut self, specs: &[NodeSpec], at: &str) -> Result<Vec<Node>, ManifestError> {
+        let mut nodes = Vec::with_capacity(specs.len());
+        for (i, spec) in specs.iter().enumerate() {
+            nodes.push(self.node(spec, &format!("{at}[{i}]"), i + 1)?);
+        }
+        Ok(nodes)
+    }
+
+    fn node(&mut self, spec: &NodeSpec, at: &str, ordinal: usize) -> Result<Node, ManifestError> {
+        let present = [
+            spec.step.is_some(),
+            spec.parallel.is_some(),
+            spec.branch.is_some(),
+            spec.dowhile.is_some(),
+            spec.dountil.is_some(),
+            spec.foreach.is_some(),
+            spec.map.is_some(),
+            spec.sleep_ms.is_some(),
+            spec.sleep_until.is_some(),
+            spec.workflow.is_some(),
+        ];
+        let mut found: Vec<&str> = KINDS
+            .iter()
+            .zip(present)
+            .filter(|(_, here)| *here)
+            .map(|(k, _)| *k)
+            .collect();
+        found.sort_by_key(|kind| self.source.key_offset(&format!("{at}.{kind}")));
+        let all = KINDS.map(|k| format!("`{k}`")).join(", ");
+        let kind = match found.as_slice() {
+            [] => {
+                return Err(self.error(at, format!("a node has exactly one of {all}; found none")));
+            }
+            [kind] => *kind,
+            [.., last] => {
+                let listed: Vec<String> = found.iter().map(|k| format!("`{k}`")).collect();
+                let (init, tail) = listed.split_at(listed.len() - 1);
+                let mut error = self.error(
+                    at,
+                    format!(
+                        "a node has exactly one of {all}; found {} and {}",
+                        init.join(", "),
+                        tail[0]
+                    ),
+                );
+                error.location = self.source.locate_key(&format!("{at}.{last}"));
+                return Err(error);
+            }
+        };
+
+        let modifiers: [(bool, &str, &[&str]); 4] = [
+            (spec.while_.is_some(), "while", &["dowhile"]),
+            (spec.until.is_some(), "until", &["dountil"]),
+            (
+                spec.max_iterations.is_some(),
+                "max-iterations",
+                &["dowhile", "dountil"],
+            ),
+            (spec.concurrency.is_some(), "concurrency", &["foreach"]),
+        ];
+        for (here, modifier, owners) in modifiers {
+            if here && !owners.contains(&kind) {
+                let owners = owners
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ");
+                return Err(self.key_error(
+                    &format!("{at}.{modifier}"),
+                    format!("`{modifier}` belongs to {owners} nodes, not to `{kind}` nodes"),
+                ));
+            }
+        }
+        if spec.max_iterations == Some(0) {
+            return Err(self.error(&format!("{at}.max-iterations"), "must be at least 1"));
+        }
+
+        let kind = self.kind(spec, kind, at)?;
+        let id = match (&spec.id, &kind) {
+            (Some(id), _) => id.clone(),
+            (None, NodeKind::Step { step }) => step.clone(),
+            (None, other) => {
+                let id = format!("{}-{ordinal}", other.name());
+                StepId::new(&id).map_err(|e| self.error(at, e))?
+            }
+        };
+        Ok(Node { id, kind })
+    }
+
+    /// Builds the node's kind; `kind` is the one kind key the node has.
+    fn kind(&mut self, spec: &NodeSpec, kind: &str, at: &str) -> Result<NodeKind, ManifestError> {
+        let body = |name: &str| format!("{at}.{name}");
+        if let Some(step) = &spec.step {
+            return Ok(NodeKind::Step { step: step.clone() });
+        }
+        if let Some(nodes) = &spec.parallel {
+            return Ok(NodeKind::Parallel {
+                nodes: self.nodes(nodes, &body("parallel"))?,
+            });
+        }
+        if let Some(branch) = &spec.branch {
+            let mut arms = Vec::with_capacity(branch.len());
+            let mut otherwise: Option<usize> = None;
+            for (j, arm) in branch.iter().enumerate() {
+                let arm_at = format!("{at}.branch[{j}]");
+                let when = match &arm.when {
+                    Some(when) => Some(self.expr(when, &format!("{arm_at}.when"))?),
+                    None => {
+                        if let Some(first) = otherwise {
+                            let other = format!("{at}.branch[{first}]");
+                            let message = format!(
+                                "a branch has at most one arm without `when` (the other is `{other}`)"
+                            );
+                            return Err(self.error(&arm_at, message));
+                        }
+                        otherwise = Some(j);
+                        None
+                    }
+                };
+                arms.push((when, self.nodes(&arm.flow, &format!("{arm_at}.flow"))?));
+            }
+            return Ok(NodeKind::Branch { arms });
+        }
+        let looped = match (&spec.dowhile, &spec.dountil) {
+            (Some(nodes), _) => Some((LoopKind::DoWhile, nodes, &spec.while_, "while")),
+            (None, Some(nodes)) => Some((LoopKind::DoUntil, nodes, &spec.until, "until")),
+            (None, None) => None,
+        };
+        if let Some((loop_kind, nodes, condition, name)) = looped {
+            let Some(condition) = condition else {
+                let article = if name == "until" { "an" } else { "a" };
+                return Err(self.error(
+                    at,
+                    format!("a `{kind}` node needs {article} `{name}` condition"),
+                ));
+            };
+            return Ok(NodeKind::Loop {
+                kind: loop_kind,
+                body: self.nodes(nodes, &body(kind))?,
+                condition: self.expr(condition, &body(name))?,
+                max_iterations: spec.max_iterations,
+            });
+        }
+        if let Some(nodes) = &spec.foreach {
+            let concurrency = spec.concurrency.unwrap_or(1);
+            if concurrency == 0 {
+                return Err(self.error(&body("concurrency"), "must be at least 1"));
+            }
+            return Ok(NodeKind::Foreach {
+                body: self.nodes(nodes, &body("foreach"))?,
+                concurrency,
+            });
+        }
+        if let Some(map) = &spec.map {
+            let mut fields = IndexMap::with_capacity(map.len());
+            for (name, expr) in map {
+                fields.insert(name.clone(), self.expr(expr, &format!("{at}.map.{name}"))?);
+            }
+            return Ok(NodeKind::Map { fields });
+        }
+        if let Some(duration_ms) = spec.sleep_ms {
+            return Ok(NodeKind::Sleep { duration_ms });
+        }
+        if let Some(until) = &spec.sleep_until {
+            return Ok(NodeKind::SleepUntil {
+                until: self.expr(until, &body("sleep-until"))?,
+            });
+        }
+        // The caller checked that the node has exactly one kind key: this is `workflow`.
+        let written = spec.workflow.as_deref().unwrap_or_default();
+        Ok(NodeKind::Workflow {
+            workflow: self.nested(written, &body("workflow"))?,
+        })
+    }
+
+    fn expr(&self, expr: &Expr, field: &str) -> Result<Expr, ManifestError> {
+        if expr.0.trim().is_empty() {
+            return Err(self.error(field, "the expression is empty"));
+        }
+        Ok(expr.clone())
+    }
+
+    /// Loads a nested workflow manifest, refusing cycles.
+    fn nested(
+        &mut self,
+        written: &str,
+        field: &str,
+    ) -> Result<Arc<weft_core::Workflow>, ManifestError> {
+        let path = self.resolve(written);
+        let frame = Frame::new(&path);
+        if self.stack.iter().any(|f| f.identity == frame.identity) {
+            let chain: Vec<String> = self
+                .stack
+                .iter()
+                .chain(std::iter::once(&frame))
+                .map(|f| f.shown.display().to_string())
+                .collect();
+            return Err(self.error(field, format!("workflow cycle: {}", chain.join(" -> "))));
+        }
+        if !matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("toml" | "json")
+        ) {
+            let message = format!("nested workflow `{written}` is not a `.toml` or `.json` file");
+            return Err(self.error(field, message));
+        }
+        if !path.is_file() {
+            return Err(self.error(
+                field,
+                format!(
+                    "nested workflow `{written}` not found (resolved to `{}`)",
+                    absolute(&path).display()
+                ),
+            ));
+        }
+        Ok(Manifest::load_nested(&path, self.stack)?.workflow().clone())
+    }
+}

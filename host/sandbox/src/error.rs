@@ -1,0 +1,131 @@
+//! Why a component cannot be loaded (or a sandbox created).
+//!
+//! Failures of a step *attempt* are not errors of this crate: they are
+//! [`weft_core::StepError`]s inside the [`weft_core::StepReport`].
+
+use std::path::PathBuf;
+
+use weft_core::{Grant, StepId};
+
+use crate::imports::grant_name;
+
+/// Why the sandbox could not be created or a component could not be loaded.
+/// `component` fields name the component: its path for files, the name given
+/// to [`crate::Sandbox::load_bytes`] otherwise.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SandboxError {
+    /// wasmtime refused the engine configuration.
+    #[error("cannot create the wasmtime engine: {reason}")]
+    Engine {
+        /// What wasmtime said.
+        reason: String,
+    },
+
+    /// The component file cannot be read.
+    #[error("cannot read component `{}`: {error}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+
+    /// The bytes are neither a WebAssembly component nor a core module.
+    #[error("`{component}` is not a WebAssembly component or module")]
+    NotWasm {
+        /// The component.
+        component: String,
+    },
+
+    /// A core module could not be turned into a component (typically: it was
+    /// not built with wit-bindgen, so it carries no component-type metadata).
+    #[error(
+        "`{component}` is a core WebAssembly module that cannot be turned into a component \
+         (build it with wit-bindgen for world `weft:step/step@0.1.0`): {reason}"
+    )]
+    Encode {
+        /// The component.
+        component: String,
+        /// What wit-component said.
+        reason: String,
+    },
+
+    /// wasmtime could not compile (or validate) the component.
+    #[error("cannot compile `{component}`: {reason}")]
+    Compile {
+        /// The component.
+        component: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+
+    /// The component imports a WASI interface the step is not granted.
+    #[error(
+        "`{component}` imports `{import}`, which needs the `{}` grant; add it to the step's \
+         grants or rebuild the component without it",
+        grant_name(*.grant)
+    )]
+    ImportNotGranted {
+        /// The component.
+        component: String,
+        /// The full import name, e.g. `wasi:random/random@0.2.6`.
+        import: String,
+        /// The grant that would allow it.
+        grant: Grant,
+    },
+
+    /// The component imports something steps can never use.
+    #[error("`{component}` imports `{import}`, which steps cannot use: {reason}")]
+    ImportDenied {
+        /// The component.
+        component: String,
+        /// The full import name, e.g. `wasi:filesystem/types@0.2.6`.
+        import: String,
+        /// Why.
+        reason: &'static str,
+    },
+
+    /// The component's exports (or its use of `weft:step/host`) do not match
+    /// the world `weft:step/step@0.1.0`.
+    #[error("`{component}` does not implement `{world}`: {reason}", world = crate::STEP_WORLD)]
+    NotAStep {
+        /// The component.
+        component: String,
+        /// What is missing or wrong, as precisely as wasmtime says.
+        reason: String,
+    },
+
+    /// An import the step may use does not have the type the host provides
+    /// (e.g. a `weft:step/host` function with another signature).
+    #[error("`{component}` cannot be linked to the host's imports: {reason}")]
+    Link {
+        /// The component.
+        component: String,
+        /// What wasmtime said.
+        reason: String,
+    },
+
+    /// A memory limit above what the sandbox's memory pool can hold.
+    #[error(
+        "a memory limit of {requested} bytes is above the sandbox's maximum of {max} bytes \
+         (SandboxConfig::max_memory_bytes)"
+    )]
+    MemoryLimit {
+        /// The requested `memory-bytes`.
+        requested: u64,
+        /// The sandbox's maximum.
+        max: u64,
+    },
+
+    /// A step of a workflow could not be loaded.
+    #[error("step `{step}` (component `{component}`): {error}")]
+    Step {
+        /// The step id.
+        step: StepId,
+        /// The component path as written in the step definition.
+        component: String,
+        /// Why.
+        error: Box<SandboxError>,
+    },
+}

@@ -1,0 +1,392 @@
+//! The [`Sandbox`]: the process's one engine and linker, its epoch ticker, and
+//! loading (compile-or-load, import policy, contract check, pre-instantiation).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use weft_core::{Grant, Limits};
+
+use crate::bindings::{Step, StepPre};
+use crate::cache::{ContentHash, DiskCache, LoadedFrom, MemoryCache};
+use crate::component::{Compiled, StepComponent};
+use crate::error::SandboxError;
+use crate::host::HostState;
+use crate::imports::NeededGrants;
+
+/// How often the epoch advances: the granularity of step deadlines.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Linear memory pages the pooling allocator keeps resident (and resets with
+/// `PAGEMAP_SCAN` + memset) between instances, instead of unmapping them.
+const KEEP_RESIDENT_MEMORY: usize = 1 << 20;
+/// The same for tables.
+const KEEP_RESIDENT_TABLES: usize = 64 << 10;
+
+/// How a [`Sandbox`] is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxConfig {
+    /// Where precompiled artifacts are cached (`<sha256>-<engine key>.cwasm`);
+    /// `None` compiles every distinct component once per process.
+    pub cache_dir: Option<PathBuf>,
+    /// How many step instances may exist at once (the instance pool's size).
+    /// One more concurrent attempt fails with a retryable host failure.
+    pub max_instances: u32,
+    /// The largest memory limit a step may have, in bytes (the size of each
+    /// memory slot of the pool). Loading a step with a higher
+    /// `Limits::memory_bytes` fails.
+    pub max_memory_bytes: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            max_instances: 200,
+            max_memory_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Runs step components. One per process: it holds the wasmtime engine (and
+/// its instance pool), the linker with every host import, a compile cache and
+/// the thread that advances the engine's epoch for deadlines.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    compiled: MemoryCache<Compiled>,
+    disk: Option<DiskCache>,
+    ticker: Arc<EpochTicker>,
+    max_memory_bytes: u64,
+    pagemap_scan: bool,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("cache_dir", &self.disk.as_ref().map(DiskCache::dir))
+            .field("max_memory_bytes", &self.max_memory_bytes)
+            .field("pagemap_scan", &self.pagemap_scan)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Creates the engine (pooling allocator, copy-on-write memory images,
+    /// epoch interruption, fuel), the linker and the epoch ticker thread.
+    ///
+    /// The pool uses Linux's `PAGEMAP_SCAN` to reset memory between instances
+    /// when the kernel offers it (≥ 6.7), which makes a fresh instance several
+    /// times cheaper; elsewhere it works without.
+    ///
+    /// # Errors
+    /// [`SandboxError::Engine`] when wasmtime refuses the configuration (e.g.
+    /// not enough virtual address space for the pool).
+    pub fn new(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let pagemap = PoolingAllocationConfig::is_pagemap_scan_available();
+        let (engine, pagemap_scan) = match build_engine(&config, pagemap) {
+            Ok(engine) => (engine, pagemap),
+            Err(error) if pagemap => {
+                tracing::warn!(%error, "cannot create the engine with PAGEMAP_SCAN; retrying without");
+                (build_engine(&config, false)?, false)
+            }
+            Err(error) => return Err(error),
+        };
+
+        let mut linker = Linker::new(&engine);
+        Step::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(engine_error)?;
+        // All of WASI 0.2 is linked once; the import policy decides, per
+        // component and grants, what a step may actually import.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+
+        let disk = config.cache_dir.map(|dir| DiskCache::new(dir, &engine));
+        let ticker = Arc::new(EpochTicker::start(engine.clone())?);
+        tracing::debug!(
+            pagemap_scan,
+            max_instances = config.max_instances,
+            "sandbox ready"
+        );
+        Ok(Self {
+            engine,
+            linker,
+            compiled: MemoryCache::default(),
+            disk,
+            ticker,
+            max_memory_bytes: config.max_memory_bytes,
+            pagemap_scan,
+        })
+    }
+
+    /// Whether the instance pool resets memory with `PAGEMAP_SCAN`.
+    pub fn pagemap_scan(&self) -> bool {
+        self.pagemap_scan
+    }
+
+    /// Checks that `limits` fit this sandbox (the memory cap fits a pool slot).
+    ///
+    /// # Errors
+    /// [`SandboxError::MemoryLimit`] when `limits.memory_bytes` is above
+    /// [`SandboxConfig::max_memory_bytes`].
+    pub fn check_limits(&self, limits: &Limits) -> Result<(), SandboxError> {
+        if limits.memory_bytes > self.max_memory_bytes {
+            return Err(SandboxError::MemoryLimit {
+                requested: limits.memory_bytes,
+                max: self.max_memory_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Loads the component at `path` for a step granted `grants`; see
+    /// [`Sandbox::load_bytes`].
+    ///
+    /// # Errors
+    /// [`SandboxError::Read`] when the file cannot be read; otherwise as
+    /// [`Sandbox::load_bytes`], naming the component by its path.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        grants: &[Grant],
+    ) -> Result<Arc<StepComponent>, SandboxError> {
+        let bytes = std::fs::read(path).map_err(|error| SandboxError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        self.load_bytes(&bytes, &path.display().to_string(), grants)
+    }
+
+    /// Loads a component (or a core module carrying wit-bindgen's component
+    /// metadata, which is encoded into a component first) for a step granted
+    /// `grants`. Each distinct content is compiled once (or read from the
+    /// on-disk cache), checked against the import policy and the world
+    /// `weft:step/step@0.1.0`, and pre-instantiated; loading it again is cheap.
+    ///
+    /// # Errors
+    /// [`SandboxError::NotWasm`], [`SandboxError::Encode`] or
+    /// [`SandboxError::Compile`] when the bytes are not a usable component;
+    /// [`SandboxError::ImportDenied`] or [`SandboxError::ImportNotGranted`]
+    /// when it imports something the step may not use;
+    /// [`SandboxError::NotAStep`] when it does not implement the world;
+    /// [`SandboxError::Link`] when an import has another type than the host's.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        grants: &[Grant],
+    ) -> Result<Arc<StepComponent>, SandboxError> {
+        let hash = ContentHash::of(bytes);
+        let (compiled, loaded_from) = match self.compiled.get(&hash) {
+            Some(compiled) => (compiled, LoadedFrom::Memory),
+            None => {
+                let (compiled, from) = self.compile(bytes, name, hash)?;
+                (self.compiled.insert(hash, Arc::new(compiled)), from)
+            }
+        };
+        compiled.needs.check(name, grants)?;
+        tracing::debug!(component = name, %hash, ?loaded_from, "component loaded");
+        Ok(Arc::new(StepComponent::new(
+            compiled,
+            name.to_owned(),
+            grants.contains(&Grant::Stdio),
+            loaded_from,
+            self.ticker.clone(),
+        )))
+    }
+
+    /// Compiles (or loads from disk) and checks everything that does not
+    /// depend on the grants.
+    fn compile(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        hash: ContentHash,
+    ) -> Result<(Compiled, LoadedFrom), SandboxError> {
+        let cached = self
+            .disk
+            .as_ref()
+            .and_then(|disk| disk.load(&self.engine, &hash));
+        let (component, loaded_from) = match cached {
+            Some(component) => (component, LoadedFrom::Disk),
+            None => {
+                let component = self.compile_bytes(bytes, name)?;
+                if let Some(disk) = &self.disk {
+                    disk.store(&hash, &component);
+                }
+                (component, LoadedFrom::Compiled)
+            }
+        };
+
+        let ty = component.component_type();
+        let needs = NeededGrants::of(name, ty.imports(&self.engine).map(|(import, _)| import))?;
+        let from_core = matches!(wasm_layer(bytes), Some(WasmLayer::Core));
+        check_run_export(&self.engine, &component, name, from_core)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| SandboxError::Link {
+                component: name.to_owned(),
+                reason: format!("{error:#}"),
+            })?;
+        // Type-checks `run` against the world.
+        let pre = StepPre::new(pre).map_err(|error| SandboxError::NotAStep {
+            component: name.to_owned(),
+            reason: format!("{error:#}"),
+        })?;
+        Ok((Compiled { pre, needs, hash }, loaded_from))
+    }
+
+    fn compile_bytes(&self, bytes: &[u8], name: &str) -> Result<Component, SandboxError> {
+        let encoded;
+        let component = match wasm_layer(bytes) {
+            Some(WasmLayer::Component) => bytes,
+            Some(WasmLayer::Core) => {
+                encoded = wit_component::ComponentEncoder::default()
+                    .module(bytes)
+                    .and_then(|encoder| encoder.validate(true).encode())
+                    .map_err(|error| SandboxError::Encode {
+                        component: name.to_owned(),
+                        reason: format!("{error:#}"),
+                    })?;
+                &encoded[..]
+            }
+            None => {
+                return Err(SandboxError::NotWasm {
+                    component: name.to_owned(),
+                });
+            }
+        };
+        Component::new(&self.engine, component).map_err(|error| SandboxError::Compile {
+            component: name.to_owned(),
+            reason: format!("{error:#}"),
+        })
+    }
+}
+
+enum WasmLayer {
+    Core,
+    Component,
+}
+
+/// Whether `bytes` are a core module or a component, from the binary header
+/// (magic, 2-byte version, 2-byte layer: 0 for modules, 1 for components).
+fn wasm_layer(bytes: &[u8]) -> Option<WasmLayer> {
+    match bytes.get(..8)? {
+        [0x00, 0x61, 0x73, 0x6d, _, _, 0x00, 0x00] => Some(WasmLayer::Core),
+        [0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00] => Some(WasmLayer::Component),
+        _ => None,
+    }
+}
+
+/// A precise error for a missing or non-function `run` (the generated
+/// bindings' type check covers a `run` of the wrong type).
+fn check_run_export(
+    engine: &Engine,
+    component: &Component,
+    name: &str,
+    from_core: bool,
+) -> Result<(), SandboxError> {
+    use wasmtime::component::types::ComponentItem;
+
+    let ty = component.component_type();
+    let reason = match ty.get_export(engine, "run") {
+        Some(export) if matches!(export.ty, ComponentItem::ComponentFunc(_)) => return Ok(()),
+        Some(_) => "its export `run` is not a function".to_owned(),
+        None => {
+            let exports: Vec<&str> = ty.exports(engine).map(|(export, _)| export).collect();
+            let exports = if exports.is_empty() {
+                "it has no exports".to_owned()
+            } else {
+                format!("its exports are `{}`", exports.join("`, `"))
+            };
+            let mut reason = format!("it does not export the function `run` ({exports})");
+            if from_core {
+                reason.push_str(
+                    "; a core module becomes a component through the component-type \
+                     metadata wit-bindgen embeds: was it built with wit-bindgen for world `step`?",
+                );
+            }
+            reason
+        }
+    };
+    Err(SandboxError::NotAStep {
+        component: name.to_owned(),
+        reason,
+    })
+}
+
+fn engine_error(error: wasmtime::Error) -> SandboxError {
+    SandboxError::Engine {
+        reason: format!("{error:#}"),
+    }
+}
+
+fn build_engine(config: &SandboxConfig, pagemap_scan: bool) -> Result<Engine, SandboxError> {
+    let instances = config.max_instances.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    // A step component holds one core instance per core module (up to 3 for
+    // wasip2 guests, plus wit-component's shims), usually one memory and a
+    // table or two per core instance.
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(4))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+    if pagemap_scan {
+        // Without PAGEMAP_SCAN, keeping pages resident would memset them all on
+        // every reuse: only worth it when the dirty ones can be found.
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLES);
+    }
+
+    let mut wasm = Config::new();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .consume_fuel(true);
+    Engine::new(&wasm).map_err(engine_error)
+}
+
+/// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Every
+/// loaded component holds it, so deadlines keep working as long as any
+/// component of the sandbox exists; it stops when the last one is dropped.
+pub(crate) struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Result<Self, SandboxError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weft-epoch".into())
+            .spawn(move || {
+                // Ends when the sender is dropped (or sends).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })
+            .map_err(|error| SandboxError::Engine {
+                reason: format!("cannot start the epoch thread: {error}"),
+            })?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread only sleeps and increments a counter: it cannot panic.
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! [`WorkflowSteps`]: every component of a workflow, loaded up front, behind
+//! the [`StepRunner`] trait the runtimes drive.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use weft_core::{
+    FailureKind, Limits, StepError, StepId, StepReport, StepRunner, StepTask, StepView, Workflow,
+};
+
+use crate::component::StepComponent;
+use crate::error::SandboxError;
+use crate::sandbox::Sandbox;
+
+/// The components of one workflow's steps, each with its step's limits.
+/// Loading everything before the first run means a broken component fails
+/// `weft run` at once, not halfway through a run.
+#[derive(Debug, Default)]
+pub struct WorkflowSteps {
+    steps: HashMap<StepId, (Arc<StepComponent>, Limits)>,
+}
+
+impl WorkflowSteps {
+    /// Loads the component of every step of `workflow` (components shared by
+    /// several steps are compiled once), checking each against its step's
+    /// grants and limits.
+    ///
+    /// # Errors
+    /// The first step that cannot be loaded, as [`SandboxError::Step`] naming
+    /// the step id and the component path.
+    pub fn load(sandbox: &Sandbox, workflow: &Workflow) -> Result<Self, SandboxError> {
+        let mut steps = HashMap::new();
+        for def in workflow.steps() {
+            let wrap = |error| SandboxError::Step {
+                step: def.id.clone(),
+                component: def.component.clone(),
+                error: Box::new(error),
+            };
+            sandbox.check_limits(&def.limits).map_err(wrap)?;
+            let component = sandbox
+                .load_file(Path::new(&def.component), &def.grants)
+                .map_err(wrap)?;
+            steps.insert(def.id.clone(), (component, def.limits));
+        }
+        Ok(Self { steps })
+    }
+
+    /// Steps from components loaded by other means (e.g. with
+    /// [`Sandbox::load_bytes`] in tests).
+    pub fn from_components(
+        steps: impl IntoIterator<Item = (StepId, Arc<StepComponent>, Limits)>,
+    ) -> Self {
+        Self {
+            steps: steps
+                .into_iter()
+                .map(|(id, component, limits)| (id, (component, limits)))
+                .collect(),
+        }
+    }
+
+    /// The component and limits of a step.
+    pub fn get(&self, step: &StepId) -> Option<(&Arc<StepComponent>, &Limits)> {
+        self.steps
+            .get(step)
+            .map(|(component, limits)| (component, limits))
+    }
+}
+
+impl StepRunner for WorkflowSteps {
+    fn run(&self, task: &StepTask, view: &StepView) -> StepReport {
+        match self.steps.get(&task.step) {
+            Some((component, limits)) => component.run(task, view, limits),
+            None => StepReport::failed(StepError::host(
+                FailureKind::Host,
+                format!("no component is loaded for step `{}`", task.step),
+            )),
+        }
+    }
+}
