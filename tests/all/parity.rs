@@ -83,14 +83,17 @@ fn load(path: &Path) -> Scenario {
     let manifest = Manifest::from_toml_str(&manifest_text, path)
         .unwrap_or_else(|e| panic!("{}: {e}\n{manifest_text}", path.display()));
     let actions = match table.get("actions") {
-        Some(toml::Value::Array(items)) => {
-            items.iter().map(|a| a.as_table().expect("an action is a table").clone()).collect()
-        }
+        Some(toml::Value::Array(items)) => items
+            .iter()
+            .map(|a| a.as_table().expect("an action is a table").clone())
+            .collect(),
         _ => Vec::new(),
     };
-    let expect = table.get("expect").and_then(toml::Value::as_table).cloned().unwrap_or_else(|| {
-        panic!("{}: no [expect] table", path.display())
-    });
+    let expect = table
+        .get("expect")
+        .and_then(toml::Value::as_table)
+        .cloned()
+        .unwrap_or_else(|| panic!("{}: no [expect] table", path.display()));
     Scenario {
         path: path.to_owned(),
         input: json_field(&table, "input").unwrap_or(json!({})),
@@ -130,12 +133,18 @@ fn observe(outcome: Result<(), RuntimeError>, result: &RunResult, events: &[Even
     Observed {
         outcome: outcome.map(|()| Value::Null).map_err(|e| e.to_string()),
         result: normalize(serde_json::to_value(result).unwrap()),
-        events: events.iter().map(|e| normalize(serde_json::to_value(e).unwrap())).collect(),
+        events: events
+            .iter()
+            .map(|e| normalize(serde_json::to_value(e).unwrap()))
+            .collect(),
     }
 }
 
 fn target(action: &toml::Table) -> (ResumeTarget, Value) {
-    let resume = action.get("resume").and_then(toml::Value::as_table).expect("resume = { .. }");
+    let resume = action
+        .get("resume")
+        .and_then(toml::Value::as_table)
+        .expect("resume = { .. }");
     let data = json_field(resume, "data").unwrap_or(json!({}));
     let target = if let Some(step) = resume.get("step").and_then(toml::Value::as_str) {
         ResumeTarget::Path(StepPath::parse(step).unwrap())
@@ -150,7 +159,9 @@ fn target(action: &toml::Table) -> (ResumeTarget, Value) {
 fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Observed> {
     let runtime = DefaultRuntime::new(steps, Arc::new(SystemClock));
     let wf = s.manifest.workflow().clone();
-    let mut run: Run = runtime.start(wf, id.clone(), s.input.clone(), &mut NoObserver).unwrap();
+    let mut run: Run = runtime
+        .start(wf, id.clone(), s.input.clone(), &mut NoObserver)
+        .unwrap();
     let mut seen = vec![observe(Ok(()), &run.result(), run.events())];
     for action in &s.actions {
         let (target, data) = target(action);
@@ -171,11 +182,15 @@ fn run_evented(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
         manifest_sha256: "0".repeat(64),
     });
     let events = || store.load(id).unwrap().1;
-    let mut result = runtime.start(registered.clone(), id.clone(), s.input.clone()).unwrap();
+    let mut result = runtime
+        .start(registered.clone(), id.clone(), s.input.clone())
+        .unwrap();
     let mut seen = vec![observe(Ok(()), &result, &events())];
     for action in &s.actions {
         let (target, data) = target(action);
-        let outcome = runtime.resume(registered.clone(), id.clone(), target, data).map(|r| result = r);
+        let outcome = runtime
+            .resume(registered.clone(), id.clone(), target, data)
+            .map(|r| result = r);
         seen.push(observe(outcome, &result, &events()));
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");
@@ -196,7 +211,10 @@ fn check_expectations(s: &Scenario, seen: &[Observed]) {
     }
     let result = &seen.last().unwrap().result;
     let e = &s.expect;
-    let status = e.get("status").and_then(toml::Value::as_str).expect("expect.status");
+    let status = e
+        .get("status")
+        .and_then(toml::Value::as_str)
+        .expect("expect.status");
     assert_eq!(result["status"], status, "{name}: status\n{result:#}");
     if let Some(output) = json_field(e, "output") {
         assert_eq!(result["output"], output, "{name}: output");
@@ -207,18 +225,30 @@ fn check_expectations(s: &Scenario, seen: &[Observed]) {
     if let Some(toml::Value::Table(error)) = e.get("error") {
         for (key, want) in error {
             let got = if key == "causes" {
-                json!(result["error"]["causes"].as_array().map(|c| c.iter().map(|c| c["code"].clone()).collect::<Vec<_>>()))
+                json!(
+                    result["error"]["causes"]
+                        .as_array()
+                        .map(|c| c.iter().map(|c| c["code"].clone()).collect::<Vec<_>>())
+                )
             } else {
                 result["error"][key].clone()
             };
-            assert_eq!(got, to_json(want), "{name}: error.{key}\n{:#}", result["error"]);
+            assert_eq!(
+                got,
+                to_json(want),
+                "{name}: error.{key}\n{:#}",
+                result["error"]
+            );
         }
     }
     let steps = result["steps"].as_array().unwrap();
     if let Some(toml::Value::Table(want)) = e.get("steps") {
-        let got: Vec<(String, Value)> =
-            steps.iter().map(|s| (s["path"].as_str().unwrap().to_owned(), s["status"].clone())).collect();
-        let want: Vec<(String, Value)> = want.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
+        let got: Vec<(String, Value)> = steps
+            .iter()
+            .map(|s| (s["path"].as_str().unwrap().to_owned(), s["status"].clone()))
+            .collect();
+        let want: Vec<(String, Value)> =
+            want.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
         assert_eq!(got, want, "{name}: steps (in order of first start)");
     }
     if let Some(toml::Value::Table(want)) = e.get("attempts") {
@@ -228,7 +258,13 @@ fn check_expectations(s: &Scenario, seen: &[Observed]) {
         }
     }
     if let Some(toml::Value::Array(want)) = e.get("events") {
-        let got: Vec<&str> = seen.last().unwrap().events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let got: Vec<&str> = seen
+            .last()
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e["type"].as_str().unwrap())
+            .collect();
         let want: Vec<&str> = want.iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(got, want, "{name}: event types");
     }
@@ -243,7 +279,12 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     paths.sort();
-    assert!(paths.len() >= 30, "only {} scenarios in {}", paths.len(), dir.display());
+    assert!(
+        paths.len() >= 30,
+        "only {} scenarios in {}",
+        paths.len(),
+        dir.display()
+    );
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let mut failures = Vec::new();
     for path in &paths {
@@ -254,7 +295,11 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
             let default = run_default(&s, steps.clone(), &id);
             let evented = run_evented(&s, steps, &id);
             for (i, (d, e)) in default.iter().zip(&evented).enumerate() {
-                let when = if i == 0 { "after the start".to_owned() } else { format!("after action {i}") };
+                let when = if i == 0 {
+                    "after the start".to_owned()
+                } else {
+                    format!("after action {i}")
+                };
                 assert_eq!(d, e, "{}: the runtimes differ {when}", path.display());
             }
             check_expectations(&s, &default);
@@ -268,5 +313,11 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
             failures.push(format!("{}:\n{message}", path.display()));
         }
     }
-    assert!(failures.is_empty(), "{} of {} scenarios failed:\n\n{}", failures.len(), paths.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios failed:\n\n{}",
+        failures.len(),
+        paths.len(),
+        failures.join("\n\n")
+    );
 }

@@ -29,7 +29,9 @@ fn load(sandbox: &Sandbox, path: &Path) -> Loaded {
 impl Loaded {
     fn start(&self, input: Value) -> Run {
         let id = RunId::new(&format!("run-{}", input.to_string().len())).unwrap();
-        self.runtime.start(self.manifest.workflow().clone(), id, input, &mut NoObserver).unwrap()
+        self.runtime
+            .start(self.manifest.workflow().clone(), id, input, &mut NoObserver)
+            .unwrap()
     }
 }
 
@@ -43,18 +45,31 @@ fn example(name: &str) -> Value {
 }
 
 fn step<'a>(result: &'a RunResult, path: &str) -> &'a weft_core::StepRecord {
-    result.steps.iter().find(|s| s.path.as_str() == path).unwrap()
+    result
+        .steps
+        .iter()
+        .find(|s| s.path.as_str() == path)
+        .unwrap()
 }
 
 #[test]
 fn the_example_workflow_runs_end_to_end() {
     let sandbox = sandbox();
-    let wf = load(&sandbox, &root().join("examples/order-approval/workflow.toml"));
+    let wf = load(
+        &sandbox,
+        &root().join("examples/order-approval/workflow.toml"),
+    );
     let run = wf.start(example("small-order.json"));
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success, "{result:#?}");
-    assert_eq!(step(&result, "validate").output.as_ref().unwrap()["total_cents"], 2 * 1999 + 5 * 250);
-    assert_eq!(step(&result, "approve").output.as_ref().unwrap()["approved_by"], "auto");
+    assert_eq!(
+        step(&result, "validate").output.as_ref().unwrap()["total_cents"],
+        2 * 1999 + 5 * 250
+    );
+    assert_eq!(
+        step(&result, "approve").output.as_ref().unwrap()["approved_by"],
+        "auto"
+    );
     let output = result.output.unwrap();
     assert_eq!(output["notified"], true);
     assert_eq!(output["customer"], "ada@example.com");
@@ -63,44 +78,70 @@ fn the_example_workflow_runs_end_to_end() {
         .events()
         .iter()
         .filter_map(|e| match e {
-            Event::Custom { path, event, .. } => Some((path.as_str().to_owned(), event.kind.clone())),
+            Event::Custom { path, event, .. } => {
+                Some((path.as_str().to_owned(), event.kind.clone()))
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(emitted, [("notify".into(), "notification".into()), ("notify".into(), "progress".into())]);
+    assert_eq!(
+        emitted,
+        [
+            ("notify".into(), "notification".into()),
+            ("notify".into(), "progress".into())
+        ]
+    );
 }
 
 #[test]
 fn approval_suspends_and_resumes_then_a_rejection_bails() {
     let sandbox = sandbox();
-    let wf = load(&sandbox, &root().join("examples/order-approval/workflow.toml"));
+    let wf = load(
+        &sandbox,
+        &root().join("examples/order-approval/workflow.toml"),
+    );
 
     let mut run = wf.start(example("big-order.json"));
     assert_eq!(run.result().status, RunStatus::Suspended);
     let label = ResumeTarget::Label("manager-approval".into());
     let yes = json!({"approved": true, "approver": "dana"});
-    wf.runtime.resume(&mut run, &label, yes, &mut NoObserver).unwrap();
+    wf.runtime
+        .resume(&mut run, &label, yes, &mut NoObserver)
+        .unwrap();
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success);
-    assert_eq!(step(&result, "charge").output.as_ref().unwrap()["approved_by"], "dana");
+    assert_eq!(
+        step(&result, "charge").output.as_ref().unwrap()["approved_by"],
+        "dana"
+    );
 
     let mut run = wf.start(example("big-order.json"));
     let no = json!({"approved": false, "approver": "erin"});
-    wf.runtime.resume(&mut run, &ResumeTarget::Only, no, &mut NoObserver).unwrap();
+    wf.runtime
+        .resume(&mut run, &ResumeTarget::Only, no, &mut NoObserver)
+        .unwrap();
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output.as_ref().unwrap()["status"], "rejected");
     assert_eq!(step(&result, "approve").status, StepStatus::Bailed);
-    assert!(result.steps.iter().all(|s| s.path.as_str() != "charge"), "charge must not run");
+    assert!(
+        result.steps.iter().all(|s| s.path.as_str() != "charge"),
+        "charge must not run"
+    );
 }
 
 #[test]
 fn a_declined_charge_fails_the_run_with_details_and_causes() {
     let sandbox = sandbox();
-    let wf = load(&sandbox, &root().join("examples/order-approval/workflow.toml"));
+    let wf = load(
+        &sandbox,
+        &root().join("examples/order-approval/workflow.toml"),
+    );
     let mut run = wf.start(example("huge-order.json"));
     let yes = json!({"approved": true, "approver": "dana"});
-    wf.runtime.resume(&mut run, &ResumeTarget::Only, yes, &mut NoObserver).unwrap();
+    wf.runtime
+        .resume(&mut run, &ResumeTarget::Only, yes, &mut NoObserver)
+        .unwrap();
     let result = run.result();
     assert_eq!(result.status, RunStatus::Failed);
     let error = result.error.clone().unwrap();
@@ -108,7 +149,10 @@ fn a_declined_charge_fails_the_run_with_details_and_causes() {
     assert_eq!(error.error.kind, FailureKind::Step);
     assert_eq!(error.error.code, "card-declined");
     assert!(!error.error.retryable);
-    assert_eq!(error.error.details.as_ref().unwrap()["limit_cents"], 500_000);
+    assert_eq!(
+        error.error.details.as_ref().unwrap()["limit_cents"],
+        500_000
+    );
     let causes: Vec<_> = error.error.causes.iter().map(|c| c.code.as_str()).collect();
     assert_eq!(causes, ["issuer-declined", "limit-exceeded"]);
     // Not retryable: one attempt despite the step's retry policy.
@@ -122,14 +166,18 @@ fn a_guest_reads_state_earlier_results_and_the_workflow_input() {
     let sandbox = sandbox();
     let wf = load(&sandbox, &manifest);
     // `first` sets the state and outputs the action `second` runs.
-    let input = json!({"action": "set-state", "state": {"n": 1}, "output": {"action": "get-state"}});
+    let input =
+        json!({"action": "set-state", "state": {"n": 1}, "output": {"action": "get-state"}});
     let result = wf.start(input).result();
     assert_eq!(result.output, Some(json!({"n": 1})));
     assert_eq!(result.state, json!({"n": 1}));
 
     let input = json!({"action": "complete", "output": {"action": "step-result", "id": "first"}});
     let result = wf.start(input).result();
-    assert_eq!(result.output, Some(json!({"action": "step-result", "id": "first"})));
+    assert_eq!(
+        result.output,
+        Some(json!({"action": "step-result", "id": "first"}))
+    );
 
     let input = json!({"action": "complete", "output": {"action": "workflow-input"}});
     let result = wf.start(input.clone()).result();
@@ -165,11 +213,15 @@ fn context_fields_reach_the_guest() {
 #[test]
 fn transient_failures_are_retried_until_they_succeed() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest =
-        test_steps_manifest(dir.path(), &[("flaky", "retry = { max-retries = 3, delay-ms = 1 }")]);
+    let manifest = test_steps_manifest(
+        dir.path(),
+        &[("flaky", "retry = { max-retries = 3, delay-ms = 1 }")],
+    );
     let sandbox = sandbox();
     let wf = load(&sandbox, &manifest);
-    let result = wf.start(json!({"action": "fail-until", "attempt": 3, "output": "done"})).result();
+    let result = wf
+        .start(json!({"action": "fail-until", "attempt": 3, "output": "done"}))
+        .result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output, Some(json!("done")));
     assert_eq!(step(&result, "flaky").attempt, 3);
@@ -187,10 +239,15 @@ fn an_infinite_loop_fails_within_its_deadline_and_the_process_runs_on() {
     let error = record.error.as_ref().unwrap();
     assert_eq!(error.kind, FailureKind::Deadline);
     let took_us = record.ended_at.unwrap().micros_since(record.started_at);
-    assert!(took_us < (200 + 100) * 1000, "the deadline fired after {took_us} µs");
+    assert!(
+        took_us < (200 + 100) * 1000,
+        "the deadline fired after {took_us} µs"
+    );
 
     // The same sandbox and runtime run the next workflow fine.
-    let ok = wf.start(json!({"action": "complete", "output": {"fine": true}})).result();
+    let ok = wf
+        .start(json!({"action": "complete", "output": {"fine": true}}))
+        .result();
     assert_eq!(ok.status, RunStatus::Success);
     assert_eq!(ok.output, Some(json!({"fine": true})));
 }
@@ -200,14 +257,26 @@ fn traps_memory_and_payload_limits_fail_the_step_with_their_kind() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = test_steps_manifest(
         dir.path(),
-        &[("s", "limits = { memory-bytes = 8388608, max-output-bytes = 1000 }")],
+        &[(
+            "s",
+            "limits = { memory-bytes = 8388608, max-output-bytes = 1000 }",
+        )],
     );
     let sandbox = sandbox();
     let wf = load(&sandbox, &manifest);
     let kind = |input: Value| wf.start(input).result().error.map(|e| e.error.kind);
     assert_eq!(kind(json!({"action": "panic"})), Some(FailureKind::Trap));
-    assert_eq!(kind(json!({"action": "grow", "mb": 64})), Some(FailureKind::Memory));
-    assert_eq!(kind(json!({"action": "big-output", "bytes": 5000})), Some(FailureKind::PayloadTooLarge));
-    assert_eq!(kind(json!({"action": "invalid-json"})), Some(FailureKind::InvalidOutput));
+    assert_eq!(
+        kind(json!({"action": "grow", "mb": 64})),
+        Some(FailureKind::Memory)
+    );
+    assert_eq!(
+        kind(json!({"action": "big-output", "bytes": 5000})),
+        Some(FailureKind::PayloadTooLarge)
+    );
+    assert_eq!(
+        kind(json!({"action": "invalid-json"})),
+        Some(FailureKind::InvalidOutput)
+    );
     assert_eq!(kind(json!({"action": "grow", "mb": 1})), None);
 }

@@ -5,12 +5,17 @@ use std::process::{Command, Output};
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
 }
 
 /// A guest example built by `guest-examples/build.sh`.
 pub fn guest(name: &str) -> PathBuf {
-    let path = root().join("guest-examples/dist").join(format!("{name}.wasm"));
+    let path = root()
+        .join("guest-examples/dist")
+        .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
         "{} is missing: run ./guest-examples/build.sh (./scripts/test does)",
@@ -22,7 +27,9 @@ pub fn guest(name: &str) -> PathBuf {
 /// The `weft` binary, with its home in `home`.
 pub fn weft(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
-    cmd.env("WEFT_HOME", home).env_remove("RUST_LOG").current_dir(root());
+    cmd.env("WEFT_HOME", home)
+        .env_remove("RUST_LOG")
+        .current_dir(root());
     cmd
 }
 
@@ -40,7 +47,10 @@ pub fn stderr(output: &Output) -> String {
 /// `(id, extra TOML lines)` and the flow runs them in order.
 pub fn test_steps_manifest(dir: &Path, steps: &[(&str, &str)]) -> PathBuf {
     let component = guest("test-steps");
-    let flow: Vec<String> = steps.iter().map(|(id, _)| format!("{{ step = \"{id}\" }}")).collect();
+    let flow: Vec<String> = steps
+        .iter()
+        .map(|(id, _)| format!("{{ step = \"{id}\" }}"))
+        .collect();
     let mut text = format!("id = \"test\"\nflow = [{}]\n", flow.join(", "));
     for (id, extra) in steps {
         text.push_str(&format!(

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_main};
 use serde_json::json;
 use weft_core::{RunId, RunStatus, SystemClock};
 use weft_manifest::Manifest;
@@ -56,5 +56,10 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
-criterion_main!(benches);
+// The macros generate undocumented items.
+#[allow(missing_docs)]
+mod harness {
+    criterion::criterion_group!(benches, super::bench);
+}
+
+criterion_main!(harness::benches);

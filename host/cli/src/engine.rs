@@ -52,5 +52,8 @@ pub fn registered(loaded: &Loaded) -> Result<Arc<Registered>, Failure> {
 /// Events of a run in the store, for printing.
 pub fn stored_events(store: &SqliteStore, run: &RunId) -> Vec<weft_core::Event> {
     use weft_core::EventStore as _;
-    store.load(run).map(|(_, events)| events).unwrap_or_default()
+    store
+        .load(run)
+        .map(|(_, events)| events)
+        .unwrap_or_default()
 }

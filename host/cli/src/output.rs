@@ -63,13 +63,23 @@ fn step_line(record: &StepRecord) -> String {
 /// custom events steps emitted, then the outcome.
 pub fn summary(result: &RunResult, events: &[Event]) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "run {} (workflow {})", result.run_id, result.workflow_id);
+    let _ = writeln!(
+        out,
+        "run {} (workflow {})",
+        result.run_id, result.workflow_id
+    );
     for record in &result.steps {
         let _ = writeln!(out, "{}", step_line(record));
     }
     for event in events {
         if let Event::Custom { path, event, .. } = event {
-            let _ = writeln!(out, "  {:<24} event {} {}", path.as_str(), event.kind, compact(&event.data));
+            let _ = writeln!(
+                out,
+                "  {:<24} event {} {}",
+                path.as_str(),
+                event.kind,
+                compact(&event.data)
+            );
         }
     }
     match result.status {

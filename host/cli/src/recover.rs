@@ -27,7 +27,9 @@ pub struct Args {
 /// Assumes no other weft process is driving those runs right now.
 pub fn run(home: &Home, args: Args) -> Outcome {
     let store = engine::open_store(home, args.db.as_ref())?;
-    let running = store.list_runs(Some(RunStatus::Running)).map_err(Failure::other)?;
+    let running = store
+        .list_runs(Some(RunStatus::Running))
+        .map_err(Failure::other)?;
     if running.is_empty() {
         if !args.json {
             println!("no runs to recover");
@@ -46,10 +48,14 @@ pub fn run(home: &Home, args: Args) -> Outcome {
                     manifest.display()
                 )));
             }
-            runtime.recover(engine::registered(&loaded)?, run.clone()).map_err(crate::run::failure)
+            runtime
+                .recover(engine::registered(&loaded)?, run.clone())
+                .map_err(crate::run::failure)
         });
         match outcome {
-            Ok(result) if args.json => println!("{}", serde_json::to_string(&result).unwrap_or_default()),
+            Ok(result) if args.json => {
+                println!("{}", serde_json::to_string(&result).unwrap_or_default())
+            }
             Ok(result) => println!("run {run}: recovered, now {}", result.status),
             Err(failure) => {
                 failures += 1;
@@ -57,5 +63,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             }
         }
     }
-    Ok(if failures == 0 { Code::Success } else { Code::Other })
+    Ok(if failures == 0 {
+        Code::Success
+    } else {
+        Code::Other
+    })
 }

@@ -43,12 +43,16 @@ pub struct Args {
 /// Runs `weft resume`. Runs started by the evented runtime are found in the
 /// store; runs started with `--runtime default` in their saved file.
 pub fn run(home: &Home, args: Args) -> Outcome {
-    let run_id = RunId::new(&args.run_id).context("run id").map_err(Failure::invalid)?;
+    let run_id = RunId::new(&args.run_id)
+        .context("run id")
+        .map_err(Failure::invalid)?;
     let payload = json_arg(&args.data, "--data").map_err(Failure::invalid)?;
     let target = match (&args.step, &args.label) {
-        (Some(path), _) => {
-            ResumeTarget::Path(StepPath::parse(path).context("--step").map_err(Failure::invalid)?)
-        }
+        (Some(path), _) => ResumeTarget::Path(
+            StepPath::parse(path)
+                .context("--step")
+                .map_err(Failure::invalid)?,
+        ),
         (None, Some(label)) => ResumeTarget::Label(label.clone()),
         (None, None) => ResumeTarget::Only,
     };
@@ -64,12 +68,20 @@ pub fn run(home: &Home, args: Args) -> Outcome {
 
     if home.has_run_file(&run_id) && args.db.is_none() {
         let file = home.load_run(&run_id).map_err(Failure::invalid)?;
-        let manifest = args.manifest.clone().unwrap_or_else(|| file.manifest.clone());
+        let manifest = args
+            .manifest
+            .clone()
+            .unwrap_or_else(|| file.manifest.clone());
         let loaded = load(home, &manifest)?;
         check_manifest(&manifest, &file.manifest_sha256, &loaded.sha256)?;
-        let mut run = file.run.restore(loaded.workflow().clone()).map_err(Failure::invalid)?;
+        let mut run = file
+            .run
+            .restore(loaded.workflow().clone())
+            .map_err(Failure::invalid)?;
         let runtime = DefaultRuntime::new(loaded.steps.clone(), Arc::new(SystemClock));
-        runtime.resume(&mut run, &target, payload, &mut LogObserver).map_err(failure)?;
+        runtime
+            .resume(&mut run, &target, payload, &mut LogObserver)
+            .map_err(failure)?;
         save(home, &loaded, &manifest, &run)?;
         return Ok(report(&run.result(), run.events(), args.json));
     }
@@ -79,7 +91,10 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run_id}` in the store")),
         other => Failure::other(other),
     })?;
-    let manifest = args.manifest.clone().unwrap_or_else(|| PathBuf::from(&meta.manifest));
+    let manifest = args
+        .manifest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&meta.manifest));
     let loaded = load(home, &manifest)?;
     check_manifest(&manifest, &meta.manifest_sha256, &loaded.sha256)?;
     let runtime = engine::evented(store.clone());

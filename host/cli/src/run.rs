@@ -53,7 +53,9 @@ pub fn failure(error: RuntimeError) -> Failure {
 pub fn run(home: &Home, args: Args) -> Outcome {
     let input = json_arg(&args.input, "--input").map_err(Failure::invalid)?;
     let run_id = match &args.run_id {
-        Some(id) => RunId::new(id).context("--run-id").map_err(Failure::invalid)?,
+        Some(id) => RunId::new(id)
+            .context("--run-id")
+            .map_err(Failure::invalid)?,
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let loaded = load(home, &args.manifest)?;
@@ -61,8 +63,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         RuntimeKind::Evented => {
             let store = engine::open_store(home, args.db.as_ref())?;
             let runtime = engine::evented(store.clone());
-            let result =
-                runtime.start(engine::registered(&loaded)?, run_id, input).map_err(failure)?;
+            let result = runtime
+                .start(engine::registered(&loaded)?, run_id, input)
+                .map_err(failure)?;
             drop(runtime);
             let events = engine::stored_events(&store, &result.run_id);
             Ok(report(&result, &events, args.json))
@@ -84,7 +87,11 @@ pub fn save(home: &Home, loaded: &Loaded, manifest: &Path, run: &Run) -> Result<
     let manifest = std::path::absolute(manifest)
         .with_context(|| format!("cannot resolve {}", manifest.display()))
         .map_err(Failure::other)?;
-    let file = RunFile { manifest, manifest_sha256: loaded.sha256.clone(), run: run.save() };
+    let file = RunFile {
+        manifest,
+        manifest_sha256: loaded.sha256.clone(),
+        run: run.save(),
+    };
     let id = run.result().run_id;
     home.save_run(&id, &file).map_err(Failure::other)?;
     Ok(())

@@ -61,7 +61,10 @@ fn parse_run(id: &str) -> Result<RunId, Failure> {
     RunId::new(id).map_err(Failure::invalid)
 }
 
-fn load_events(store: &SqliteStore, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), Failure> {
+fn load_events(
+    store: &SqliteStore,
+    run: &RunId,
+) -> Result<(weft_core::RunMeta, Vec<Event>), Failure> {
     store.load(run).map_err(|e| match e {
         StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run}` in the store")),
         other => Failure::other(other),
@@ -73,7 +76,8 @@ pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
     let store = engine::open_store(home, args.db.as_ref())?;
     let (meta, events) = load_events(&store, &run)?;
-    let manifest = Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?;
+    let manifest =
+        Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?;
     let state = RunState::replay(Arc::clone(manifest.workflow()), &events)
         .map_err(|e| Failure::other(anyhow!("run {run}: the stored events do not replay: {e}")))?;
     let result = state.result();
@@ -121,7 +125,9 @@ fn print_event(seq: usize, event: &Event, json: bool) {
     let detail = match event {
         Event::StepStarted { path, attempt, .. } => format!("{path} attempt {attempt}"),
         Event::StepCompleted { path, .. } | Event::StepBailed { path, .. } => path.to_string(),
-        Event::StepFailed { path, error, .. } => format!("{path} [{}] {}", error.code, error.message),
+        Event::StepFailed { path, error, .. } => {
+            format!("{path} [{}] {}", error.code, error.message)
+        }
         Event::StepSuspended { path, labels, .. } => format!("{path} labels {labels:?}"),
         Event::Custom { path, event, .. } => format!("{path} {} {}", event.kind, event.data),
         Event::RunResumed { path, .. } => path.to_string(),
@@ -146,7 +152,10 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     while args.follow && !settled {
         // Another process appends; poll the store (a CLI follower, not a test wait).
         std::thread::sleep(Duration::from_millis(100));
-        for event in store.events_after(&run, seen as u64).map_err(Failure::other)? {
+        for event in store
+            .events_after(&run, seen as u64)
+            .map_err(Failure::other)?
+        {
             seen += 1;
             print_event(seen, &event, args.json);
             if let Some(status) = RunStatus::after(&event) {

@@ -119,7 +119,7 @@ impl EventStore for MemoryStore {
             .map(|(s, _)| s.clone())
             .filter(|s| status.is_none_or(|wanted| s.status == wanted))
             .collect();
-        runs.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(runs)
     }
 

@@ -60,6 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     means.sort();
     let median: Duration = means[means.len() / 2];
-    println!("per step: median {median:?} (min {:?}, max {:?})", means[0], means[means.len() - 1]);
+    println!(
+        "per step: median {median:?} (min {:?}, max {:?})",
+        means[0],
+        means[means.len() - 1]
+    );
     Ok(())
 }

@@ -378,14 +378,12 @@ impl Orchestrator {
 
     fn start(&mut self, workflow: Arc<Registered>, run: RunId, input: Value, reply: Reply) {
         let wf = &workflow.workflow;
-        if let Some(schema) = wf.input_schema() {
-            if let Err(source) = schema.validate(&input) {
-                let _ = reply.send(Err(RuntimeError::InvalidInput {
-                    workflow: wf.id().to_string(),
-                    source,
-                }));
-                return;
-            }
+        if let Some(Err(source)) = wf.input_schema().map(|schema| schema.validate(&input)) {
+            let _ = reply.send(Err(RuntimeError::InvalidInput {
+                workflow: wf.id().to_string(),
+                source,
+            }));
+            return;
         }
         if self.runs.contains_key(&run) {
             let _ = reply.send(Err(RuntimeError::Exists {
@@ -652,11 +650,12 @@ impl Orchestrator {
     }
 
     fn forget_if_idle(&mut self, run: &RunId) {
-        if let Some(active) = self.runs.get(run) {
-            if active.in_flight.is_empty() && active.pending.is_empty() && active.waiters.is_empty()
-            {
-                self.runs.remove(run);
-            }
+        if self
+            .runs
+            .get(run)
+            .is_some_and(|a| a.in_flight.is_empty() && a.pending.is_empty() && a.waiters.is_empty())
+        {
+            self.runs.remove(run);
         }
     }
 }
