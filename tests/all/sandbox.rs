@@ -762,13 +762,7 @@ fn memory_limits_above_the_pool_are_rejected() {
 // ---------------------------------------------------------------------------
 
 fn test_steps_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-examples/dist/test-steps.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing: run ./guest-examples/build.sh",
-        path.display()
-    );
-    path
+    crate::support::guest("test-steps")
 }
 
 fn test_steps() -> Arc<StepComponent> {
