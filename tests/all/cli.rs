@@ -286,7 +286,13 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
     let home = tempfile::tempdir().unwrap();
     for _ in 0..3 {
         let out = weft(home.path())
-            .args(["run", EXAMPLE, "--input", "@examples/order-approval/big-order.json", "--json"])
+            .args([
+                "run",
+                EXAMPLE,
+                "--input",
+                "@examples/order-approval/big-order.json",
+                "--json",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -294,7 +300,10 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
         let resume = |who: &str| {
             weft(home.path())
                 .args(["resume", &run_id, "--label", "manager-approval", "--json"])
-                .args(["--data", &format!(r#"{{"approved": true, "approver": "{who}"}}"#)])
+                .args([
+                    "--data",
+                    &format!(r#"{{"approved": true, "approver": "{who}"}}"#),
+                ])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -303,7 +312,10 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
         let (a, b) = (resume("ann"), resume("bob"));
         let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
         let codes: Vec<_> = outs.iter().map(|o| o.status.code()).collect();
-        assert!(codes.contains(&Some(0)) && codes.contains(&Some(2)), "{codes:?}");
+        assert!(
+            codes.contains(&Some(0)) && codes.contains(&Some(2)),
+            "{codes:?}"
+        );
         let loser = outs.iter().find(|o| o.status.code() == Some(2)).unwrap();
         let err = stderr(loser);
         assert!(
@@ -311,13 +323,29 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
             "unclear error: {err}"
         );
         // The run has exactly one resume and finished once.
-        let out = weft(home.path()).args(["events", &run_id, "--json"]).output().unwrap();
+        let out = weft(home.path())
+            .args(["events", &run_id, "--json"])
+            .output()
+            .unwrap();
         let types: Vec<String> = stdout(&out)
             .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect();
-        assert_eq!(types.iter().filter(|t| *t == "run-resumed").count(), 1, "{types:?}");
-        assert_eq!(types.last().map(String::as_str), Some("run-completed"), "{types:?}");
+        assert_eq!(
+            types.iter().filter(|t| *t == "run-resumed").count(),
+            1,
+            "{types:?}"
+        );
+        assert_eq!(
+            types.last().map(String::as_str),
+            Some("run-completed"),
+            "{types:?}"
+        );
     }
 }
 
@@ -325,36 +353,72 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
 fn status_runs_and_events_show_a_stored_run() {
     let home = tempfile::tempdir().unwrap();
     let out = weft(home.path())
-        .args(["run", EXAMPLE, "--input", "@examples/order-approval/small-order.json", "--json"])
+        .args([
+            "run",
+            EXAMPLE,
+            "--input",
+            "@examples/order-approval/small-order.json",
+            "--json",
+        ])
         .output()
         .unwrap();
     let ran = json_result(&out);
     let run_id = ran["run_id"].as_str().unwrap();
 
-    let out = weft(home.path()).args(["status", run_id, "--json"]).output().unwrap();
+    let out = weft(home.path())
+        .args(["status", run_id, "--json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(json_result(&out), ran, "status rebuilds the same result from the events");
+    assert_eq!(
+        json_result(&out),
+        ran,
+        "status rebuilds the same result from the events"
+    );
 
-    let out = weft(home.path()).args(["runs", "--status", "success", "--json"]).output().unwrap();
+    let out = weft(home.path())
+        .args(["runs", "--status", "success", "--json"])
+        .output()
+        .unwrap();
     let runs = json_result(&out);
     assert_eq!(runs[0]["run_id"], run_id);
     assert_eq!(runs[0]["status"], "success");
-    let out = weft(home.path()).args(["runs", "--status", "suspended", "--json"]).output().unwrap();
+    let out = weft(home.path())
+        .args(["runs", "--status", "suspended", "--json"])
+        .output()
+        .unwrap();
     assert_eq!(json_result(&out), json!([]));
 
     let out = weft(home.path()).args(["events", run_id]).output().unwrap();
     let text = stdout(&out);
-    let types: Vec<&str> = text.lines().map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    let types: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap())
+        .collect();
     assert_eq!(types.first(), Some(&"run-started"));
     assert_eq!(types.last(), Some(&"run-completed"));
-    assert_eq!(types.iter().filter(|t| **t == "custom").count(), 2, "{text}");
+    assert_eq!(
+        types.iter().filter(|t| **t == "custom").count(),
+        2,
+        "{text}"
+    );
     // Following a finished run prints it and returns.
-    let out = weft(home.path()).args(["events", run_id, "--follow"]).output().unwrap();
+    let out = weft(home.path())
+        .args(["events", run_id, "--follow"])
+        .output()
+        .unwrap();
     assert_eq!(stdout(&out), text);
 
-    let out = weft(home.path()).args(["status", "no-such-run"]).output().unwrap();
+    let out = weft(home.path())
+        .args(["status", "no-such-run"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no run `no-such-run`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no run `no-such-run`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -362,14 +426,21 @@ fn both_runtimes_print_the_same_result() {
     let home = tempfile::tempdir().unwrap();
     let run = |runtime: &str| {
         let out = weft(home.path())
-            .args(["run", EXAMPLE, "--input", "@examples/order-approval/small-order.json"])
+            .args([
+                "run",
+                EXAMPLE,
+                "--input",
+                "@examples/order-approval/small-order.json",
+            ])
             .args(["--json", "--runtime", runtime, "--run-id", "same-id"])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let mut result = json_result(&out);
         for step in result["steps"].as_array_mut().unwrap() {
-            step.as_object_mut().unwrap().retain(|k, _| !k.ends_with("_at"));
+            step.as_object_mut()
+                .unwrap()
+                .retain(|k, _| !k.ends_with("_at"));
         }
         result
     };

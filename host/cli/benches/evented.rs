@@ -19,8 +19,9 @@ use weft_store_sqlite::SqliteStore;
 fn registered(sandbox: &Sandbox, steps: usize) -> Arc<Registered> {
     let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-examples/dist/echo.wasm");
     assert!(echo.exists(), "run ./guest-examples/build.sh first");
-    let flow: Vec<String> =
-        (0..steps).map(|i| format!("{{ step = \"echo\", id = \"e{i}\" }}")).collect();
+    let flow: Vec<String> = (0..steps)
+        .map(|i| format!("{{ step = \"echo\", id = \"e{i}\" }}"))
+        .collect();
     let text = format!(
         "id = \"bench\"\nflow = [{}]\n[steps.echo]\ncomponent = \"{}\"\n",
         flow.join(", "),
@@ -57,12 +58,16 @@ fn measure(name: &str, store: Arc<dyn EventStore>, sandbox: &Sandbox) {
     // Per-step overhead: sequential 10-step runs.
     let ten = registered(sandbox, 10);
     for _ in 0..20 {
-        runtime.start(ten.clone(), id(), input.clone()).expect("warm-up");
+        runtime
+            .start(ten.clone(), id(), input.clone())
+            .expect("warm-up");
     }
     let runs = 200;
     let started = Instant::now();
     for _ in 0..runs {
-        let r = runtime.start(ten.clone(), id(), input.clone()).expect("run");
+        let r = runtime
+            .start(ten.clone(), id(), input.clone())
+            .expect("run");
         assert_eq!(r.status, RunStatus::Success);
     }
     let per_step = started.elapsed() / (runs * 10);
@@ -72,7 +77,9 @@ fn measure(name: &str, store: Arc<dyn EventStore>, sandbox: &Sandbox) {
     let mut latencies: Vec<Duration> = (0..500)
         .map(|_| {
             let t = Instant::now();
-            runtime.start(three.clone(), id(), input.clone()).expect("run");
+            runtime
+                .start(three.clone(), id(), input.clone())
+                .expect("run");
             t.elapsed()
         })
         .collect();
@@ -82,8 +89,9 @@ fn measure(name: &str, store: Arc<dyn EventStore>, sandbox: &Sandbox) {
     let mut best = 0.0f64;
     for _ in 0..3 {
         let t = Instant::now();
-        let pending: Vec<_> =
-            (0..100).map(|_| runtime.start_detached(ten.clone(), id(), input.clone())).collect();
+        let pending: Vec<_> = (0..100)
+            .map(|_| runtime.start_detached(ten.clone(), id(), input.clone()))
+            .collect();
         for rx in pending {
             let r = rx.recv().expect("result").expect("run");
             assert_eq!(r.status, RunStatus::Success);
@@ -107,7 +115,9 @@ fn main() {
     }
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     let dir = tempfile::tempdir().expect("tempdir");
-    println!("| store | per step (10-step runs, sequential) | 3-step p50 | 3-step p99 | steps/s (100 concurrent 10-step runs) |");
+    println!(
+        "| store | per step (10-step runs, sequential) | 3-step p50 | 3-step p99 | steps/s (100 concurrent 10-step runs) |"
+    );
     println!("|---|---:|---:|---:|---:|");
     let sqlite = SqliteStore::open(&dir.path().join("bench.db")).expect("store");
     measure("sqlite-full", Arc::new(sqlite), &sandbox);
