@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_core::{
-    FailureKind, Grant, Limits, LogLevel, LogLine, Node, NodeKind, RetryPolicy, RunId, StepDef,
-    StepError, StepId, StepOutcome, StepPath, StepReport, StepRunner, StepTask, StepView,
-    WorkflowBuilder,
+    FailureKind, Grant, Limits, LogLevel, LogLine, Node, NodeKind, RunId, StepDef, StepError,
+    StepId, StepOutcome, StepPath, StepReport, StepRunner, StepTask, StepView, WorkflowBuilder,
 };
 use weft_sandbox::{
     LoadedFrom, Sandbox, SandboxConfig, SandboxError, StepComponent, WorkflowSteps,
@@ -996,20 +995,11 @@ fn rust_guest_panics_loops_and_grows_within_limits() {
 #[test]
 fn workflow_steps_load_every_component_and_run_by_step_id() {
     let def = |step: &str, component: String, memory_bytes: u64| StepDef {
-        id: id(step),
-        component,
-        description: None,
-        input_schema: None,
-        output_schema: None,
-        state_schema: None,
-        suspend_schema: None,
-        resume_schema: None,
-        retry: RetryPolicy::default(),
         limits: Limits {
             memory_bytes,
             ..limits()
         },
-        grants: Vec::new(),
+        ..StepDef::new(id(step), component)
     };
     let workflow = |steps: Vec<StepDef>| {
         let flow = steps

@@ -125,6 +125,26 @@ pub struct StepDef {
     pub grants: Vec<Grant>,
 }
 
+impl StepDef {
+    /// A step running `component` with no schemas, no retries, default
+    /// limits and no grants.
+    pub fn new(id: StepId, component: impl Into<String>) -> Self {
+        Self {
+            id,
+            component: component.into(),
+            description: None,
+            input_schema: None,
+            output_schema: None,
+            state_schema: None,
+            suspend_schema: None,
+            resume_schema: None,
+            retry: RetryPolicy::default(),
+            limits: Limits::default(),
+            grants: Vec::new(),
+        }
+    }
+}
+
 /// Loop flavour: both run the body first, then check the condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -384,19 +404,7 @@ mod tests {
     }
 
     fn def(s: &str) -> StepDef {
-        StepDef {
-            id: id(s),
-            component: format!("/c/{s}.wasm"),
-            description: None,
-            input_schema: None,
-            output_schema: None,
-            state_schema: None,
-            suspend_schema: None,
-            resume_schema: None,
-            retry: RetryPolicy::default(),
-            limits: Limits::default(),
-            grants: Vec::new(),
-        }
+        StepDef::new(id(s), format!("/c/{s}.wasm"))
     }
 
     fn builder(flow: Vec<Node>) -> WorkflowBuilder {

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use indexmap::IndexMap;
 use serde_json::{Value, json};
 use weft_core::{
-    Clock, CustomEvent, ErrorCause, Event, EventStore, FailureKind, Limits, ManualClock, Node,
-    NodeKind, ResumeTarget, RetryPolicy, RunId, RunResult, RunState, RunStatus, Schema, StepDef,
-    StepError, StepId, StepOutcome, StepPath, StepReport, StepRunner, StepStatus, StepTask,
-    StepView, Timestamp, Workflow, WorkflowBuilder,
+    Clock, CustomEvent, ErrorCause, Event, EventStore, FailureKind, ManualClock, Node, NodeKind,
+    ResumeTarget, RetryPolicy, RunId, RunResult, RunState, RunStatus, Schema, StepDef, StepError,
+    StepId, StepOutcome, StepPath, StepReport, StepRunner, StepStatus, StepTask, StepView,
+    Timestamp, Workflow, WorkflowBuilder,
 };
 
 use crate::{
@@ -84,19 +84,8 @@ impl Fixture {
         name: &'static str,
         f: impl Fn(&StepTask, &StepView) -> StepReport + Send + Sync + 'static,
     ) -> Self {
-        self.defs.push(StepDef {
-            id: id(name),
-            component: format!("/fake/{name}"),
-            description: None,
-            input_schema: None,
-            output_schema: None,
-            state_schema: None,
-            suspend_schema: None,
-            resume_schema: None,
-            retry: RetryPolicy::default(),
-            limits: Limits::default(),
-            grants: Vec::new(),
-        });
+        self.defs
+            .push(StepDef::new(id(name), format!("/fake/{name}")));
         self.steps.push((name, Box::new(f)));
         self
     }
