@@ -179,7 +179,8 @@ fn invalid_input_exits_2_and_creates_no_run() {
         "{}",
         stderr(&out)
     );
-    assert!(!home.path().join("runs").exists());
+    let out = weft(home.path()).args(["runs", "--json"]).output().unwrap();
+    assert_eq!(json_result(&out), json!([]), "no run was created");
 
     let out = weft(home.path())
         .args(["run", EXAMPLE, "--input", "{not json"])
