@@ -49,7 +49,7 @@ fn task(input: Value) -> StepTask {
         path: StepPath::root(&id("s")),
         attempt: 1,
         idempotency_key: "run-1/s".into(),
-        input,
+        input: input.into(),
         resume_payload: None,
         suspend_payload: None,
         iteration: None,

@@ -6,6 +6,8 @@
 //! serialized form is a compatibility surface: add variants and optional
 //! fields, never change existing ones.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -51,7 +53,7 @@ pub enum Event {
         /// 1 for the first attempt.
         attempt: u32,
         /// The step's input.
-        input: Value,
+        input: Arc<Value>,
         /// When.
         at: Timestamp,
     },
@@ -72,7 +74,7 @@ pub enum Event {
         /// The execution's path.
         path: StepPath,
         /// The output (validated).
-        output: Value,
+        output: Arc<Value>,
         /// The new workflow state, if the step set one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<Value>,

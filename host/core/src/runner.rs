@@ -26,8 +26,8 @@ pub struct StepTask {
     pub attempt: u32,
     /// Run id + path: identical for every retry and redelivery of this execution.
     pub idempotency_key: String,
-    /// The step's input.
-    pub input: Value,
+    /// The step's input (shared: cloning a task does not copy it).
+    pub input: Arc<Value>,
     /// The resume payload, when the execution runs again after a suspension.
     pub resume_payload: Option<Value>,
     /// The payload it suspended with before, when resumed.

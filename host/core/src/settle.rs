@@ -89,7 +89,7 @@ pub fn settle(
             let state = checked_state(report.state)?;
             Ok(Event::StepCompleted {
                 path: path.clone(),
-                output,
+                output: output.into(),
                 state,
                 at,
             })

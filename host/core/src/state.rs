@@ -121,10 +121,10 @@ pub struct StepRecord {
     /// The current (or last) attempt, from 1.
     pub attempt: u32,
     /// Its input.
-    pub input: Value,
+    pub input: Arc<Value>,
     /// Its output (success and bailed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    pub output: Option<Arc<Value>>,
     /// The last attempt's error (failed, or retrying).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
@@ -458,7 +458,7 @@ impl RunState {
                         step: step.clone(),
                         status: StepStatus::Running,
                         attempt: *attempt,
-                        input: Value::Null,
+                        input: Arc::clone(input),
                         output: None,
                         error: None,
                         started_at: *at,
@@ -470,7 +470,7 @@ impl RunState {
                     });
                 record.status = StepStatus::Running;
                 record.attempt = *attempt;
-                record.input = input.clone();
+                record.input = Arc::clone(input);
                 record.started_at = *at;
                 record.ended_at = None;
                 record.retry_at = None;
@@ -486,10 +486,10 @@ impl RunState {
                 self.commit_state(state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Success;
-                record.output = Some(output.clone());
+                record.output = Some(Arc::clone(output));
                 record.ended_at = Some(*at);
                 let node = node_id(path);
-                Arc::make_mut(&mut self.results).insert(node, Arc::new(output.clone()));
+                Arc::make_mut(&mut self.results).insert(node, Arc::clone(output));
             }
             Event::StepFailed { path, error, at } => {
                 let record = &self.steps[path];
@@ -533,7 +533,7 @@ impl RunState {
                 self.commit_state(state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Bailed;
-                record.output = Some(output.clone());
+                record.output = Some(Arc::new(output.clone()));
                 record.ended_at = Some(*at);
             }
             Event::RunSuspended { .. } => self.status = RunStatus::Suspended,
@@ -567,14 +567,14 @@ impl RunState {
         record: Option<&StepRecord>,
         path: StepPath,
         step: &StepId,
-        input: &Value,
+        input: &Arc<Value>,
     ) -> StepTask {
         let run = self
             .run
             .clone()
             .unwrap_or_else(|| RunId::new("-").expect("valid literal id"));
         let (attempt, input, resume_payload, suspend_payload, not_before) = match record {
-            None => (1, input.clone(), None, None, None),
+            None => (1, Arc::clone(input), None, None, None),
             Some(r) if r.status == StepStatus::Retrying => (
                 r.attempt + 1,
                 r.input.clone(),
@@ -629,7 +629,8 @@ impl RunState {
         if self.status != RunStatus::Running {
             return Vec::new();
         }
-        let mut previous: &Value = &self.input;
+        let null = Arc::new(Value::Null);
+        let mut previous: &Arc<Value> = &self.input;
         for node in self.workflow.flow() {
             let NodeKind::Step { step } = &node.kind else {
                 // `WorkflowBuilder::build` rejects every other node kind.
@@ -645,7 +646,7 @@ impl RunState {
             };
             match record.status {
                 StepStatus::Success => {
-                    previous = record.output.as_ref().unwrap_or(&Value::Null);
+                    previous = record.output.as_ref().unwrap_or(&null);
                 }
                 StepStatus::Running => return Vec::new(),
                 StepStatus::Retrying | StepStatus::Resumed => {
@@ -664,7 +665,7 @@ impl RunState {
                     }))];
                 }
                 StepStatus::Bailed => {
-                    let output = record.output.as_ref().unwrap_or(&Value::Null);
+                    let output = record.output.as_ref().unwrap_or(&null);
                     return vec![Work::Finish(self.finish_with(output, Some(path)))];
                 }
             }

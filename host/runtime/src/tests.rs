@@ -255,7 +255,7 @@ fn steps_run_in_sequence_each_getting_the_previous_output(kind: Kind) {
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output, Some(json!(16)));
     assert_eq!(result.steps.len(), 2);
-    assert_eq!(result.steps[1].input, json!(6));
+    assert_eq!(*result.steps[1].input, json!(6));
     assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "b#1"]);
     let names: Vec<_> = run.events().iter().map(Event::name).collect();
     assert_eq!(
@@ -429,7 +429,7 @@ fn suspend_then_resume_by_label_path_or_alone_runs_the_step_again(kind: Kind) {
         assert_eq!(result.status, RunStatus::Success, "{target:?}");
         assert_eq!(
             result.steps[0].output,
-            Some(json!({"resumed": {"ok": true}, "suspended": {"ask": 7}}))
+            Some(json!({"resumed": {"ok": true}, "suspended": {"ask": 7}}).into())
         );
         assert_eq!(
             *runner.calls.lock().unwrap(),
@@ -577,7 +577,7 @@ fn events_that_do_not_apply_are_rejected_without_changing_the_state(kind: Kind) 
     let mut state = RunState::replay(rt.workflow().clone(), run.events()).unwrap();
     let stray = Event::StepCompleted {
         path: StepPath::parse("a").unwrap(),
-        output: json!(0),
+        output: json!(0).into(),
         state: None,
         at: Timestamp(0),
     };

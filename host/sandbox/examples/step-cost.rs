@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         attempt: 1,
         idempotency_key: "run-1/echo".into(),
         // The 100-byte input of perf-floor.md.
-        input: json!({"workflow":"order-fulfil","step":"reserve-stock","order_id":"ord_000123","amount":129900,"ok":true}),
+        input: json!({"workflow":"order-fulfil","step":"reserve-stock","order_id":"ord_000123","amount":129900,"ok":true}).into(),
         resume_payload: None,
         suspend_payload: None,
         iteration: None,

@@ -52,7 +52,7 @@ fn step_started(step: &str, attempt: u32, at: u64) -> Event {
         path: path(step),
         step: StepId::new(step).unwrap(),
         attempt,
-        input: json!({"n": 1}),
+        input: json!({"n": 1}).into(),
         at: Timestamp(at),
     }
 }
@@ -87,7 +87,7 @@ fn every_variant(run: &str) -> Vec<Event> {
         step_started("reserve", 2, 1_004),
         Event::StepCompleted {
             path: a.clone(),
-            output: json!({"reserved": true, "price": 12.5, "items": [1, 2, 3]}),
+            output: json!({"reserved": true, "price": 12.5, "items": [1, 2, 3]}).into(),
             state: Some(json!({"reserved": 1})),
             at: Timestamp(1_005),
         },

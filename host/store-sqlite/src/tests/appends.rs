@@ -131,7 +131,7 @@ fn a_batch_is_all_or_nothing() {
     let step = [step_started("s", 1, 10)];
     let done = [Event::StepCompleted {
         path: path("s"),
-        output: json!(1),
+        output: json!(1).into(),
         state: None,
         at: Timestamp(11),
     }];

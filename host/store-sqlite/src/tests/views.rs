@@ -138,7 +138,7 @@ fn step_results_follow_the_step_events() {
         custom("a", 13),
         Event::StepCompleted {
             path: path("a"),
-            output: output.clone(),
+            output: output.clone().into(),
             state: None,
             at: Timestamp(14),
         },
@@ -200,7 +200,7 @@ fn step_results_follow_the_step_events() {
     // does not validate transitions; the state machine does before appending).
     let stray = push(&[Event::StepCompleted {
         path: path("c"),
-        output: json!(0),
+        output: json!(0).into(),
         state: None,
         at: Timestamp(40),
     }]);
