@@ -37,6 +37,9 @@ use crate::worker::execute_step;
 
 type Reply = Sender<Result<RunResult, RuntimeError>>;
 
+/// Attempts waiting for their retry time: (due, run, path), earliest first.
+type Delayed = BinaryHeap<Reverse<(Timestamp, RunId, StepPath)>>;
+
 enum Command {
     Start {
         workflow: Arc<Registered>,
@@ -245,8 +248,8 @@ struct Orchestrator {
     clock: Arc<dyn Clock>,
     bus: Arc<dyn Bus>,
     runs: HashMap<RunId, Active>,
-    /// Attempts waiting for their retry time: (due, run, path).
-    delayed: BinaryHeap<Reverse<(Timestamp, RunId, StepPath)>>,
+    /// Attempts waiting for their retry time.
+    delayed: Delayed,
     workers: usize,
 }
 
@@ -409,7 +412,19 @@ impl Orchestrator {
             let _ = reply.send(Err(e.into()));
             return;
         }
-        if let Err(e) = self.store.create_run(&meta, std::slice::from_ref(&started)) {
+        let mut active = Active {
+            workflow,
+            state,
+            committed: 0,
+            pending: vec![started],
+            to_dispatch: Vec::new(),
+            in_flight: HashSet::new(),
+            waiters: vec![reply],
+        };
+        // The run's first steps are decided now, so that they are created in
+        // the same transaction as the run (one commit, not two).
+        advance(&run, &mut active, self.clock.now(), &mut self.delayed);
+        if let Err(e) = self.store.create_run(&meta, &active.pending) {
             let error = match e {
                 StoreError::Exists { run } => RuntimeError::Exists { run },
                 source => RuntimeError::Store {
@@ -417,21 +432,14 @@ impl Orchestrator {
                     source,
                 },
             };
-            let _ = reply.send(Err(error));
+            // Nothing was written: the only waiter is the caller.
+            if let Some(waiter) = active.waiters.into_iter().next() {
+                let _ = waiter.send(Err(error));
+            }
             return;
         }
-        self.runs.insert(
-            run,
-            Active {
-                workflow,
-                state,
-                committed: 1,
-                pending: Vec::new(),
-                to_dispatch: Vec::new(),
-                in_flight: HashSet::new(),
-                waiters: vec![reply],
-            },
-        );
+        self.runs.insert(run.clone(), active);
+        self.take_effect(&run);
     }
 
     fn load(&self, workflow: Arc<Registered>, run: &RunId) -> Result<Active, RuntimeError> {
@@ -499,41 +507,7 @@ impl Orchestrator {
     fn advance_and_commit(&mut self) {
         let now = self.clock.now();
         for (run, active) in &mut self.runs {
-            loop {
-                let mut progressed = false;
-                for item in active.state.ready() {
-                    match item {
-                        Work::Finish(finish) => {
-                            apply(active, finish.into_event(now));
-                            progressed = true;
-                        }
-                        Work::Execute(task) => {
-                            if active.in_flight.contains(&task.path) {
-                                continue;
-                            }
-                            active.in_flight.insert(task.path.clone());
-                            if let Some(due) = task.not_before.filter(|due| *due > now) {
-                                self.delayed
-                                    .push(Reverse((due, run.clone(), task.path.clone())));
-                                continue;
-                            }
-                            let started = Event::StepStarted {
-                                path: task.path.clone(),
-                                step: task.step.clone(),
-                                attempt: task.attempt,
-                                input: task.input.clone(),
-                                at: now,
-                            };
-                            apply(active, started);
-                            active.to_dispatch.push(task);
-                            progressed = true;
-                        }
-                    }
-                }
-                if !progressed {
-                    break;
-                }
-            }
+            advance(run, active, now, &mut self.delayed);
         }
         let dirty: Vec<RunId> = self
             .runs
@@ -656,6 +630,46 @@ impl Orchestrator {
             .is_some_and(|a| a.in_flight.is_empty() && a.pending.is_empty() && a.waiters.is_empty())
         {
             self.runs.remove(run);
+        }
+    }
+}
+
+/// Applies the run's ready work to its working state: finishing events, and
+/// `step-started` for each attempt due now (queued for dispatch after the
+/// commit); attempts due later wait in `delayed`.
+fn advance(run: &RunId, active: &mut Active, now: Timestamp, delayed: &mut Delayed) {
+    loop {
+        let mut progressed = false;
+        for item in active.state.ready() {
+            match item {
+                Work::Finish(finish) => {
+                    apply(active, finish.into_event(now));
+                    progressed = true;
+                }
+                Work::Execute(task) => {
+                    if active.in_flight.contains(&task.path) {
+                        continue;
+                    }
+                    active.in_flight.insert(task.path.clone());
+                    if let Some(due) = task.not_before.filter(|due| *due > now) {
+                        delayed.push(Reverse((due, run.clone(), task.path.clone())));
+                        continue;
+                    }
+                    let started = Event::StepStarted {
+                        path: task.path.clone(),
+                        step: task.step.clone(),
+                        attempt: task.attempt,
+                        input: Arc::clone(&task.input),
+                        at: now,
+                    };
+                    apply(active, started);
+                    active.to_dispatch.push(task);
+                    progressed = true;
+                }
+            }
+        }
+        if !progressed {
+            return;
         }
     }
 }
