@@ -447,3 +447,46 @@ fn both_runtimes_print_the_same_result() {
     };
     assert_eq!(run("default"), run("evented"));
 }
+
+#[test]
+fn cancel_ends_a_suspended_run_on_both_runtimes() {
+    let home = tempfile::tempdir().unwrap();
+    for runtime in ["evented", "default"] {
+        let out = weft(home.path())
+            .args([
+                "run",
+                EXAMPLE,
+                "--input",
+                "@examples/order-approval/big-order.json",
+                "--json",
+            ])
+            .args(["--runtime", runtime])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{runtime}: {}", stderr(&out));
+        let run_id = json_result(&out)["run_id"].as_str().unwrap().to_owned();
+
+        let out = weft(home.path())
+            .args(["cancel", &run_id, "--reason", "withdrawn", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{runtime}: {}", stderr(&out));
+        assert_eq!(json_result(&out)["status"], "canceled");
+
+        let out = weft(home.path())
+            .args([
+                "resume",
+                &run_id,
+                "--data",
+                r#"{"approved": true, "approver": "x"}"#,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{runtime}");
+        assert!(
+            stderr(&out).contains("is not suspended (status: canceled)"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}

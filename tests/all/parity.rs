@@ -14,6 +14,9 @@
 //! resume = { label = "approve", data = { ok = true } }   # or step = "path"; neither = the only one
 //! error = "is not suspended"        # optional: the action must fail with this text
 //!
+//! [[actions]]
+//! cancel = { reason = "no longer needed" }   # or cancel = {}
+//!
 //! [expect]
 //! status = "success"                # required
 //! output = { n = 1 }                # optional (or output-json)
@@ -140,6 +143,24 @@ fn observe(outcome: Result<(), RuntimeError>, result: &RunResult, events: &[Even
     }
 }
 
+/// What an action asks for.
+enum Action {
+    Resume(ResumeTarget, Value),
+    Cancel(Option<String>),
+}
+
+fn action(action: &toml::Table) -> Action {
+    if let Some(cancel) = action.get("cancel") {
+        let reason = cancel
+            .get("reason")
+            .and_then(toml::Value::as_str)
+            .map(str::to_owned);
+        return Action::Cancel(reason);
+    }
+    let (target, data) = target(action);
+    Action::Resume(target, data)
+}
+
 fn target(action: &toml::Table) -> (ResumeTarget, Value) {
     let resume = action
         .get("resume")
@@ -163,9 +184,13 @@ fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
         .start(wf, id.clone(), s.input.clone(), &mut NoObserver)
         .unwrap();
     let mut seen = vec![observe(Ok(()), &run.result(), run.events())];
-    for action in &s.actions {
-        let (target, data) = target(action);
-        let outcome = runtime.resume(&mut run, &target, data, &mut NoObserver);
+    for a in &s.actions {
+        let outcome = match action(a) {
+            Action::Resume(target, data) => {
+                runtime.resume(&mut run, &target, data, &mut NoObserver)
+            }
+            Action::Cancel(reason) => runtime.cancel(&mut run, reason, &mut NoObserver),
+        };
         seen.push(observe(outcome, &run.result(), run.events()));
     }
     seen
@@ -186,11 +211,14 @@ fn run_evented(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
         .start(registered.clone(), id.clone(), s.input.clone())
         .unwrap();
     let mut seen = vec![observe(Ok(()), &result, &events())];
-    for action in &s.actions {
-        let (target, data) = target(action);
-        let outcome = runtime
-            .resume(registered.clone(), id.clone(), target, data)
-            .map(|r| result = r);
+    for a in &s.actions {
+        let outcome = match action(a) {
+            Action::Resume(target, data) => {
+                runtime.resume(registered.clone(), id.clone(), target, data)
+            }
+            Action::Cancel(reason) => runtime.cancel(registered.clone(), id.clone(), reason),
+        }
+        .map(|r| result = r);
         seen.push(observe(outcome, &result, &events()));
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");

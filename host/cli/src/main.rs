@@ -3,6 +3,7 @@
 //! One file per subcommand; this file parses arguments, wires the concrete
 //! types together and maps outcomes to exit codes (see [`exit`]).
 
+mod cancel;
 mod engine;
 mod exit;
 mod home;
@@ -47,6 +48,8 @@ enum Command {
     Run(run::Args),
     /// Resume a suspended run
     Resume(resume::Args),
+    /// Cancel a running or suspended run
+    Cancel(cancel::Args),
     /// Drive runs left running by a crashed weft process to their end
     Recover(recover::Args),
     /// Show a stored run's status, steps and output
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Resume(args) => resume::run(&home, args),
         Command::Validate(args) => validate::run(&home, args),
         Command::Recover(args) => recover::run(&home, args),
+        Command::Cancel(args) => cancel::run(&home, args),
         Command::Status(args) => status::status(&home, args),
         Command::Runs(args) => status::runs(&home, args),
         Command::Events(args) => status::events(&home, args),

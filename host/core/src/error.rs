@@ -186,7 +186,7 @@ pub enum TransitionError {
     },
 }
 
-/// A resume request that cannot be honoured. The run is left as it was.
+/// A resume (or cancel) request that cannot be honoured. The run is left as it was.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResumeError {
     /// The run is not suspended.
@@ -226,6 +226,14 @@ pub enum ResumeError {
         run: String,
         /// The suspended paths, comma-separated.
         suspended: String,
+    },
+    /// Only running or suspended runs can be canceled.
+    #[error("run {run} cannot be canceled: it is {status}")]
+    NotCancelable {
+        /// The run.
+        run: String,
+        /// Its status.
+        status: String,
     },
     /// The resume payload fails the step's resume schema.
     #[error("run {run}: resume data for step `{path}` fails its resume schema: {message}")]

@@ -792,6 +792,25 @@ impl RunState {
         Ok(Event::RunResumed { path, payload, at })
     }
 
+    /// The `run-canceled` event that cancels this run, after checking it is
+    /// running or suspended.
+    ///
+    /// # Errors
+    /// [`ResumeError::NotCancelable`] when the run has not started or has finished.
+    pub fn cancel(&self, reason: Option<String>, at: Timestamp) -> Result<Event, ResumeError> {
+        if matches!(self.status, RunStatus::Running | RunStatus::Suspended) {
+            Ok(Event::RunCanceled { reason, at })
+        } else {
+            Err(ResumeError::NotCancelable {
+                run: self
+                    .run
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
+                status: self.status.to_string(),
+            })
+        }
+    }
+
     /// The run's result as both runtimes report it.
     pub fn result(&self) -> RunResult {
         RunResult {

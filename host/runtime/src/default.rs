@@ -187,6 +187,20 @@ impl DefaultRuntime {
         self.drive(run, observer)
     }
 
+    /// Cancels a running or suspended run: nothing more runs.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Resume`] when the run has finished; it is then unchanged.
+    pub fn cancel(
+        &self,
+        run: &mut Run,
+        reason: Option<String>,
+        observer: &mut dyn RunObserver,
+    ) -> Result<(), RuntimeError> {
+        let canceled = run.state.cancel(reason, self.clock.now())?;
+        run.apply(canceled, observer)
+    }
+
     /// Applies ready work until there is none.
     fn drive(&self, run: &mut Run, observer: &mut dyn RunObserver) -> Result<(), RuntimeError> {
         loop {

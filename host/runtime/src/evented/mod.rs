@@ -59,6 +59,12 @@ enum Command {
         run: RunId,
         reply: Reply,
     },
+    Cancel {
+        workflow: Arc<Registered>,
+        run: RunId,
+        reason: Option<String>,
+        reply: Reply,
+    },
 }
 
 /// Drives runs through an [`EventStore`] and step workers.
@@ -173,6 +179,26 @@ impl EventedRuntime {
             run,
             target,
             payload,
+            reply,
+        })
+    }
+
+    /// Cancels a running or suspended run (stored by any process). Attempts
+    /// in flight here finish, but their results are dropped.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Resume`] when the run has finished (nothing is written);
+    /// [`RuntimeError::Conflict`] when another process changed it first.
+    pub fn cancel(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        reason: Option<String>,
+    ) -> Result<RunResult, RuntimeError> {
+        self.call(|reply| Command::Cancel {
+            workflow,
+            run,
+            reason,
             reply,
         })
     }
@@ -321,29 +347,15 @@ impl Orchestrator {
                 target,
                 payload,
                 reply,
-            } => {
-                if !self.runs.contains_key(&run) {
-                    match self.load(workflow, &run) {
-                        Ok(active) => {
-                            self.runs.insert(run.clone(), active);
-                        }
-                        Err(e) => return drop(reply.send(Err(e))),
-                    }
-                }
-                let Some(active) = self.runs.get_mut(&run) else {
-                    return;
-                };
-                match active.state.resume(&target, payload, self.clock.now()) {
-                    Ok(event) => {
-                        apply(active, event);
-                        active.waiters.push(reply);
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e.into()));
-                        self.forget_if_idle(&run);
-                    }
-                }
-            }
+            } => self.request(workflow, run, reply, |state, at| {
+                state.resume(&target, payload, at)
+            }),
+            Command::Cancel {
+                workflow,
+                run,
+                reason,
+                reply,
+            } => self.request(workflow, run, reply, |state, at| state.cancel(reason, at)),
             Command::Recover {
                 workflow,
                 run,
@@ -375,6 +387,39 @@ impl Orchestrator {
                     }
                     Err(e) => drop(reply.send(Err(e))),
                 }
+            }
+        }
+    }
+
+    /// A request that turns into one event decided by the state machine
+    /// (resume, cancel) on a run driven here or loaded from the store. The
+    /// caller is answered once the event and what follows are committed.
+    fn request(
+        &mut self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        reply: Reply,
+        decide: impl FnOnce(&RunState, Timestamp) -> Result<Event, weft_core::ResumeError>,
+    ) {
+        if !self.runs.contains_key(&run) {
+            match self.load(workflow, &run) {
+                Ok(active) => {
+                    self.runs.insert(run.clone(), active);
+                }
+                Err(e) => return drop(reply.send(Err(e))),
+            }
+        }
+        let Some(active) = self.runs.get_mut(&run) else {
+            return;
+        };
+        match decide(&active.state, self.clock.now()) {
+            Ok(event) => {
+                apply(active, event);
+                active.waiters.push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                self.forget_if_idle(&run);
             }
         }
     }
