@@ -527,6 +527,11 @@ impl Orchestrator {
         for line in &done.executed.logs {
             tracing::info!(run = %done.run, step = %done.path, level = ?line.level, "{}", line.message);
         }
+        if active.state.status() == RunStatus::Canceled {
+            // The run was canceled while the attempt ran: its result is moot.
+            tracing::debug!(run = %done.run, step = %done.path, "dropping the result of a canceled run's step");
+            return;
+        }
         for event in done.executed.events {
             apply(active, event);
         }
