@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context as _, anyhow};
-use weft_core::{EventStore as _, RunId, StoreError, SystemClock};
+use anyhow::Context as _;
+use weft_core::{RunId, SystemClock};
 use weft_runtime::DefaultRuntime;
 
 use crate::engine;
@@ -51,10 +51,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         return Ok(report(&run.result(), run.events(), args.json));
     }
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, _) = store.load(&run_id).map_err(|e| match e {
-        StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run_id}` in the store")),
-        other => Failure::other(other),
-    })?;
+    let (meta, _) = engine::load_run(&store, &run_id)?;
     let loaded = load(home, &PathBuf::from(&meta.manifest))?;
     let runtime = engine::evented(store.clone());
     let result = runtime

@@ -49,6 +49,20 @@ pub fn registered(loaded: &Loaded) -> Result<Arc<Registered>, Failure> {
     }))
 }
 
+/// A stored run's metadata and events; a missing run is invalid input.
+pub fn load_run(
+    store: &SqliteStore,
+    run: &RunId,
+) -> Result<(weft_core::RunMeta, Vec<weft_core::Event>), Failure> {
+    use weft_core::EventStore as _;
+    store.load(run).map_err(|e| match e {
+        weft_core::StoreError::NotFound { .. } => {
+            Failure::invalid(anyhow::anyhow!("no run `{run}` in the store"))
+        }
+        other => Failure::other(other),
+    })
+}
+
 /// Events of a run in the store, for printing.
 pub fn stored_events(store: &SqliteStore, run: &RunId) -> Vec<weft_core::Event> {
     use weft_core::EventStore as _;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use weft_core::{EventStore as _, ResumeTarget, RunId, StepPath, StoreError, SystemClock};
+use weft_core::{ResumeTarget, RunId, StepPath, SystemClock};
 use weft_runtime::DefaultRuntime;
 
 use crate::engine;
@@ -87,10 +87,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     }
 
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, _) = store.load(&run_id).map_err(|e| match e {
-        StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run_id}` in the store")),
-        other => Failure::other(other),
-    })?;
+    let (meta, _) = engine::load_run(&store, &run_id)?;
     let manifest = args
         .manifest
         .clone()

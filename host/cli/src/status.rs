@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use weft_core::{Event, EventStore as _, RunId, RunState, RunStatus, StoreError};
+use weft_core::{Event, EventStore as _, RunId, RunState, RunStatus};
 use weft_manifest::Manifest;
-use weft_store_sqlite::SqliteStore;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
@@ -61,21 +60,11 @@ fn parse_run(id: &str) -> Result<RunId, Failure> {
     RunId::new(id).map_err(Failure::invalid)
 }
 
-fn load_events(
-    store: &SqliteStore,
-    run: &RunId,
-) -> Result<(weft_core::RunMeta, Vec<Event>), Failure> {
-    store.load(run).map_err(|e| match e {
-        StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run}` in the store")),
-        other => Failure::other(other),
-    })
-}
-
 /// Runs `weft status`: the run's result, rebuilt from its events.
 pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, events) = load_events(&store, &run)?;
+    let (meta, events) = engine::load_run(&store, &run)?;
     let manifest =
         Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?;
     let state = RunState::replay(Arc::clone(manifest.workflow()), &events)
@@ -141,7 +130,7 @@ fn print_event(seq: usize, event: &Event, json: bool) {
 pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (_, events) = load_events(&store, &run)?;
+    let (_, events) = engine::load_run(&store, &run)?;
     let mut seen = 0;
     let mut settled = false;
     for event in &events {
