@@ -37,5 +37,6 @@ pub use state::{
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{
-    Expr, Grant, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow, WorkflowBuilder,
+    Expr, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,
+    WorkflowBuilder,
 };

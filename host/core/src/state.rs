@@ -107,6 +107,9 @@ pub enum StepStatus {
     Resumed,
     /// Bailed: the workflow ends with its output.
     Bailed,
+    /// The run was canceled while this execution was unfinished (in flight,
+    /// waiting for a retry, suspended or resumed): it will never finish.
+    Canceled,
 }
 
 /// The record of one step execution (one path).
@@ -552,7 +555,25 @@ impl RunState {
                 self.status = RunStatus::Failed;
                 self.error = Some(error.clone());
             }
-            Event::RunCanceled { .. } => self.status = RunStatus::Canceled,
+            Event::RunCanceled { at, .. } => {
+                self.status = RunStatus::Canceled;
+                // Unfinished executions end here too, so that no record of a
+                // canceled run says `running` forever.
+                for record in self.steps.values_mut() {
+                    if matches!(
+                        record.status,
+                        StepStatus::Running
+                            | StepStatus::Retrying
+                            | StepStatus::Suspended
+                            | StepStatus::Resumed
+                    ) {
+                        record.status = StepStatus::Canceled;
+                        record.ended_at = Some(*at);
+                        record.retry_at = None;
+                        record.labels.clear();
+                    }
+                }
+            }
         }
     }
 
@@ -648,7 +669,8 @@ impl RunState {
                 StepStatus::Success => {
                     previous = record.output.as_ref().unwrap_or(&null);
                 }
-                StepStatus::Running => return Vec::new(),
+                // A canceled run is not running: `ready` returned above.
+                StepStatus::Running | StepStatus::Canceled => return Vec::new(),
                 StepStatus::Retrying | StepStatus::Resumed => {
                     return vec![Work::Execute(self.task(Some(record), path, step, previous))];
                 }
@@ -735,6 +757,13 @@ impl RunState {
                 }
             },
             ResumeTarget::Path(path) => {
+                if !self.steps.contains_key(path) && !self.workflow.has_path(path) {
+                    return Err(ResumeError::UnknownStep {
+                        run,
+                        path: path.to_string(),
+                        suspended: list(&suspended),
+                    });
+                }
                 if !suspended.contains(path) {
                     return Err(ResumeError::NotSuspendedStep {
                         run,

@@ -17,7 +17,8 @@ use crate::sql::{backend_run, from_sql_ts, to_sql_ts};
 /// The projection follows the step events literally: `step-started` →
 /// `running`, `step-completed` → `success` with the output, `step-failed` →
 /// `failed` with the error, `step-suspended` → `suspended`, `step-bailed` →
-/// `bailed` with the output, `run-resumed` → `resumed`. The store does not
+/// `bailed` with the output, `run-resumed` → `resumed`, `run-canceled` →
+/// every unfinished row (`running`, `suspended`, `resumed`) `canceled`. The store does not
 /// know the step's retry policy, so a failure that the state machine turns
 /// into `retrying` is recorded here as `failed` until the next
 /// `step-started`. The authoritative state is the event log replayed through
@@ -76,6 +77,8 @@ pub(crate) enum StepUpdate<'e> {
     Suspended { path: &'e str },
     /// The step was resumed.
     Resumed { path: &'e str },
+    /// The run was canceled: its unfinished executions never finish.
+    Canceled,
 }
 
 /// Serializes `event` of `run` and decides what it changes.
@@ -119,12 +122,12 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         Event::RunResumed { path, .. } => Some(StepUpdate::Resumed {
             path: path.as_str(),
         }),
+        Event::RunCanceled { .. } => Some(StepUpdate::Canceled),
         Event::RunStarted { .. }
         | Event::Custom { .. }
         | Event::RunSuspended { .. }
         | Event::RunCompleted { .. }
-        | Event::RunFailed { .. }
-        | Event::RunCanceled { .. } => None,
+        | Event::RunFailed { .. } => None,
     };
     Ok(EncodedEvent {
         name: event.name(),
@@ -214,6 +217,14 @@ pub(crate) fn apply(
             .and_then(|mut s| s.execute(params![run, path, status_name(StepStatus::Resumed)]))
             .map_err(err())?;
         }
+        StepUpdate::Canceled => {
+            tx.prepare_cached(
+                "UPDATE step_results SET status = ?2, ended_at = ?3
+                 WHERE run_id = ?1 AND status IN ('running', 'retrying', 'suspended', 'resumed')",
+            )
+            .and_then(|mut s| s.execute(params![run, status_name(StepStatus::Canceled), at]))
+            .map_err(err())?;
+        }
     }
     Ok(())
 }
@@ -228,6 +239,7 @@ pub(crate) fn status_name(status: StepStatus) -> &'static str {
         StepStatus::Suspended => "suspended",
         StepStatus::Resumed => "resumed",
         StepStatus::Bailed => "bailed",
+        StepStatus::Canceled => "canceled",
     }
 }
 
@@ -241,6 +253,7 @@ fn parse_status(name: &str) -> Option<StepStatus> {
         StepStatus::Suspended,
         StepStatus::Resumed,
         StepStatus::Bailed,
+        StepStatus::Canceled,
     ]
     .into_iter()
     .find(|s| status_name(*s) == name)

@@ -19,21 +19,23 @@ mod bus;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Event, EventStore, ResumeTarget, RunId, RunMeta, RunResult, RunState, RunStatus,
-    StepPath, StoreError, Timestamp, Work,
+    Append, Clock, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult, RunState,
+    RunStatus, StepPath, StoreError, Timestamp, Work,
 };
 
 pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
 
 use crate::error::RuntimeError;
-use crate::worker::execute_step;
+use crate::stored;
+use crate::worker::{execute_step, panic_message};
 
 type Reply = Sender<Result<RunResult, RuntimeError>>;
 
@@ -47,11 +49,10 @@ enum Command {
         input: Value,
         reply: Reply,
     },
-    Resume {
+    Request {
         workflow: Arc<Registered>,
         run: RunId,
-        target: ResumeTarget,
-        payload: Value,
+        request: Request,
         reply: Reply,
     },
     Recover {
@@ -59,12 +60,29 @@ enum Command {
         run: RunId,
         reply: Reply,
     },
-    Cancel {
-        workflow: Arc<Registered>,
-        run: RunId,
-        reason: Option<String>,
-        reply: Reply,
+}
+
+/// A request the state machine turns into one event. Kept until that event
+/// commits: when another process appended first, it is decided again on the
+/// run as stored now.
+#[derive(Clone)]
+enum Request {
+    Resume {
+        target: ResumeTarget,
+        payload: Value,
     },
+    Cancel {
+        reason: Option<String>,
+    },
+}
+
+impl Request {
+    fn decide(&self, state: &RunState, at: Timestamp) -> Result<Event, ResumeError> {
+        match self {
+            Self::Resume { target, payload } => state.resume(target, payload.clone(), at),
+            Self::Cancel { reason } => state.cancel(reason.clone(), at),
+        }
+    }
 }
 
 /// Drives runs through an [`EventStore`] and step workers.
@@ -72,6 +90,8 @@ pub struct EventedRuntime {
     commands: Option<Sender<Command>>,
     orchestrator: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// Set when the orchestrator thread panicked: why it stopped.
+    panicked: Arc<Mutex<Option<String>>>,
 }
 
 impl EventedRuntime {
@@ -90,29 +110,53 @@ impl EventedRuntime {
             })
             .collect::<Vec<_>>();
         let (commands, command_rx) = crossbeam_channel::unbounded();
+        let worker_count = workers.len();
         let mut orchestrator = Orchestrator {
             store,
             clock,
-            bus,
+            bus: Arc::clone(&bus),
             runs: HashMap::new(),
             delayed: BinaryHeap::new(),
-            workers: workers.len(),
         };
+        let panicked = Arc::new(Mutex::new(None));
+        let why = Arc::clone(&panicked);
         let orchestrator = std::thread::Builder::new()
             .name("weft-orchestrator".into())
-            .spawn(move || orchestrator.run(&command_rx, &done))
+            .spawn(move || {
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    orchestrator.run(&command_rx, &done);
+                }));
+                if let Err(panic) = outcome {
+                    tracing::error!("the orchestrator panicked: {}", panic_message(&*panic));
+                    *why.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(panic_message(&*panic).to_owned());
+                }
+                // Dropping the orchestrator drops every waiting caller's reply
+                // channel (they get an error, not a hang); closing the bus
+                // stops the workers, so `Drop` can join them.
+                drop(orchestrator);
+                drop(command_rx);
+                bus.close(worker_count);
+            })
             .expect("spawn the orchestrator thread");
         Self {
             commands: Some(commands),
             orchestrator: Some(orchestrator),
             workers,
+            panicked,
         }
     }
 
     fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<RunResult, RuntimeError> {
-        self.submit(make)
-            .recv()
-            .unwrap_or(Err(RuntimeError::ShutDown))
+        self.submit(make).recv().unwrap_or_else(|_| {
+            let why = self
+                .panicked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            Err(why.map_or(RuntimeError::ShutDown, RuntimeError::Panicked))
+        })
     }
 
     fn submit(
@@ -174,11 +218,10 @@ impl EventedRuntime {
         target: ResumeTarget,
         payload: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Resume {
+        self.call(|reply| Command::Request {
             workflow,
             run,
-            target,
-            payload,
+            request: Request::Resume { target, payload },
             reply,
         })
     }
@@ -195,10 +238,10 @@ impl EventedRuntime {
         run: RunId,
         reason: Option<String>,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Cancel {
+        self.call(|reply| Command::Request {
             workflow,
             run,
-            reason,
+            request: Request::Cancel { reason },
             reply,
         })
     }
@@ -267,6 +310,8 @@ struct Active {
     in_flight: HashSet<StepPath>,
     /// Callers waiting for the run to finish or suspend.
     waiters: Vec<Reply>,
+    /// The request whose event is pending, until it commits.
+    request: Option<Request>,
 }
 
 struct Orchestrator {
@@ -276,7 +321,6 @@ struct Orchestrator {
     runs: HashMap<RunId, Active>,
     /// Attempts waiting for their retry time.
     delayed: Delayed,
-    workers: usize,
 }
 
 impl Orchestrator {
@@ -284,6 +328,7 @@ impl Orchestrator {
         let mut open = true;
         while open || !self.runs.is_empty() {
             let timeout = self.next_timeout();
+            let due = self.delayed.peek().map(|Reverse((due, _, _))| *due);
             let never = crossbeam_channel::never();
             let command_rx = if open { commands } else { &never };
             // Wait for the first message, then take everything already waiting.
@@ -294,10 +339,11 @@ impl Orchestrator {
                 },
                 recv(done) -> msg => if let Ok(d) = msg { self.finished(d) },
                 default(timeout) => {
-                    // The wait was computed for the earliest retry; a manual
-                    // clock (tests) jumps to it, the system clock is there.
-                    if let Some(Reverse((due, _, _))) = self.delayed.peek() {
-                        self.clock.sleep_until(*due);
+                    // The wait was computed for the earliest retry: the
+                    // system clock is there now (within microseconds); a
+                    // manual clock (tests) jumps to it.
+                    if let Some(due) = due {
+                        self.clock.sleep_until(due);
                     }
                 },
             }
@@ -321,14 +367,14 @@ impl Orchestrator {
                 break;
             }
         }
-        self.bus.close(self.workers);
     }
 
+    /// How long to wait for messages: until the earliest retry is due (the
+    /// clock says how long that is in real time), else a long idle tick.
+    /// Never longer: the orchestrator must not sleep past a message.
     fn next_timeout(&self) -> Duration {
         match self.delayed.peek() {
-            Some(Reverse((due, _, _))) => {
-                Duration::from_micros(due.micros_since(self.clock.now()).min(1_000_000))
-            }
+            Some(Reverse((due, _, _))) => self.clock.wait_bound(*due),
             None => Duration::from_secs(1),
         }
     }
@@ -341,21 +387,12 @@ impl Orchestrator {
                 input,
                 reply,
             } => self.start(workflow, run, input, reply),
-            Command::Resume {
+            Command::Request {
                 workflow,
                 run,
-                target,
-                payload,
+                request,
                 reply,
-            } => self.request(workflow, run, reply, |state, at| {
-                state.resume(&target, payload, at)
-            }),
-            Command::Cancel {
-                workflow,
-                run,
-                reason,
-                reply,
-            } => self.request(workflow, run, reply, |state, at| state.cancel(reason, at)),
+            } => self.request(workflow, run, reply, request),
             Command::Recover {
                 workflow,
                 run,
@@ -394,13 +431,7 @@ impl Orchestrator {
     /// A request that turns into one event decided by the state machine
     /// (resume, cancel) on a run driven here or loaded from the store. The
     /// caller is answered once the event and what follows are committed.
-    fn request(
-        &mut self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        reply: Reply,
-        decide: impl FnOnce(&RunState, Timestamp) -> Result<Event, weft_core::ResumeError>,
-    ) {
+    fn request(&mut self, workflow: Arc<Registered>, run: RunId, reply: Reply, request: Request) {
         if !self.runs.contains_key(&run) {
             match self.load(workflow, &run) {
                 Ok(active) => {
@@ -412,10 +443,11 @@ impl Orchestrator {
         let Some(active) = self.runs.get_mut(&run) else {
             return;
         };
-        match decide(&active.state, self.clock.now()) {
+        match request.decide(&active.state, self.clock.now()) {
             Ok(event) => {
                 apply(active, event);
                 active.waiters.push(reply);
+                active.request = Some(request);
             }
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
@@ -426,10 +458,10 @@ impl Orchestrator {
 
     fn start(&mut self, workflow: Arc<Registered>, run: RunId, input: Value, reply: Reply) {
         let wf = &workflow.workflow;
-        if let Some(Err(source)) = wf.input_schema().map(|schema| schema.validate(&input)) {
+        if let Err(reason) = wf.check_input(&input) {
             let _ = reply.send(Err(RuntimeError::InvalidInput {
                 workflow: wf.id().to_string(),
-                source,
+                reason,
             }));
             return;
         }
@@ -446,12 +478,7 @@ impl Orchestrator {
             state: wf.initial_state().clone(),
             at: self.clock.now(),
         };
-        let meta = RunMeta {
-            run_id: run.clone(),
-            workflow_id: wf.id().clone(),
-            manifest: workflow.manifest.clone(),
-            manifest_sha256: workflow.manifest_sha256.clone(),
-        };
+        let meta = workflow.meta(&run);
         let mut state = RunState::new(Arc::clone(wf));
         if let Err(e) = state.apply(&started) {
             let _ = reply.send(Err(e.into()));
@@ -465,18 +492,13 @@ impl Orchestrator {
             to_dispatch: Vec::new(),
             in_flight: HashSet::new(),
             waiters: vec![reply],
+            request: None,
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
         advance(&run, &mut active, self.clock.now(), &mut self.delayed);
         if let Err(e) = self.store.create_run(&meta, &active.pending) {
-            let error = match e {
-                StoreError::Exists { run } => RuntimeError::Exists { run },
-                source => RuntimeError::Store {
-                    run: run.to_string(),
-                    source,
-                },
-            };
+            let error = stored::error(&run, e);
             // Nothing was written: the only waiter is the caller.
             if let Some(waiter) = active.waiters.into_iter().next() {
                 let _ = waiter.send(Err(error));
@@ -488,26 +510,7 @@ impl Orchestrator {
     }
 
     fn load(&self, workflow: Arc<Registered>, run: &RunId) -> Result<Active, RuntimeError> {
-        let store_error = |source| RuntimeError::Store {
-            run: run.to_string(),
-            source,
-        };
-        let (meta, events) = self.store.load(run).map_err(store_error)?;
-        if meta.workflow_id != *workflow.workflow.id() {
-            return Err(RuntimeError::WrongWorkflow {
-                run: run.to_string(),
-                saved: meta.workflow_id.to_string(),
-                given: workflow.workflow.id().to_string(),
-            });
-        }
-        let state =
-            RunState::replay(Arc::clone(&workflow.workflow), &events).map_err(|source| {
-                RuntimeError::Replay {
-                    run: run.to_string(),
-                    workflow: meta.workflow_id.to_string(),
-                    source,
-                }
-            })?;
+        let (state, events) = stored::load(&*self.store, &workflow, run)?;
         Ok(Active {
             workflow,
             state,
@@ -516,6 +519,7 @@ impl Orchestrator {
             to_dispatch: Vec::new(),
             in_flight: HashSet::new(),
             waiters: Vec::new(),
+            request: None,
         })
     }
 
@@ -631,6 +635,7 @@ impl Orchestrator {
         };
         active.committed += active.pending.len() as u64;
         active.pending.clear();
+        active.request = None;
         for task in active.to_dispatch.drain(..) {
             let view = active.state.view();
             self.bus.dispatch(WorkItem {
@@ -655,21 +660,76 @@ impl Orchestrator {
     /// A commit failed: the run's uncommitted events are dropped with its
     /// in-memory state; the store still holds its committed events.
     fn abandon(&mut self, run: &RunId, error: StoreError) {
+        if matches!(error, StoreError::Conflict { .. }) {
+            return self.reload(run);
+        }
         let Some(active) = self.runs.remove(run) else {
             return;
         };
         tracing::warn!(run = %run, "cannot commit the run's events: {error}");
+        let mut error = Some(stored::error(run, error));
         for waiter in active.waiters {
-            let error = match &error {
-                StoreError::Conflict { .. } => RuntimeError::Conflict {
-                    run: run.to_string(),
-                },
-                other => RuntimeError::Store {
-                    run: run.to_string(),
-                    source: StoreError::Backend(other.to_string()),
-                },
-            };
+            let error = error.take().unwrap_or_else(|| RuntimeError::Conflict {
+                run: run.to_string(),
+            });
             let _ = waiter.send(Err(error));
+        }
+    }
+
+    /// Another process appended to the run first: what this process decided
+    /// is void. The run is reloaded as stored; a pending request (resume,
+    /// cancel) is decided again on it; otherwise the caller learns what the
+    /// other process did — the run finished, suspended or was canceled there,
+    /// or is still being driven there.
+    fn reload(&mut self, run: &RunId) {
+        let Some(old) = self.runs.remove(run) else {
+            return;
+        };
+        tracing::debug!(run = %run, "the run changed in the store; reloading it");
+        let answer = |waiters: Vec<Reply>, mut first: Option<RuntimeError>| {
+            for waiter in waiters {
+                let error = first.take().unwrap_or_else(|| RuntimeError::Conflict {
+                    run: run.to_string(),
+                });
+                let _ = waiter.send(Err(error));
+            }
+        };
+        let mut fresh = match self.load(Arc::clone(&old.workflow), run) {
+            Ok(fresh) => fresh,
+            Err(e) => return answer(old.waiters, Some(e)),
+        };
+        fresh.waiters = old.waiters;
+        // Attempts this process dispatched still report here; what they
+        // report applies only if the stored run still expects it. Attempts
+        // queued for dispatch after the failed commit never left.
+        let queued: HashSet<&StepPath> = old.to_dispatch.iter().map(|t| &t.path).collect();
+        fresh.in_flight = old
+            .in_flight
+            .iter()
+            .filter(|path| !queued.contains(path))
+            .cloned()
+            .collect();
+        if let Some(request) = old.request {
+            match request.decide(&fresh.state, self.clock.now()) {
+                Ok(event) => {
+                    apply(&mut fresh, event);
+                    fresh.request = Some(request);
+                    advance(run, &mut fresh, self.clock.now(), &mut self.delayed);
+                    self.runs.insert(run.clone(), fresh);
+                    self.commit(std::slice::from_ref(run));
+                }
+                Err(e) => answer(fresh.waiters, Some(e.into())),
+            }
+            return;
+        }
+        match stored::settled(&fresh.state, run) {
+            Ok(()) => {
+                let result = fresh.state.result();
+                for waiter in fresh.waiters {
+                    let _ = waiter.send(Ok(result.clone()));
+                }
+            }
+            Err(e) => answer(fresh.waiters, Some(e)),
         }
     }
 
