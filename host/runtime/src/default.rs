@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Event, EventStore, LogLine, ResumeTarget, RunId, RunResult, RunState, StepPath,
-    StoreError, Work,
+    Append, Clock, Effect, Event, EventStore, LogLine, ResumeTarget, RunId, RunResult, RunState,
+    RunStatus, StepPath, StoreError,
 };
 
 use crate::error::RuntimeError;
@@ -72,11 +72,18 @@ impl Run {
 
     fn apply(&mut self, event: Event, observer: &mut dyn RunObserver) -> Result<(), RuntimeError> {
         self.state.apply(&event)?;
-        if let Some(run) = self.state.run_id() {
-            observer.event(run, &event);
-        }
-        self.events.push(event);
+        self.record(vec![event], observer);
         Ok(())
+    }
+
+    /// Keeps events already applied to the state.
+    fn record(&mut self, events: Vec<Event>, observer: &mut dyn RunObserver) {
+        if let Some(run) = self.state.run_id() {
+            for event in &events {
+                observer.event(run, event);
+            }
+        }
+        self.events.extend(events);
     }
 }
 
@@ -220,8 +227,8 @@ impl DefaultRuntime {
         Ok(())
     }
 
-    /// Applies ready work until there is none, then records the run's new
-    /// events. If another process changed the run meanwhile (e.g. canceled
+    /// Advances the run and performs what the driver decides until it
+    /// settles (finishes, fails, suspends), then records the run's new events. If another process changed the run meanwhile (e.g. canceled
     /// it), what is stored wins and is what the caller gets.
     fn drive(
         &self,
@@ -230,27 +237,14 @@ impl DefaultRuntime {
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
         loop {
-            let work = run.state.ready();
-            if work.is_empty() {
-                break;
-            }
-            for item in work {
-                match item {
-                    Work::Finish(finish) => {
-                        run.apply(finish.into_event(self.clock.now()), observer)?
-                    }
-                    Work::Execute(task) => {
-                        if let Some(not_before) = task.not_before {
-                            self.clock.sleep_until(not_before);
-                        }
-                        let started = Event::StepStarted {
-                            path: task.path.clone(),
-                            step: task.step.clone(),
-                            attempt: task.attempt,
-                            input: task.input.clone(),
-                            at: self.clock.now(),
-                        };
-                        run.apply(started, observer)?;
+            let advance = run.state.advance(self.clock.now())?;
+            let mut executed_any = false;
+            let idle = advance.effects.is_empty();
+            run.record(advance.events, observer);
+            for effect in advance.effects {
+                match effect {
+                    Effect::Execute(task) => {
+                        executed_any = true;
                         let view = run.state.view();
                         let executed = execute_step(
                             &workflow.workflow,
@@ -269,7 +263,15 @@ impl DefaultRuntime {
                             run.apply(event, observer)?;
                         }
                     }
+                    // Only when nothing else ran: what ran may change the plan.
+                    Effect::WakeAt(due) if !executed_any => self.clock.sleep_until(due),
+                    Effect::WakeAt(_) => {}
                 }
+            }
+            // Settled, or (never for runs this runtime drives) waiting for
+            // an attempt it does not execute.
+            if idle || run.state.status() != RunStatus::Running {
+                break;
             }
         }
         let run_id = run.result().run_id;

@@ -48,6 +48,8 @@ pub struct Done {
     pub run: RunId,
     /// The execution.
     pub path: StepPath,
+    /// The attempt.
+    pub attempt: u32,
     /// The events and logs it produced.
     pub executed: Executed,
 }

@@ -27,8 +27,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, select};
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult, RunState,
-    RunStatus, StepPath, StoreError, Timestamp, Work,
+    Advance, Append, Clock, Effect, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult,
+    RunState, RunStatus, StepPath, StoreError, Timestamp, TransitionError,
 };
 
 pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
@@ -39,8 +39,8 @@ use crate::worker::{execute_step, panic_message};
 
 type Reply = Sender<Result<RunResult, RuntimeError>>;
 
-/// Attempts waiting for their retry time: (due, run, path), earliest first.
-type Delayed = BinaryHeap<Reverse<(Timestamp, RunId, StepPath)>>;
+/// Runs waiting for a retry time: (due, run), earliest first.
+type Delayed = BinaryHeap<Reverse<(Timestamp, RunId)>>;
 
 enum Command {
     Start {
@@ -291,6 +291,7 @@ fn work(bus: &dyn Bus, clock: &dyn Clock) {
         bus.report(Done {
             run: item.task.run.clone(),
             path: item.task.path.clone(),
+            attempt: item.task.attempt,
             executed,
         });
     }
@@ -306,8 +307,10 @@ struct Active {
     pending: Vec<Event>,
     /// Attempts to dispatch once `pending` commits.
     to_dispatch: Vec<weft_core::StepTask>,
-    /// Executions dispatched (or waiting for their retry time).
+    /// Attempts dispatched (or queued for dispatch) whose report has not arrived.
     in_flight: HashSet<StepPath>,
+    /// When the run asked to be woken (a retry), if it did.
+    wake: Option<Timestamp>,
     /// Callers waiting for the run to finish or suspend.
     waiters: Vec<Reply>,
     /// The request whose event is pending, until it commits.
@@ -328,7 +331,7 @@ impl Orchestrator {
         let mut open = true;
         while open || !self.runs.is_empty() {
             let timeout = self.next_timeout();
-            let due = self.delayed.peek().map(|Reverse((due, _, _))| *due);
+            let due = self.delayed.peek().map(|Reverse((due, _))| *due);
             let never = crossbeam_channel::never();
             let command_rx = if open { commands } else { &never };
             // Wait for the first message, then take everything already waiting.
@@ -374,7 +377,7 @@ impl Orchestrator {
     /// Never longer: the orchestrator must not sleep past a message.
     fn next_timeout(&self) -> Duration {
         match self.delayed.peek() {
-            Some(Reverse((due, _, _))) => self.clock.wait_bound(*due),
+            Some(Reverse((due, _))) => self.clock.wait_bound(*due),
             None => Duration::from_secs(1),
         }
     }
@@ -407,20 +410,10 @@ impl Orchestrator {
                     Ok(mut active) => {
                         // Executions in flight when the previous process stopped
                         // run again, same attempt (at-least-once).
-                        for task in active.state.in_flight() {
-                            let event = Event::StepStarted {
-                                path: task.path.clone(),
-                                step: task.step.clone(),
-                                attempt: task.attempt,
-                                input: task.input.clone(),
-                                at: self.clock.now(),
-                            };
-                            apply(&mut active, event);
-                            active.in_flight.insert(task.path.clone());
-                            active.to_dispatch.push(task);
-                        }
+                        let decided = active.state.redeliver(self.clock.now());
                         active.waiters.push(reply);
-                        self.runs.insert(run, active);
+                        self.runs.insert(run.clone(), active);
+                        self.take(&run, decided);
                     }
                     Err(e) => drop(reply.send(Err(e))),
                 }
@@ -445,9 +438,12 @@ impl Orchestrator {
         };
         match request.decide(&active.state, self.clock.now()) {
             Ok(event) => {
-                apply(active, event);
                 active.waiters.push(reply);
                 active.request = Some(request);
+                let applied = apply(active, event);
+                if let Err(e) = applied {
+                    self.broken(&run, e);
+                }
             }
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
@@ -491,12 +487,17 @@ impl Orchestrator {
             pending: vec![started],
             to_dispatch: Vec::new(),
             in_flight: HashSet::new(),
+            wake: None,
             waiters: vec![reply],
             request: None,
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
-        advance(&run, &mut active, self.clock.now(), &mut self.delayed);
+        let decided = active.state.advance(self.clock.now());
+        if let Err(e) = decided.map(|d| absorb(&run, &mut active, d, &mut self.delayed)) {
+            let _ = active.waiters.remove(0).send(Err(e.into()));
+            return;
+        }
         if let Err(e) = self.store.create_run(&meta, &active.pending) {
             let error = stored::error(&run, e);
             // Nothing was written: the only waiter is the caller.
@@ -518,6 +519,7 @@ impl Orchestrator {
             pending: Vec::new(),
             to_dispatch: Vec::new(),
             in_flight: HashSet::new(),
+            wake: None,
             waiters: Vec::new(),
             request: None,
         })
@@ -531,37 +533,74 @@ impl Orchestrator {
         for line in &done.executed.logs {
             tracing::info!(run = %done.run, step = %done.path, level = ?line.level, "{}", line.message);
         }
-        if active.state.status() == RunStatus::Canceled {
-            // The run was canceled while the attempt ran: its result is moot.
-            tracing::debug!(run = %done.run, step = %done.path, "dropping the result of a canceled run's step");
+        if !active.state.expects_report(&done.path, done.attempt) {
+            // The run was canceled while the attempt ran, or it was reloaded
+            // after another process changed it and no longer waits for this
+            // attempt: its result is moot.
+            tracing::debug!(run = %done.run, step = %done.path, "dropping the result of an attempt the run no longer expects");
             return;
         }
+        let mut applied = Ok(());
         for event in done.executed.events {
-            apply(active, event);
+            applied = applied.and_then(|()| apply(active, event));
+        }
+        if let Err(e) = applied {
+            self.broken(&done.run, e);
         }
     }
 
+    /// Runs whose retry time has come get advanced in this round.
     fn release_due(&mut self) {
         let now = self.clock.now();
-        while let Some(Reverse((due, _, _))) = self.delayed.peek() {
+        while let Some(Reverse((due, _))) = self.delayed.peek() {
             if *due > now {
                 break;
             }
-            let Some(Reverse((_, run, path))) = self.delayed.pop() else {
+            let Some(Reverse((due, run))) = self.delayed.pop() else {
                 break;
             };
-            if let Some(active) = self.runs.get_mut(&run) {
-                active.in_flight.remove(&path);
+            if let Some(active) = self.runs.get_mut(&run)
+                && active.wake == Some(due)
+            {
+                active.wake = None;
             }
         }
     }
 
-    /// Computes every run's ready work, commits all new events in one
-    /// transaction, then lets them take effect.
+    /// Takes what the driver decided for a run into its working state, or
+    /// drops the run if the state machine refused its own decision (a bug).
+    fn take(&mut self, run: &RunId, decided: Result<Advance, TransitionError>) {
+        let Some(active) = self.runs.get_mut(run) else {
+            return;
+        };
+        if let Err(e) = decided.map(|d| absorb(run, active, d, &mut self.delayed)) {
+            self.broken(run, e);
+        }
+    }
+
+    /// The state machine refused an event this process produced: a bug. The
+    /// run is dropped from memory (the store keeps what was committed) and
+    /// its callers get the error, never a silently different run.
+    fn broken(&mut self, run: &RunId, error: TransitionError) {
+        tracing::error!(run = %run, "{error}");
+        if let Some(active) = self.runs.remove(run) {
+            for waiter in active.waiters {
+                let _ = waiter.send(Err(RuntimeError::Transition(error.clone())));
+            }
+        }
+    }
+
+    /// Advances every run, commits all new events in one transaction, then
+    /// lets them take effect.
     fn advance_and_commit(&mut self) {
         let now = self.clock.now();
-        for (run, active) in &mut self.runs {
-            advance(run, active, now, &mut self.delayed);
+        let runs: Vec<RunId> = self.runs.keys().cloned().collect();
+        for run in runs {
+            let Some(active) = self.runs.get_mut(&run) else {
+                continue;
+            };
+            let decided = active.state.advance(now);
+            self.take(&run, decided);
         }
         let dirty: Vec<RunId> = self
             .runs
@@ -712,11 +751,14 @@ impl Orchestrator {
         if let Some(request) = old.request {
             match request.decide(&fresh.state, self.clock.now()) {
                 Ok(event) => {
-                    apply(&mut fresh, event);
                     fresh.request = Some(request);
-                    advance(run, &mut fresh, self.clock.now(), &mut self.delayed);
+                    let applied = apply(&mut fresh, event);
+                    let decided = applied.and_then(|()| fresh.state.advance(self.clock.now()));
                     self.runs.insert(run.clone(), fresh);
-                    self.commit(std::slice::from_ref(run));
+                    self.take(run, decided);
+                    if self.runs.contains_key(run) {
+                        self.commit(std::slice::from_ref(run));
+                    }
                 }
                 Err(e) => answer(fresh.waiters, Some(e.into())),
             }
@@ -744,52 +786,34 @@ impl Orchestrator {
     }
 }
 
-/// Applies the run's ready work to its working state: finishing events, and
-/// `step-started` for each attempt due now (queued for dispatch after the
-/// commit); attempts due later wait in `delayed`.
-fn advance(run: &RunId, active: &mut Active, now: Timestamp, delayed: &mut Delayed) {
-    loop {
-        let mut progressed = false;
-        for item in active.state.ready() {
-            match item {
-                Work::Finish(finish) => {
-                    apply(active, finish.into_event(now));
-                    progressed = true;
-                }
-                Work::Execute(task) => {
-                    if active.in_flight.contains(&task.path) {
-                        continue;
-                    }
-                    active.in_flight.insert(task.path.clone());
-                    if let Some(due) = task.not_before.filter(|due| *due > now) {
-                        delayed.push(Reverse((due, run.clone(), task.path.clone())));
-                        continue;
-                    }
-                    let started = Event::StepStarted {
-                        path: task.path.clone(),
-                        step: task.step.clone(),
-                        attempt: task.attempt,
-                        input: Arc::clone(&task.input),
-                        at: now,
-                    };
-                    apply(active, started);
-                    active.to_dispatch.push(task);
-                    progressed = true;
+/// Takes the driver's decisions into the run's working state: its events
+/// are pending the next commit, its attempts queued for dispatch after that
+/// commit, and a wake-up time is kept in `delayed` (once per time).
+fn absorb(run: &RunId, active: &mut Active, decided: Advance, delayed: &mut Delayed) {
+    active.pending.extend(decided.events);
+    for effect in decided.effects {
+        match effect {
+            Effect::Execute(task) => {
+                active.in_flight.insert(task.path.clone());
+                active.to_dispatch.push(task);
+            }
+            Effect::WakeAt(due) => {
+                if active.wake.is_none_or(|wake| due < wake) {
+                    active.wake = Some(due);
+                    delayed.push(Reverse((due, run.clone())));
                 }
             }
-        }
-        if !progressed {
-            return;
         }
     }
 }
 
 /// Applies an event to the run's working state and queues it for the next
-/// commit. An event the state machine rejects (e.g. a late report for a run
-/// that was canceled) is logged and dropped.
-fn apply(active: &mut Active, event: Event) {
-    match active.state.apply(&event) {
-        Ok(()) => active.pending.push(event),
-        Err(e) => tracing::warn!("dropping an event that does not apply: {e}"),
-    }
+/// commit.
+///
+/// # Errors
+/// When the state machine refuses it; nothing changes then.
+fn apply(active: &mut Active, event: Event) -> Result<(), TransitionError> {
+    active.state.apply(&event)?;
+    active.pending.push(event);
+    Ok(())
 }
