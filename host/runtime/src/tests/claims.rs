@@ -218,3 +218,78 @@ on_both_runtimes!(
     a_panicking_runner_fails_the_step_with_a_host_error,
     an_input_too_large_is_refused_before_anything_is_stored,
 );
+
+/// A store whose appends fail: as if the default runtime's process died
+/// before it recorded the run's end.
+struct NoAppends(std::sync::Arc<crate::MemoryStore>);
+
+impl EventStore for NoAppends {
+    fn create_run(
+        &self,
+        meta: &weft_core::RunMeta,
+        events: &[Event],
+    ) -> Result<(), weft_core::StoreError> {
+        self.0.create_run(meta, events)
+    }
+    fn append_batch(&self, _: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
+        Err(weft_core::StoreError::Backend("disk gone".into()))
+    }
+    fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
+        self.0.load(run)
+    }
+    fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
+        self.0.events_after(run, after)
+    }
+    fn list_runs(
+        &self,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<weft_core::RunSummary>, weft_core::StoreError> {
+        self.0.list_runs(status)
+    }
+    fn set_timer(
+        &self,
+        run: &RunId,
+        key: &str,
+        due: weft_core::Timestamp,
+    ) -> Result<(), weft_core::StoreError> {
+        self.0.set_timer(run, key, due)
+    }
+    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), weft_core::StoreError> {
+        self.0.clear_timer(run, key)
+    }
+    fn due_timers(
+        &self,
+        now: weft_core::Timestamp,
+    ) -> Result<Vec<weft_core::Timer>, weft_core::StoreError> {
+        self.0.due_timers(now)
+    }
+}
+
+#[test]
+fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() {
+    use std::sync::Arc;
+    let (driver, runner) = Fixture::new()
+        .step("a", add(1))
+        .step("b", add(10))
+        .build(Kind::Default);
+    let super::Driver::Default(_, reg, store) = &driver else {
+        unreachable!("built for the default runtime")
+    };
+    let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
+    let failing = crate::DefaultRuntime::new(Arc::new(NoAppends(store.clone())), clock.clone());
+    let id = RunId::new("lost").unwrap();
+    let err = failing
+        .start(reg, id.clone(), json!(1), &mut crate::NoObserver)
+        .unwrap_err();
+    assert!(err.to_string().contains("disk gone"), "{err}");
+    // The store holds the run at its claim: running, nothing after run-started.
+    let (_, events) = store.load(&id).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.list_runs(Some(RunStatus::Running)).unwrap().len(), 1);
+    // Recovery drives it from there; its steps run again.
+    let evented = crate::EventedRuntime::new(store.clone(), clock, 1);
+    let result = evented.recover(reg.clone(), id.clone()).unwrap();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output, Some(json!(12)));
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "b#1", "a#1", "b#1"]);
+}
