@@ -111,7 +111,7 @@ fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for key in ["at", "started_at", "ended_at", "retry_at"] {
+                for key in ["at", "due", "started_at", "ended_at", "retry_at"] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);

@@ -69,6 +69,16 @@ impl RunState {
                         advance.decide(self, finish.into_event(now))?;
                         progressed = true;
                     }
+                    Work::Retry { path, attempt, due } => {
+                        let event = Event::StepRetrying {
+                            path,
+                            attempt,
+                            due,
+                            at: now,
+                        };
+                        advance.decide(self, event)?;
+                        progressed = true;
+                    }
                     Work::Execute(task) => {
                         if let Some(due) = task.not_before.filter(|due| *due > now) {
                             wake = Some(wake.map_or(due, |w| w.min(due)));
@@ -136,7 +146,7 @@ mod tests {
     use super::*;
     use crate::id::{RunId, StepId, StepPath};
     use crate::workflow::{Node, NodeKind, RetryPolicy, StepDef, WorkflowBuilder};
-    use crate::{ErrorCause, FailureKind, StepError};
+    use crate::{FailureKind, StepError};
 
     fn id(s: &str) -> StepId {
         StepId::new(s).unwrap()
@@ -210,26 +220,84 @@ mod tests {
             backoff: 1,
         });
         state.advance(Timestamp(0)).unwrap();
-        state
-            .apply(&Event::StepFailed {
-                path: StepPath::root(&id("a")),
-                error: StepError {
-                    kind: FailureKind::Step,
-                    code: "later".into(),
-                    message: "try again".into(),
-                    details: None,
-                    retryable: true,
-                    causes: Vec::<ErrorCause>::new(),
-                },
-                at: Timestamp(1_000),
-            })
-            .unwrap();
+        state.apply(&failure(1_000)).unwrap();
+        // The decision is recorded with its due time, then the run waits.
         let waiting = state.advance(Timestamp(2_000)).unwrap();
-        assert!(waiting.events.is_empty());
+        assert_eq!(names(&waiting), ["step-retrying"]);
+        assert!(matches!(
+            waiting.events[0],
+            Event::StepRetrying {
+                attempt: 2,
+                due: Timestamp(6_000),
+                ..
+            }
+        ));
         assert_eq!(waiting.effects, [Effect::WakeAt(Timestamp(6_000))]);
+        let again = state.advance(Timestamp(3_000)).unwrap();
+        assert!(again.events.is_empty());
+        assert_eq!(again.effects, [Effect::WakeAt(Timestamp(6_000))]);
         let due = state.advance(Timestamp(6_000)).unwrap();
         assert_eq!(names(&due), ["step-started"]);
         assert!(matches!(&due.effects[..], [Effect::Execute(t)] if t.attempt == 2));
+    }
+
+    fn failure(at: u64) -> Event {
+        Event::StepFailed {
+            path: StepPath::root(&id("a")),
+            error: StepError {
+                kind: FailureKind::Step,
+                code: "later".into(),
+                message: "try again".into(),
+                details: None,
+                retryable: true,
+                causes: Vec::new(),
+            },
+            at: Timestamp(at),
+        }
+    }
+
+    #[test]
+    fn replay_reads_the_recorded_retry_decision_not_the_policy() {
+        let mut decided = state(RetryPolicy {
+            max_retries: 3,
+            delay_ms: 5,
+            backoff: 1,
+        });
+        decided.advance(Timestamp(0)).unwrap();
+        decided.apply(&failure(1_000)).unwrap();
+        let retry = decided.advance(Timestamp(1_000)).unwrap().events;
+        // The same log replayed where the policy now allows no retry at all.
+        let mut replayed = state(RetryPolicy::default());
+        replayed.advance(Timestamp(0)).unwrap();
+        replayed.apply(&failure(1_000)).unwrap();
+        for event in &retry {
+            replayed.apply(event).unwrap();
+        }
+        let record = replayed.step(&StepPath::root(&id("a"))).unwrap();
+        assert_eq!(record.status, StepStatus::Retrying);
+        assert_eq!(record.retry_at, Some(Timestamp(6_000)));
+    }
+
+    #[test]
+    fn logs_from_before_step_retrying_still_replay() {
+        let mut state = state(RetryPolicy {
+            max_retries: 1,
+            delay_ms: 0,
+            backoff: 1,
+        });
+        state.advance(Timestamp(0)).unwrap();
+        state.apply(&failure(1)).unwrap();
+        // The old form: the next attempt starts right after the failure.
+        state
+            .apply(&Event::StepStarted {
+                path: StepPath::root(&id("a")),
+                step: id("a"),
+                attempt: 2,
+                input: json!(1).into(),
+                at: Timestamp(2),
+            })
+            .unwrap();
+        assert!(state.expects_report(&StepPath::root(&id("a")), 2));
     }
 
     #[test]
