@@ -36,9 +36,11 @@
 mod bindings;
 mod cache;
 mod component;
+mod deadline;
 mod error;
 mod host;
 mod imports;
+mod outcome;
 mod sandbox;
 mod stdio;
 mod steps;
