@@ -842,6 +842,8 @@ fn text_that_is_not_utf8_is_invalid_output() {
 /// peak resident set size in bytes (from `wait4`'s resource usage).
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
+// The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
+#[allow(clippy::zombie_processes)]
 fn run_measuring_peak_rss(
     command: &mut std::process::Command,
 ) -> (Option<i32>, String, String, u64) {

@@ -282,9 +282,12 @@ mod tests {
         }
     }
 
+    /// How late the ticker wakes up the k-th time.
+    type Lateness = fn(u64) -> Duration;
+
     #[test]
     fn deadlines_stop_at_the_first_tick_after_them_whatever_the_load() {
-        let lateness_patterns: [(&str, fn(u64) -> Duration); 4] = [
+        let lateness_patterns: [(&str, Lateness); 4] = [
             ("punctual", |_| Duration::ZERO),
             // The drift the issue measured: every wake-up 1.3 ms late.
             ("steadily late", |_| Duration::from_micros(1_300)),
