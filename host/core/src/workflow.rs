@@ -59,6 +59,15 @@ pub struct Limits {
     pub max_event_bytes: u64,
     /// Most events plus log lines one attempt may produce.
     pub max_events: u32,
+    /// Largest error a step may fail with, in bytes: its code, message and
+    /// details plus the code, message and details of every cause, together.
+    pub max_error_bytes: u64,
+    /// Most causes an error may have.
+    pub max_error_causes: u32,
+    /// Most resume labels a suspension may have.
+    pub max_labels: u32,
+    /// Largest single resume label, in bytes.
+    pub max_label_bytes: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +81,10 @@ impl Default for Limits {
             max_state_bytes: 1 << 20,
             max_event_bytes: 64 << 10,
             max_events: 1000,
+            max_error_bytes: 64 << 10,
+            max_error_causes: 32,
+            max_labels: 32,
+            max_label_bytes: 256,
         }
     }
 }
