@@ -491,13 +491,7 @@ impl Orchestrator {
             return;
         };
         tracing::warn!(run = %run, "cannot commit the run's events: {error}");
-        let mut error = Some(stored::error(run, error));
-        for waiter in active.waiters {
-            let error = error.take().unwrap_or_else(|| RuntimeError::Conflict {
-                run: run.to_string(),
-            });
-            let _ = waiter.send(Err(error));
-        }
+        fail(run, active.waiters, stored::error(run, error));
     }
 
     /// Another process appended to the run first: what this process decided
@@ -510,17 +504,9 @@ impl Orchestrator {
             return;
         };
         tracing::debug!(run = %run, "the run changed in the store; reloading it");
-        let answer = |waiters: Vec<Reply>, mut first: Option<RuntimeError>| {
-            for waiter in waiters {
-                let error = first.take().unwrap_or_else(|| RuntimeError::Conflict {
-                    run: run.to_string(),
-                });
-                let _ = waiter.send(Err(error));
-            }
-        };
         let mut fresh = match self.load(Arc::clone(&old.workflow), run) {
             Ok(fresh) => fresh,
-            Err(e) => return answer(old.waiters, Some(e)),
+            Err(e) => return fail(run, old.waiters, e),
         };
         fresh.waiters = old.waiters;
         // Attempts this process dispatched still report here; what they
@@ -545,7 +531,7 @@ impl Orchestrator {
                         self.commit(std::slice::from_ref(run));
                     }
                 }
-                Err(e) => answer(fresh.waiters, Some(e.into())),
+                Err(e) => fail(run, fresh.waiters, e.into()),
             }
             return;
         }
@@ -556,7 +542,7 @@ impl Orchestrator {
                     let _ = waiter.send(Ok(result.clone()));
                 }
             }
-            Err(e) => answer(fresh.waiters, Some(e)),
+            Err(e) => fail(run, fresh.waiters, e),
         }
     }
 
@@ -568,6 +554,18 @@ impl Orchestrator {
         {
             self.runs.remove(run);
         }
+    }
+}
+
+/// Answers every caller waiting on `run` with an error: the first gets
+/// `error`, any other (several callers waiting on one run) a conflict.
+fn fail(run: &RunId, waiters: Vec<Reply>, error: RuntimeError) {
+    let mut error = Some(error);
+    for waiter in waiters {
+        let error = error.take().unwrap_or_else(|| RuntimeError::Conflict {
+            run: run.to_string(),
+        });
+        let _ = waiter.send(Err(error));
     }
 }
 
