@@ -60,14 +60,19 @@ fn finished_run(home: &Path, db: &Path) -> Value {
     json_result(&out)
 }
 
-/// Waits for `child` for at most a minute (a hang fails the test instead of
-/// blocking it).
+/// Waits for `child` for at most a minute: a hang kills it and fails the
+/// test instead of blocking it.
 fn finish(child: std::process::Child) -> Output {
+    let pid = child.id().to_string();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("weft did not exit within a minute")
-        .unwrap()
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = std::process::Command::new("kill").arg(&pid).status();
+            panic!("weft did not exit within a minute");
+        }
+    }
 }
 
 #[test]
@@ -262,11 +267,10 @@ fn following_a_run_nobody_drives_says_so_and_keeps_following() {
             let _ = tx.send(line.unwrap());
         }
     });
-    let note = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("a note on stderr");
+    let note = rx.recv_timeout(Duration::from_secs(60));
     child.kill().unwrap();
     child.wait().unwrap();
+    let note = note.expect("a note on stderr within a minute");
     assert!(
         note.starts_with("note: run orphan is running but has had no new event for")
             && note.contains("`weft recover`")
