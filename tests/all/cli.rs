@@ -430,8 +430,9 @@ fn status_runs_and_events_show_a_stored_run() {
 
 #[test]
 fn both_runtimes_print_the_same_result() {
-    let home = tempfile::tempdir().unwrap();
     let run = |runtime: &str| {
+        // One home each: a run id is taken once per store.
+        let home = tempfile::tempdir().unwrap();
         let out = weft(home.path())
             .args([
                 "run",

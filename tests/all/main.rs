@@ -4,6 +4,7 @@ mod cli;
 mod crash;
 mod manifest;
 mod parity;
+mod runs;
 mod runtime;
 mod sandbox;
 mod support;

@@ -111,7 +111,7 @@ fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for key in ["at", "started_at", "ended_at", "retry_at"] {
+                for key in ["at", "due", "started_at", "ended_at", "retry_at"] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);
@@ -177,22 +177,44 @@ fn target(action: &toml::Table) -> (ResumeTarget, Value) {
     (target, data)
 }
 
+fn registered(s: &Scenario, steps: Arc<WorkflowSteps>) -> Arc<Registered> {
+    Arc::new(Registered {
+        workflow: s.manifest.workflow().clone(),
+        runner: steps,
+        manifest: s.path.display().to_string(),
+        manifest_sha256: "0".repeat(64),
+    })
+}
+
+/// The default runtime over its own SQLite file: what it records must be
+/// what the evented runtime records.
 fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Observed> {
-    let runtime = DefaultRuntime::new(steps, Arc::new(SystemClock));
-    let wf = s.manifest.workflow().clone();
-    let mut run: Run = runtime
-        .start(wf, id.clone(), s.input.clone(), &mut NoObserver)
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("weft.db")).unwrap());
+    let runtime = DefaultRuntime::new(store.clone(), Arc::new(SystemClock));
+    let registered = registered(s, steps);
+    let events = || store.load(id).unwrap().1;
+    let run: Run = runtime
+        .start(&registered, id.clone(), s.input.clone(), &mut NoObserver)
         .unwrap();
-    let mut seen = vec![observe(Ok(()), &run.result(), run.events())];
+    assert_eq!(
+        run.events(),
+        events(),
+        "the default runtime stores what it ran"
+    );
+    let mut result = run.result();
+    let mut seen = vec![observe(Ok(()), &result, &events())];
     for a in &s.actions {
         let outcome = match action(a) {
             Action::Resume(target, data) => {
-                runtime.resume(&mut run, &target, data, &mut NoObserver)
+                runtime.resume(&registered, id, &target, data, &mut NoObserver)
             }
-            Action::Cancel(reason) => runtime.cancel(&mut run, reason, &mut NoObserver),
-        };
-        seen.push(observe(outcome, &run.result(), run.events()));
+            Action::Cancel(reason) => runtime.cancel(&registered, id, reason, &mut NoObserver),
+        }
+        .map(|run| result = run.result());
+        seen.push(observe(outcome, &result, &events()));
     }
+    assert_eq!(store.integrity_check().unwrap(), "ok");
     seen
 }
 
@@ -200,12 +222,7 @@ fn run_evented(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("weft.db")).unwrap());
     let runtime = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 2);
-    let registered = Arc::new(Registered {
-        workflow: s.manifest.workflow().clone(),
-        runner: steps,
-        manifest: s.path.display().to_string(),
-        manifest_sha256: "0".repeat(64),
-    });
+    let registered = registered(s, steps);
     let events = || store.load(id).unwrap().1;
     let mut result = runtime
         .start(registered.clone(), id.clone(), s.input.clone())

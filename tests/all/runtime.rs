@@ -3,35 +3,56 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
 use weft_core::{
     Event, FailureKind, ResumeTarget, RunId, RunResult, RunStatus, StepStatus, SystemClock,
 };
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, NoObserver, Run};
+use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered, Run};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 
 use crate::support::{root, test_steps_manifest};
 
 struct Loaded {
-    manifest: Manifest,
+    registered: Arc<Registered>,
     runtime: DefaultRuntime,
+    next_run: AtomicU32,
 }
 
 fn load(sandbox: &Sandbox, path: &Path) -> Loaded {
     let manifest = Manifest::load(path).unwrap_or_else(|e| panic!("{e}"));
     let steps = WorkflowSteps::load(sandbox, manifest.workflow()).unwrap_or_else(|e| panic!("{e}"));
-    let runtime = DefaultRuntime::new(Arc::new(steps), Arc::new(SystemClock));
-    Loaded { manifest, runtime }
+    let registered = Arc::new(Registered {
+        workflow: manifest.workflow().clone(),
+        runner: Arc::new(steps),
+        manifest: path.display().to_string(),
+        manifest_sha256: "0".repeat(64),
+    });
+    let runtime = DefaultRuntime::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    Loaded {
+        registered,
+        runtime,
+        next_run: AtomicU32::new(1),
+    }
 }
 
 impl Loaded {
     fn start(&self, input: Value) -> Run {
-        let id = RunId::new(&format!("run-{}", input.to_string().len())).unwrap();
+        let n = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let id = RunId::new(&format!("run-{n}")).unwrap();
         self.runtime
-            .start(self.manifest.workflow().clone(), id, input, &mut NoObserver)
+            .start(&self.registered, id, input, &mut NoObserver)
             .unwrap()
+    }
+
+    fn resume(&self, run: &mut Run, target: &ResumeTarget, payload: Value) {
+        let id = run.result().run_id;
+        *run = self
+            .runtime
+            .resume(&self.registered, &id, target, payload, &mut NoObserver)
+            .unwrap();
     }
 }
 
@@ -105,9 +126,7 @@ fn approval_suspends_and_resumes_then_a_rejection_bails() {
     assert_eq!(run.result().status, RunStatus::Suspended);
     let label = ResumeTarget::Label("manager-approval".into());
     let yes = json!({"approved": true, "approver": "dana"});
-    wf.runtime
-        .resume(&mut run, &label, yes, &mut NoObserver)
-        .unwrap();
+    wf.resume(&mut run, &label, yes);
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(
@@ -117,9 +136,7 @@ fn approval_suspends_and_resumes_then_a_rejection_bails() {
 
     let mut run = wf.start(example("big-order.json"));
     let no = json!({"approved": false, "approver": "erin"});
-    wf.runtime
-        .resume(&mut run, &ResumeTarget::Only, no, &mut NoObserver)
-        .unwrap();
+    wf.resume(&mut run, &ResumeTarget::Only, no);
     let result = run.result();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output.as_ref().unwrap()["status"], "rejected");
@@ -139,9 +156,7 @@ fn a_declined_charge_fails_the_run_with_details_and_causes() {
     );
     let mut run = wf.start(example("huge-order.json"));
     let yes = json!({"approved": true, "approver": "dana"});
-    wf.runtime
-        .resume(&mut run, &ResumeTarget::Only, yes, &mut NoObserver)
-        .unwrap();
+    wf.resume(&mut run, &ResumeTarget::Only, yes);
     let result = run.result();
     assert_eq!(result.status, RunStatus::Failed);
     let error = result.error.clone().unwrap();

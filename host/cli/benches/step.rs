@@ -11,7 +11,7 @@ use criterion::{Criterion, Throughput, criterion_main};
 use serde_json::json;
 use weft_core::{RunId, RunStatus, SystemClock};
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, NoObserver};
+use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 
 fn workflow(steps: usize) -> String {
@@ -35,18 +35,22 @@ fn bench(c: &mut Criterion) {
         let text = workflow(steps);
         let manifest = Manifest::from_toml_str(&text, Path::new("bench.toml")).expect("manifest");
         let runner = WorkflowSteps::load(&sandbox, manifest.workflow()).expect("components");
-        let runtime = DefaultRuntime::new(Arc::new(runner), Arc::new(SystemClock));
+        let registered = Arc::new(Registered {
+            workflow: manifest.workflow().clone(),
+            runner: Arc::new(runner),
+            manifest: "bench.toml".into(),
+            manifest_sha256: "0".repeat(64),
+        });
         let run_id = RunId::new("bench-run").expect("id");
         group.throughput(Throughput::Elements(steps as u64));
         group.bench_function(format!("{steps}-step workflow"), |b| {
             b.iter(|| {
+                // A fresh in-memory store per run: the default runtime records
+                // each run at its start and end, and the ids must not collide.
+                let runtime =
+                    DefaultRuntime::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock));
                 let run = runtime
-                    .start(
-                        manifest.workflow().clone(),
-                        run_id.clone(),
-                        input.clone(),
-                        &mut NoObserver,
-                    )
+                    .start(&registered, run_id.clone(), input.clone(), &mut NoObserver)
                     .expect("start");
                 assert_eq!(run.state().status(), RunStatus::Success);
                 run

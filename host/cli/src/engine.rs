@@ -1,23 +1,25 @@
-//! Choosing and building a runtime, and the store it uses.
+//! Choosing and building a runtime, and the store every runtime records in.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use weft_core::{RunId, SystemClock};
-use weft_runtime::{EventedRuntime, Registered};
+use weft_core::{EventStore as _, RunId, RunResult, RunState, RunStatus, SystemClock};
+use weft_runtime::{DefaultRuntime, EventedRuntime, Registered, RuntimeError};
 use weft_store_sqlite::SqliteStore;
 
 use crate::exit::Failure;
 use crate::home::Home;
 use crate::load::Loaded;
 
-/// Which runtime drives a run.
+/// Which runtime drives a run. Both record it in the same store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RuntimeKind {
-    /// Persist every event in the SQLite store; survives crashes (`weft recover`)
+    /// Persist every event before it takes effect; survives crashes (`weft recover`)
     Evented,
-    /// Drive the run in memory; a suspended run is saved as a file of events
+    /// Drive the run in memory; record it in the store when it starts,
+    /// suspends or ends (not crash-durable in between)
     Default,
 }
 
@@ -36,7 +38,12 @@ pub fn evented(store: Arc<SqliteStore>) -> EventedRuntime {
     EventedRuntime::new(store, Arc::new(SystemClock), workers)
 }
 
-/// The loaded workflow, registered for the evented runtime.
+/// A default runtime recording in `store`.
+pub fn default(store: Arc<SqliteStore>) -> DefaultRuntime {
+    DefaultRuntime::new(store, Arc::new(SystemClock))
+}
+
+/// The loaded workflow, registered with a runtime.
 pub fn registered(loaded: &Loaded) -> Result<Arc<Registered>, Failure> {
     let manifest = std::path::absolute(loaded.manifest.path())
         .context("cannot resolve the manifest path")
@@ -54,7 +61,6 @@ pub fn load_run(
     store: &SqliteStore,
     run: &RunId,
 ) -> Result<(weft_core::RunMeta, Vec<weft_core::Event>), Failure> {
-    use weft_core::EventStore as _;
     store.load(run).map_err(|e| match e {
         weft_core::StoreError::NotFound { .. } => {
             Failure::invalid(anyhow::anyhow!("no run `{run}` in the store"))
@@ -65,9 +71,45 @@ pub fn load_run(
 
 /// Events of a run in the store, for printing.
 pub fn stored_events(store: &SqliteStore, run: &RunId) -> Vec<weft_core::Event> {
-    use weft_core::EventStore as _;
     store
         .load(run)
         .map(|(_, events)| events)
         .unwrap_or_default()
+}
+
+/// The outcome of a runtime request as the CLI reports it. When another
+/// process took over the run while this one drove it
+/// ([`RuntimeError::DrivenElsewhere`], e.g. `weft recover` racing a live
+/// `weft run`), it says so on stderr and waits for the run to settle there,
+/// then reports that: what the user asked about is the run, not this process.
+pub fn settle(
+    store: &SqliteStore,
+    registered: &Registered,
+    outcome: Result<RunResult, RuntimeError>,
+) -> Result<RunResult, Failure> {
+    match outcome {
+        Err(RuntimeError::DrivenElsewhere { run }) => {
+            let run = RunId::new(&run).map_err(Failure::other)?;
+            eprintln!(
+                "note: run {run} is being driven by another weft process; waiting for it to finish or suspend there"
+            );
+            follow(store, registered, &run)
+        }
+        other => other.map_err(crate::run::failure),
+    }
+}
+
+/// Polls the store until the run is no longer running, and returns its result.
+fn follow(store: &SqliteStore, registered: &Registered, run: &RunId) -> Result<RunResult, Failure> {
+    const POLL: Duration = Duration::from_millis(50);
+    loop {
+        let (_, events) = load_run(store, run)?;
+        let state = RunState::replay(Arc::clone(&registered.workflow), &events)
+            .with_context(|| format!("run {run}: the stored events do not replay"))
+            .map_err(Failure::other)?;
+        if state.status() != RunStatus::Running {
+            return Ok(state.result());
+        }
+        std::thread::sleep(POLL);
+    }
 }

@@ -128,6 +128,7 @@ fn step_line(record: &StepRecord) -> String {
         StepStatus::Running => "running",
         StepStatus::Retrying => "retrying",
         StepStatus::Resumed => "resumed",
+        StepStatus::Canceled => "canceled",
     };
     let took = record
         .ended_at

@@ -48,9 +48,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
                     manifest.display()
                 )));
             }
-            runtime
-                .recover(engine::registered(&loaded)?, run.clone())
-                .map_err(crate::run::failure)
+            let registered = engine::registered(&loaded)?;
+            let outcome = runtime.recover(std::sync::Arc::clone(&registered), run.clone());
+            engine::settle(&store, &registered, outcome)
         });
         match outcome {
             Ok(result) if args.json => {

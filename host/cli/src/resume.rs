@@ -4,16 +4,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use weft_core::{ResumeTarget, RunId, StepPath, SystemClock};
-use weft_runtime::DefaultRuntime;
+use weft_core::{ResumeTarget, RunId, StepPath};
+use weft_store_sqlite::SqliteStore;
 
-use crate::engine;
+use crate::engine::{self, RuntimeKind};
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
-use crate::load::load;
+use crate::load::{Loaded, load};
 use crate::output::LogObserver;
-use crate::run::{failure, report, save};
+use crate::run::report;
 
 /// Arguments of `weft resume`.
 #[derive(Debug, clap::Args)]
@@ -38,10 +38,13 @@ pub struct Args {
     /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Which runtime drives the run from here on
+    #[arg(long, value_enum, default_value = "evented")]
+    runtime: RuntimeKind,
 }
 
-/// Runs `weft resume`. Runs started by the evented runtime are found in the
-/// store; runs started with `--runtime default` in their saved file.
+/// Runs `weft resume` with the runtime `--runtime` names (the run may have
+/// been started by either: both record it in the same store).
 pub fn run(home: &Home, args: Args) -> Outcome {
     let run_id = RunId::new(&args.run_id)
         .context("run id")
@@ -56,49 +59,40 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         (None, Some(label)) => ResumeTarget::Label(label.clone()),
         (None, None) => ResumeTarget::Only,
     };
-    let check_manifest = |path: &PathBuf, sha: &str, loaded_sha: &str| {
-        if args.manifest.is_none() && sha != loaded_sha {
-            return Err(Failure::invalid(anyhow!(
-                "run {run_id}: {} changed since the run started; pass --manifest to resume with it anyway",
-                path.display()
-            )));
-        }
-        Ok(())
-    };
-
-    if home.has_run_file(&run_id) && args.db.is_none() {
-        let file = home.load_run(&run_id).map_err(Failure::invalid)?;
-        let manifest = args
-            .manifest
-            .clone()
-            .unwrap_or_else(|| file.manifest.clone());
-        let loaded = load(home, &manifest)?;
-        check_manifest(&manifest, &file.manifest_sha256, &loaded.sha256)?;
-        let mut run = file
-            .run
-            .restore(loaded.workflow().clone())
-            .map_err(Failure::invalid)?;
-        let runtime = DefaultRuntime::new(loaded.steps.clone(), Arc::new(SystemClock));
-        runtime
-            .resume(&mut run, &target, payload, &mut LogObserver)
-            .map_err(failure)?;
-        save(home, &loaded, &manifest, &run)?;
-        return Ok(report(&run.result(), run.events(), args.json));
-    }
-
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, _) = engine::load_run(&store, &run_id)?;
-    let manifest = args
-        .manifest
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&meta.manifest));
-    let loaded = load(home, &manifest)?;
-    check_manifest(&manifest, &meta.manifest_sha256, &loaded.sha256)?;
-    let runtime = engine::evented(store.clone());
-    let result = runtime
-        .resume(engine::registered(&loaded)?, run_id, target, payload)
-        .map_err(failure)?;
-    drop(runtime);
+    let loaded = stored_workflow(home, &store, &run_id, args.manifest.as_ref())?;
+    let registered = engine::registered(&loaded)?;
+    let outcome = match args.runtime {
+        RuntimeKind::Evented => {
+            engine::evented(store.clone()).resume(Arc::clone(&registered), run_id, target, payload)
+        }
+        RuntimeKind::Default => engine::default(store.clone())
+            .resume(&registered, &run_id, &target, payload, &mut LogObserver)
+            .map(|run| run.result()),
+    };
+    let result = engine::settle(&store, &registered, outcome)?;
     let events = engine::stored_events(&store, &result.run_id);
     Ok(report(&result, &events, args.json))
+}
+
+/// Loads the workflow a stored run started from (or `manifest` instead),
+/// refusing a manifest whose text changed since unless it was given explicitly.
+pub fn stored_workflow(
+    home: &Home,
+    store: &SqliteStore,
+    run: &RunId,
+    manifest: Option<&PathBuf>,
+) -> Result<Loaded, Failure> {
+    let (meta, _) = engine::load_run(store, run)?;
+    let path = manifest
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(&meta.manifest));
+    let loaded = load(home, &path)?;
+    if manifest.is_none() && meta.manifest_sha256 != loaded.sha256 {
+        return Err(Failure::invalid(anyhow!(
+            "run {run}: {} changed since the run started; pass --manifest to use it anyway",
+            path.display()
+        )));
+    }
+    Ok(loaded)
 }

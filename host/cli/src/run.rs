@@ -1,17 +1,17 @@
 //! `weft run`: start a run and drive it until it finishes or suspends.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use weft_core::{Event, RunId, RunResult, SystemClock};
-use weft_runtime::{DefaultRuntime, Run, RuntimeError};
+use weft_core::{Event, RunId, RunResult};
+use weft_runtime::RuntimeError;
 
 use crate::engine::{self, RuntimeKind};
 use crate::exit::{Code, Failure, Outcome};
-use crate::home::{Home, RunFile};
+use crate::home::Home;
 use crate::input::json_arg;
-use crate::load::{Loaded, load};
+use crate::load::load;
 use crate::output::{self, LogObserver};
 
 /// Arguments of `weft run`.
@@ -31,7 +31,7 @@ pub struct Args {
     /// Which runtime drives the run
     #[arg(long, value_enum, default_value = "evented")]
     runtime: RuntimeKind,
-    /// The event store of the evented runtime [default: $WEFT_HOME/weft.db]
+    /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
 }
@@ -43,6 +43,7 @@ pub fn failure(error: RuntimeError) -> Failure {
         | RuntimeError::Resume(_)
         | RuntimeError::Conflict { .. }
         | RuntimeError::Exists { .. }
+        | RuntimeError::NotFound { .. }
         | RuntimeError::WrongWorkflow { .. }
         | RuntimeError::Replay { .. } => Failure::invalid(error),
         other => Failure::other(other),
@@ -59,42 +60,19 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let loaded = load(home, &args.manifest)?;
-    match args.runtime {
+    let registered = engine::registered(&loaded)?;
+    let store = engine::open_store(home, args.db.as_ref())?;
+    let outcome = match args.runtime {
         RuntimeKind::Evented => {
-            let store = engine::open_store(home, args.db.as_ref())?;
-            let runtime = engine::evented(store.clone());
-            let result = runtime
-                .start(engine::registered(&loaded)?, run_id, input)
-                .map_err(failure)?;
-            drop(runtime);
-            let events = engine::stored_events(&store, &result.run_id);
-            Ok(report(&result, &events, args.json))
+            engine::evented(store.clone()).start(Arc::clone(&registered), run_id, input)
         }
-        RuntimeKind::Default => {
-            let runtime = DefaultRuntime::new(loaded.steps.clone(), Arc::new(SystemClock));
-            let run = runtime
-                .start(loaded.workflow().clone(), run_id, input, &mut LogObserver)
-                .map_err(failure)?;
-            save(home, &loaded, &args.manifest, &run)?;
-            Ok(report(&run.result(), run.events(), args.json))
-        }
-    }
-}
-
-/// Saves a default-runtime run as a file of events, so that it can be
-/// resumed from any process.
-pub fn save(home: &Home, loaded: &Loaded, manifest: &Path, run: &Run) -> Result<(), Failure> {
-    let manifest = std::path::absolute(manifest)
-        .with_context(|| format!("cannot resolve {}", manifest.display()))
-        .map_err(Failure::other)?;
-    let file = RunFile {
-        manifest,
-        manifest_sha256: loaded.sha256.clone(),
-        run: run.save(),
+        RuntimeKind::Default => engine::default(store.clone())
+            .start(&registered, run_id, input, &mut LogObserver)
+            .map(|run| run.result()),
     };
-    let id = run.result().run_id;
-    home.save_run(&id, &file).map_err(Failure::other)?;
-    Ok(())
+    let result = engine::settle(&store, &registered, outcome)?;
+    let events = engine::stored_events(&store, &result.run_id);
+    Ok(report(&result, &events, args.json))
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

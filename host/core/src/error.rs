@@ -207,6 +207,16 @@ pub enum ResumeError {
         /// The suspended paths, comma-separated.
         suspended: String,
     },
+    /// The path names no step of the workflow (a typo, most likely).
+    #[error("run {run}: the workflow has no step at path `{path}` (suspended: {suspended})")]
+    UnknownStep {
+        /// The run.
+        run: String,
+        /// The requested path.
+        path: String,
+        /// The suspended paths, comma-separated.
+        suspended: String,
+    },
     /// No suspended step has this label.
     #[error("run {run}: no suspended step has the resume label `{label}` (labels: {known})")]
     UnknownLabel {

@@ -81,16 +81,31 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// The attempt failed. If the error is retryable and the step's retry
-    /// policy has attempts left, the record waits for a retry (`retrying`);
-    /// otherwise it is `failed`. Any state the step set is discarded.
-    /// Rejected unless the path is `running`.
+    /// The attempt failed: the record becomes `failed` with the error. Any
+    /// state the step set is discarded. Whether it is retried is a decision
+    /// the driver records next ([`Event::StepRetrying`]); without one the run
+    /// fails. Rejected unless the path is `running`.
     StepFailed {
         /// The execution's path.
         path: StepPath,
         /// The error.
         error: StepError,
         /// When.
+        at: Timestamp,
+    },
+    /// The driver decided to retry a failed execution: the record becomes
+    /// `retrying`, and attempt `attempt` may start at `due` (the failure's
+    /// time plus the policy's delay, computed once, here: replay never
+    /// consults the retry policy or the clock). Rejected unless the path is
+    /// `failed` with a retryable error and `attempt` is the next attempt.
+    StepRetrying {
+        /// The execution's path.
+        path: StepPath,
+        /// The attempt that will run.
+        attempt: u32,
+        /// When it may start.
+        due: Timestamp,
+        /// When the decision was made.
         at: Timestamp,
     },
     /// The step suspended: the record becomes `suspended` with the payload and
@@ -175,6 +190,7 @@ impl Event {
             Self::Custom { .. } => "custom",
             Self::StepCompleted { .. } => "step-completed",
             Self::StepFailed { .. } => "step-failed",
+            Self::StepRetrying { .. } => "step-retrying",
             Self::StepSuspended { .. } => "step-suspended",
             Self::StepBailed { .. } => "step-bailed",
             Self::RunSuspended { .. } => "run-suspended",
@@ -193,6 +209,7 @@ impl Event {
             | Self::Custom { at, .. }
             | Self::StepCompleted { at, .. }
             | Self::StepFailed { at, .. }
+            | Self::StepRetrying { at, .. }
             | Self::StepSuspended { at, .. }
             | Self::StepBailed { at, .. }
             | Self::RunSuspended { at, .. }

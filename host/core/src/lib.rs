@@ -1,8 +1,9 @@
 //! The pure model of weft: workflow graphs, run events and the one state machine.
 //!
 //! Both runtimes drive this crate's [`RunState`]: a run's state changes only by
-//! [`RunState::apply`]ing an [`Event`], and the next work is computed from the
-//! state by [`RunState::ready`]. The default runtime keeps events in memory; the
+//! [`RunState::apply`]ing an [`Event`], and what happens next is decided by one
+//! sans-IO driver, [`RunState::advance`], which returns the events to record and
+//! the [`Effect`]s to perform. The default runtime keeps events in memory; the
 //! evented runtime persists them first. Same events in, same state out.
 //!
 //! What this crate deliberately does NOT contain: wasmtime, async runtimes,
@@ -10,6 +11,7 @@
 //! trait and through the timestamps carried by events; steps run behind the
 //! [`StepRunner`] trait.
 
+mod driver;
 mod error;
 mod event;
 mod id;
@@ -20,6 +22,7 @@ mod state;
 mod store;
 mod workflow;
 
+pub use driver::{Advance, Effect};
 pub use error::{
     ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,
 };
@@ -37,5 +40,6 @@ pub use state::{
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{
-    Expr, Grant, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow, WorkflowBuilder,
+    Expr, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,
+    WorkflowBuilder,
 };

@@ -129,6 +129,13 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
     /// Waits until `deadline` (returns at once if it has passed).
     fn sleep_until(&self, deadline: Timestamp);
+    /// How long a thread that waits for messages until `deadline` should
+    /// block on a real timer: the time left, for a clock that follows real
+    /// time. A clock that jumps instead of sleeping returns zero (the waiter
+    /// then calls [`Clock::sleep_until`], which jumps).
+    fn wait_bound(&self, deadline: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_micros(deadline.micros_since(self.now()))
+    }
 }
 
 /// The system's wall clock.
@@ -174,5 +181,9 @@ impl Clock for ManualClock {
 
     fn sleep_until(&self, deadline: Timestamp) {
         self.now.fetch_max(deadline.0, Ordering::SeqCst);
+    }
+
+    fn wait_bound(&self, _deadline: Timestamp) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }

@@ -107,6 +107,9 @@ pub enum StepStatus {
     Resumed,
     /// Bailed: the workflow ends with its output.
     Bailed,
+    /// The run was canceled while this execution was unfinished (in flight,
+    /// waiting for a retry, suspended or resumed): it will never finish.
+    Canceled,
 }
 
 /// The record of one step execution (one path).
@@ -174,6 +177,15 @@ impl Finish {
 pub enum Work {
     /// Execute a step attempt: append `step-started`, run it, append its result.
     Execute(StepTask),
+    /// Record the decision to retry a failed execution (`step-retrying`).
+    Retry {
+        /// The execution.
+        path: StepPath,
+        /// The next attempt.
+        attempt: u32,
+        /// When it may start.
+        due: Timestamp,
+    },
     /// Append the run's finishing event.
     Finish(Finish),
 }
@@ -385,6 +397,11 @@ impl RunState {
                     None => 1,
                     Some(r) => match r.status {
                         StepStatus::Retrying => r.attempt + 1,
+                        // Logs written before `step-retrying` existed go from
+                        // a retryable failure straight to the next attempt.
+                        StepStatus::Failed if r.error.as_ref().is_some_and(|e| e.retryable) => {
+                            r.attempt + 1
+                        }
                         StepStatus::Resumed => 1,
                         // A step in flight when its runtime stopped runs again
                         // with the same attempt number (at-least-once delivery).
@@ -410,6 +427,31 @@ impl RunState {
             | Event::StepFailed { path, .. }
             | Event::StepSuspended { path, .. }
             | Event::StepBailed { path, .. } => self.running_step(event, path),
+            Event::StepRetrying { path, attempt, .. } => {
+                self.require_running(event)?;
+                match self.steps.get(path) {
+                    Some(r)
+                        if r.status == StepStatus::Failed
+                            && r.error.as_ref().is_some_and(|e| e.retryable) =>
+                    {
+                        if *attempt != r.attempt + 1 {
+                            return Err(self.reject(
+                                event,
+                                format!(
+                                    "step `{path}` would retry with attempt {}, not {attempt}",
+                                    r.attempt + 1
+                                ),
+                            ));
+                        }
+                        Ok(())
+                    }
+                    Some(r) => Err(self.reject(
+                        event,
+                        format!("step `{path}` is {:?}, not failed retryably", r.status),
+                    )),
+                    None => Err(self.reject(event, format!("step `{path}` has not started"))),
+                }
+            }
             Event::RunSuspended { .. } | Event::RunCompleted { .. } | Event::RunFailed { .. } => {
                 self.require_running(event)
             }
@@ -492,23 +534,15 @@ impl RunState {
                 Arc::make_mut(&mut self.results).insert(node, Arc::clone(output));
             }
             Event::StepFailed { path, error, at } => {
-                let record = &self.steps[path];
-                let policy = self
-                    .workflow
-                    .step(&record.step)
-                    .map(|s| s.retry)
-                    .unwrap_or_default();
-                let retry = error.retryable && record.attempt <= policy.max_retries;
-                let delay = policy.delay_before(record.attempt + 1);
                 let record = &mut self.steps[path];
                 record.error = Some(error.clone());
                 record.ended_at = Some(*at);
-                if retry {
-                    record.status = StepStatus::Retrying;
-                    record.retry_at = Some(at.plus_millis(delay));
-                } else {
-                    record.status = StepStatus::Failed;
-                }
+                record.status = StepStatus::Failed;
+            }
+            Event::StepRetrying { path, due, .. } => {
+                let record = &mut self.steps[path];
+                record.status = StepStatus::Retrying;
+                record.retry_at = Some(*due);
             }
             Event::StepSuspended {
                 path,
@@ -552,8 +586,38 @@ impl RunState {
                 self.status = RunStatus::Failed;
                 self.error = Some(error.clone());
             }
-            Event::RunCanceled { .. } => self.status = RunStatus::Canceled,
+            Event::RunCanceled { at, .. } => {
+                self.status = RunStatus::Canceled;
+                // Unfinished executions end here too, so that no record of a
+                // canceled run says `running` forever.
+                for record in self.steps.values_mut() {
+                    if matches!(
+                        record.status,
+                        StepStatus::Running
+                            | StepStatus::Retrying
+                            | StepStatus::Suspended
+                            | StepStatus::Resumed
+                    ) {
+                        record.status = StepStatus::Canceled;
+                        record.ended_at = Some(*at);
+                        record.retry_at = None;
+                        record.labels.clear();
+                    }
+                }
+            }
         }
+    }
+
+    /// Whether the failed execution `record` is to be retried: its error is
+    /// retryable and its step's policy has attempts left. Consulted only by
+    /// the driver deciding; replay reads the recorded `step-retrying`.
+    fn retries(&self, record: &StepRecord) -> bool {
+        let policy = self
+            .workflow
+            .step(&record.step)
+            .map(|s| s.retry)
+            .unwrap_or_default();
+        record.error.as_ref().is_some_and(|e| e.retryable) && record.attempt <= policy.max_retries
     }
 
     fn commit_state(&mut self, state: &Option<Value>) {
@@ -648,12 +712,26 @@ impl RunState {
                 StepStatus::Success => {
                     previous = record.output.as_ref().unwrap_or(&null);
                 }
-                StepStatus::Running => return Vec::new(),
+                // A canceled run is not running: `ready` returned above.
+                StepStatus::Running | StepStatus::Canceled => return Vec::new(),
                 StepStatus::Retrying | StepStatus::Resumed => {
                     return vec![Work::Execute(self.task(Some(record), path, step, previous))];
                 }
                 StepStatus::Suspended => {
                     return vec![Work::Finish(Finish::Suspended(self.suspended_paths()))];
+                }
+                StepStatus::Failed if self.retries(record) => {
+                    let policy = self
+                        .workflow
+                        .step(step)
+                        .map(|s| s.retry)
+                        .unwrap_or_default();
+                    let failed_at = record.ended_at.unwrap_or(record.started_at);
+                    return vec![Work::Retry {
+                        path,
+                        attempt: record.attempt + 1,
+                        due: failed_at.plus_millis(policy.delay_before(record.attempt + 1)),
+                    }];
                 }
                 StepStatus::Failed => {
                     let error = record.error.clone().unwrap_or_else(|| {
@@ -735,6 +813,13 @@ impl RunState {
                 }
             },
             ResumeTarget::Path(path) => {
+                if !self.steps.contains_key(path) && !self.workflow.has_path(path) {
+                    return Err(ResumeError::UnknownStep {
+                        run,
+                        path: path.to_string(),
+                        suspended: list(&suspended),
+                    });
+                }
                 if !suspended.contains(path) {
                     return Err(ResumeError::NotSuspendedStep {
                         run,

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::GraphError;
-use crate::id::StepId;
-use crate::schema::Schema;
+use crate::id::{StepId, StepPath};
+use crate::schema::{Schema, SchemaError};
 
 /// An expression (CEL syntax) evaluated by the host over the run's data,
 /// e.g. `output.total_cents > 100000`. Used by branch, loop, map and
@@ -59,6 +59,15 @@ pub struct Limits {
     pub max_event_bytes: u64,
     /// Most events plus log lines one attempt may produce.
     pub max_events: u32,
+    /// Largest error a step may fail with, in bytes: its code, message and
+    /// details plus the code, message and details of every cause, together.
+    pub max_error_bytes: u64,
+    /// Most causes an error may have.
+    pub max_error_causes: u32,
+    /// Most resume labels a suspension may have.
+    pub max_labels: u32,
+    /// Largest single resume label, in bytes.
+    pub max_label_bytes: u64,
 }
 
 impl Default for Limits {
@@ -72,6 +81,10 @@ impl Default for Limits {
             max_state_bytes: 1 << 20,
             max_event_bytes: 64 << 10,
             max_events: 1000,
+            max_error_bytes: 64 << 10,
+            max_error_causes: 32,
+            max_labels: 32,
+            max_label_bytes: 256,
         }
     }
 }
@@ -393,6 +406,102 @@ impl Workflow {
     pub fn flow(&self) -> &[Node] {
         &self.flow
     }
+
+    /// Whether `path` names a node of this workflow: each segment (without
+    /// its iteration index) is a node id in the flow its parent encloses.
+    pub fn has_path(&self, path: &StepPath) -> bool {
+        let mut flows: Vec<&[Node]> = vec![&self.flow];
+        for segment in path.as_str().split('/') {
+            let id = segment.split(['[', '#']).next().unwrap_or_default();
+            let Some(node) = flows
+                .iter()
+                .flat_map(|flow| flow.iter())
+                .find(|node| node.id.as_str() == id)
+            else {
+                return false;
+            };
+            flows = match &node.kind {
+                NodeKind::Parallel { nodes } => vec![nodes.as_slice()],
+                NodeKind::Branch { arms } => arms.iter().map(|(_, flow)| flow.as_slice()).collect(),
+                NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
+                    vec![body.as_slice()]
+                }
+                NodeKind::Workflow { workflow } => vec![workflow.flow()],
+                NodeKind::Step { .. }
+                | NodeKind::Map { .. }
+                | NodeKind::Sleep { .. }
+                | NodeKind::SleepUntil { .. } => Vec::new(),
+            };
+        }
+        true
+    }
+
+    /// The largest workflow input a run accepts, as JSON text: the largest
+    /// `max-input-bytes` of its steps (an input no step may receive is
+    /// refused before anything is stored).
+    pub fn max_input_bytes(&self) -> u64 {
+        self.steps
+            .values()
+            .map(|s| s.limits.max_input_bytes)
+            .max()
+            .unwrap_or(Limits::default().max_input_bytes)
+    }
+
+    /// Checks a workflow input before a run is created: its size (see
+    /// [`Workflow::max_input_bytes`]), then the workflow's input schema.
+    ///
+    /// # Errors
+    /// An [`InputError`] saying what is wrong.
+    pub fn check_input(&self, input: &Value) -> Result<(), InputError> {
+        let limit = self.max_input_bytes();
+        let bytes = json_len(input, limit);
+        if bytes > limit {
+            return Err(InputError::TooLarge { limit });
+        }
+        if let Some(schema) = &self.input_schema {
+            schema.validate(input).map_err(InputError::Schema)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a workflow input is refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InputError {
+    /// Larger than [`Workflow::max_input_bytes`].
+    #[error("input is larger than {limit} bytes of JSON")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// Fails the workflow's input schema.
+    #[error("input fails the input schema: {0}")]
+    Schema(SchemaError),
+}
+
+/// The length of `value` as compact JSON text, counting at most a little
+/// past `limit` (so that measuring a huge value is cheap).
+fn json_len(value: &Value, limit: u64) -> u64 {
+    struct Counter {
+        bytes: u64,
+        limit: u64,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes += buf.len() as u64;
+            if self.bytes > self.limit {
+                // Stop serializing: the answer is known.
+                return Err(std::io::Error::other("limit reached"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { bytes: 0, limit };
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.bytes
 }
 
 #[cfg(test)]

@@ -144,6 +144,15 @@ pub struct LimitsSpec {
     pub max_event_bytes: Option<u64>,
     /// Most events plus log lines per attempt (default 1000).
     pub max_events: Option<u32>,
+    /// Largest error (code, message, details and those of every cause,
+    /// together), in bytes (default 64 KiB).
+    pub max_error_bytes: Option<u64>,
+    /// Most causes of an error (default 32).
+    pub max_error_causes: Option<u32>,
+    /// Most resume labels of a suspension (default 32).
+    pub max_labels: Option<u32>,
+    /// Largest resume label, in bytes (default 256).
+    pub max_label_bytes: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -158,6 +167,10 @@ impl LimitsSpec {
             max_state_bytes: self.max_state_bytes.unwrap_or(base.max_state_bytes),
             max_event_bytes: self.max_event_bytes.unwrap_or(base.max_event_bytes),
             max_events: self.max_events.unwrap_or(base.max_events),
+            max_error_bytes: self.max_error_bytes.unwrap_or(base.max_error_bytes),
+            max_error_causes: self.max_error_causes.unwrap_or(base.max_error_causes),
+            max_labels: self.max_labels.unwrap_or(base.max_labels),
+            max_label_bytes: self.max_label_bytes.unwrap_or(base.max_label_bytes),
         }
     }
 }

@@ -287,7 +287,7 @@ flow = [{ step = "plain" }]
 
 [defaults]
 retry = { max-retries = 2, delay-ms = 100, backoff = 2 }
-limits = { deadline-ms = 5000, fuel = 1000000, max-events = 10 }
+limits = { deadline-ms = 5000, fuel = 1000000, max-events = 10, max-error-causes = 4 }
 grants = ["stdio"]
 
 [steps.plain]
@@ -296,7 +296,7 @@ component = "c.component"
 [steps.own]
 component = "c.component"
 retry = { max-retries = 5 }
-limits = { deadline-ms = 50, memory-bytes = 1024 }
+limits = { deadline-ms = 50, memory-bytes = 1024, max-labels = 2 }
 grants = ["clocks", "random", "clocks"]
 "#,
         )
@@ -318,6 +318,7 @@ grants = ["clocks", "random", "clocks"]
             deadline_ms: 5000,
             fuel: Some(1_000_000),
             max_events: 10,
+            max_error_causes: 4,
             ..defaults
         }
     );
@@ -339,6 +340,8 @@ grants = ["clocks", "random", "clocks"]
             memory_bytes: 1024,
             fuel: Some(1_000_000),
             max_events: 10,
+            max_error_causes: 4,
+            max_labels: 2,
             ..defaults
         }
     );

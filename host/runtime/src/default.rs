@@ -1,15 +1,33 @@
-//! The default runtime: the state machine driven in memory.
+//! The default runtime: the state machine driven in memory, recorded in the
+//! same store as the evented runtime.
+//!
+//! A run is driven on the caller's thread and calls the step runner directly;
+//! nothing is written while it runs. The store sees the run only where it
+//! enters or leaves this process:
+//!
+//! - **entering** — `start` creates the run with its `run-started` event,
+//!   `resume` appends `run-resumed`, `cancel` appends `run-canceled`, each an
+//!   optimistic append fenced by sequence number. Only after that claim
+//!   commits does a step run, so a run id is created once and a suspended
+//!   step is resumed once, however many processes try at the same moment;
+//! - **leaving** — when the run finishes, fails or suspends, every event it
+//!   produced is appended in one transaction.
+//!
+//! Between the two the run lives only in memory: if the process dies, the
+//! store holds the run as `running` at its claim, and `weft recover` drives it
+//! again from there (its steps run again, with the same idempotency keys).
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use weft_core::{
-    Clock, Event, LogLine, ResumeTarget, RunId, RunResult, RunState, StepPath, StepRunner, Work,
-    Workflow,
+    Append, Clock, Effect, Event, EventStore, LogLine, ResumeTarget, RunId, RunResult, RunState,
+    RunStatus, StepPath, StoreError,
 };
 
 use crate::error::RuntimeError;
+use crate::evented::Registered;
+use crate::stored;
 use crate::worker::execute_step;
 
 /// Sees a run's events and log lines as they happen (e.g. the CLI's
@@ -32,6 +50,8 @@ impl RunObserver for NoObserver {}
 pub struct Run {
     state: RunState,
     events: Vec<Event>,
+    /// How many of `events` the store holds.
+    committed: u64,
 }
 
 impl Run {
@@ -50,185 +70,189 @@ impl Run {
         self.state.result()
     }
 
-    /// The run's serializable form.
-    pub fn save(&self) -> SavedRun {
-        SavedRun {
-            format: SavedRun::FORMAT.to_owned(),
-            run_id: self.state.run_id().cloned(),
-            workflow_id: self.state.workflow().id().to_string(),
-            events: self.events.clone(),
-        }
-    }
-
     fn apply(&mut self, event: Event, observer: &mut dyn RunObserver) -> Result<(), RuntimeError> {
         self.state.apply(&event)?;
-        if let Some(run) = self.state.run_id() {
-            observer.event(run, &event);
-        }
-        self.events.push(event);
+        self.record(vec![event], observer);
         Ok(())
     }
-}
 
-/// A run in serializable form: its events. Replaying them onto the same
-/// workflow rebuilds the run exactly, in any process.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedRun {
-    /// Always [`SavedRun::FORMAT`].
-    pub format: String,
-    /// The run id.
-    pub run_id: Option<RunId>,
-    /// The workflow id.
-    pub workflow_id: String,
-    /// The run's events, in order.
-    pub events: Vec<Event>,
-}
-
-impl SavedRun {
-    /// The format tag of this version.
-    pub const FORMAT: &'static str = "weft.saved-run/1";
-
-    /// Rebuilds the run on `workflow`.
-    ///
-    /// # Errors
-    /// When the run belongs to another workflow, or its events do not replay.
-    pub fn restore(&self, workflow: Arc<Workflow>) -> Result<Run, RuntimeError> {
-        let run = self
-            .run_id
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), ToString::to_string);
-        if self.workflow_id != workflow.id().as_str() {
-            return Err(RuntimeError::WrongWorkflow {
-                run,
-                saved: self.workflow_id.clone(),
-                given: workflow.id().to_string(),
-            });
+    /// Keeps events already applied to the state.
+    fn record(&mut self, events: Vec<Event>, observer: &mut dyn RunObserver) {
+        if let Some(run) = self.state.run_id() {
+            for event in &events {
+                observer.event(run, event);
+            }
         }
-        let workflow_id = workflow.id().to_string();
-        let state =
-            RunState::replay(workflow, &self.events).map_err(|source| RuntimeError::Replay {
-                run,
-                workflow: workflow_id,
-                source,
-            })?;
-        Ok(Run {
-            state,
-            events: self.events.clone(),
-        })
+        self.events.extend(events);
     }
 }
 
-/// Drives runs in memory, calling the step runner directly.
+/// Drives runs in memory, calling the step runner directly, and records them
+/// in an [`EventStore`] where they enter and leave the process (see the
+/// module documentation).
 pub struct DefaultRuntime {
-    runner: Arc<dyn StepRunner>,
+    store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
 }
 
 impl DefaultRuntime {
-    /// A runtime executing steps with `runner`, reading time from `clock`.
-    pub fn new(runner: Arc<dyn StepRunner>, clock: Arc<dyn Clock>) -> Self {
-        Self { runner, clock }
+    /// A runtime recording runs in `store`, reading time from `clock`.
+    pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { store, clock }
     }
 
     /// Starts a run of `workflow` with `input` and drives it until it
     /// finishes or suspends.
     ///
     /// # Errors
-    /// [`RuntimeError::InvalidInput`] when `input` fails the workflow's input
-    /// schema (no run is created). Step failures are not errors: they are in
-    /// the run's result.
+    /// [`RuntimeError::InvalidInput`] when `input` is too large or fails the
+    /// workflow's input schema, [`RuntimeError::Exists`] when the run id is
+    /// taken (nothing runs in either case); store failures. Step failures
+    /// are not errors: they are in the run's result.
     pub fn start(
         &self,
-        workflow: Arc<Workflow>,
+        workflow: &Arc<Registered>,
         run_id: RunId,
         input: Value,
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
-        if let Some(schema) = workflow.input_schema() {
-            schema
-                .validate(&input)
-                .map_err(|source| RuntimeError::InvalidInput {
-                    workflow: workflow.id().to_string(),
-                    source,
-                })?;
-        }
+        let wf = &workflow.workflow;
+        wf.check_input(&input)
+            .map_err(|reason| RuntimeError::InvalidInput {
+                workflow: wf.id().to_string(),
+                reason,
+            })?;
         let started = Event::RunStarted {
-            run: run_id,
-            workflow: workflow.id().clone(),
+            run: run_id.clone(),
+            workflow: wf.id().clone(),
             input,
-            state: workflow.initial_state().clone(),
+            state: wf.initial_state().clone(),
             at: self.clock.now(),
         };
         let mut run = Run {
-            state: RunState::new(workflow),
+            state: RunState::new(Arc::clone(wf)),
             events: Vec::new(),
+            committed: 0,
         };
         run.apply(started, observer)?;
-        self.drive(&mut run, observer)?;
-        Ok(run)
+        self.store
+            .create_run(&workflow.meta(&run_id), &run.events)
+            .map_err(|e| stored::error(&run_id, e))?;
+        run.committed = 1;
+        self.drive(workflow, run, observer)
     }
 
-    /// Resumes a suspended step of `run` with `payload` and drives the run
-    /// until it finishes or suspends again.
+    /// Resumes a suspended step of a stored run with `payload` and drives the
+    /// run until it finishes or suspends again.
     ///
     /// # Errors
     /// [`RuntimeError::Resume`] when the run is not suspended, the target
-    /// names no suspended step, or the payload fails the step's resume
-    /// schema; the run is then unchanged.
+    /// names no suspended step, or the payload fails the step's resume schema
+    /// — decided on the run as stored, so of several concurrent resumes of
+    /// one step exactly one wins and the others are told the run is no
+    /// longer suspended. The run is then unchanged. Store failures.
     pub fn resume(
         &self,
-        run: &mut Run,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
         target: &ResumeTarget,
         payload: Value,
         observer: &mut dyn RunObserver,
-    ) -> Result<(), RuntimeError> {
-        let resumed = run.state.resume(target, payload, self.clock.now())?;
-        run.apply(resumed, observer)?;
-        self.drive(run, observer)
+    ) -> Result<Run, RuntimeError> {
+        let run = self.claim(workflow, run_id, observer, |state, at| {
+            state.resume(target, payload.clone(), at)
+        })?;
+        self.drive(workflow, run, observer)
     }
 
-    /// Cancels a running or suspended run: nothing more runs.
+    /// Cancels a stored running or suspended run: nothing more runs.
     ///
     /// # Errors
-    /// [`RuntimeError::Resume`] when the run has finished; it is then unchanged.
+    /// [`RuntimeError::Resume`] when the run has finished; it is then
+    /// unchanged. Store failures.
     pub fn cancel(
         &self,
-        run: &mut Run,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
         reason: Option<String>,
         observer: &mut dyn RunObserver,
-    ) -> Result<(), RuntimeError> {
-        let canceled = run.state.cancel(reason, self.clock.now())?;
-        run.apply(canceled, observer)
+    ) -> Result<Run, RuntimeError> {
+        self.claim(workflow, run_id, observer, |state, at| {
+            state.cancel(reason.clone(), at)
+        })
     }
 
-    /// Applies ready work until there is none.
-    fn drive(&self, run: &mut Run, observer: &mut dyn RunObserver) -> Result<(), RuntimeError> {
+    /// Loads the run, lets `decide` turn the request into an event and
+    /// appends it. When another process appended first, the request is
+    /// decided again on the run as it is now.
+    fn claim(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
+        observer: &mut dyn RunObserver,
+        decide: impl Fn(&RunState, weft_core::Timestamp) -> Result<Event, weft_core::ResumeError>,
+    ) -> Result<Run, RuntimeError> {
         loop {
-            let work = run.state.ready();
-            if work.is_empty() {
-                return Ok(());
+            let (state, events) = stored::load(&*self.store, workflow, run_id)?;
+            let mut run = Run {
+                state,
+                committed: events.len() as u64,
+                events,
+            };
+            let event = decide(&run.state, self.clock.now())?;
+            run.apply(event, observer)?;
+            match self.persist(&mut run) {
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(stored::error(run_id, e)),
+                Ok(()) => return Ok(run),
             }
-            for item in work {
-                match item {
-                    Work::Finish(finish) => {
-                        run.apply(finish.into_event(self.clock.now()), observer)?
-                    }
-                    Work::Execute(task) => {
-                        if let Some(not_before) = task.not_before {
-                            self.clock.sleep_until(not_before);
-                        }
-                        let started = Event::StepStarted {
-                            path: task.path.clone(),
-                            step: task.step.clone(),
-                            attempt: task.attempt,
-                            input: task.input.clone(),
-                            at: self.clock.now(),
-                        };
-                        run.apply(started, observer)?;
+        }
+    }
+
+    /// Appends the run's uncommitted events in one transaction.
+    fn persist(&self, run: &mut Run) -> Result<(), StoreError> {
+        let Some(id) = run.state.run_id() else {
+            return Ok(());
+        };
+        let new = &run.events[run.committed as usize..];
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.store.append_batch(&[Append {
+            run: id,
+            expected: run.committed,
+            events: new,
+        }])?;
+        run.committed = run.events.len() as u64;
+        Ok(())
+    }
+
+    /// Advances the run and performs what the driver decides until it
+    /// settles (finishes, fails, suspends), then records the run's new events. If another process changed the run meanwhile (e.g. canceled
+    /// it), what is stored wins and is what the caller gets.
+    fn drive(
+        &self,
+        workflow: &Arc<Registered>,
+        mut run: Run,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Run, RuntimeError> {
+        loop {
+            let advance = run.state.advance(self.clock.now())?;
+            let mut executed_any = false;
+            let idle = advance.effects.is_empty();
+            run.record(advance.events, observer);
+            for effect in advance.effects {
+                match effect {
+                    Effect::Execute(task) => {
+                        executed_any = true;
                         let view = run.state.view();
-                        let workflow = Arc::clone(run.state.workflow());
-                        let executed =
-                            execute_step(&workflow, &*self.runner, &*self.clock, &task, &view);
+                        let executed = execute_step(
+                            &workflow.workflow,
+                            &*workflow.runner,
+                            &*self.clock,
+                            &task,
+                            &view,
+                        );
                         drop(view);
                         if let Some(id) = run.state.run_id() {
                             for line in &executed.logs {
@@ -239,8 +263,30 @@ impl DefaultRuntime {
                             run.apply(event, observer)?;
                         }
                     }
+                    // Only when nothing else ran: what ran may change the plan.
+                    Effect::WakeAt(due) if !executed_any => self.clock.sleep_until(due),
+                    Effect::WakeAt(_) => {}
                 }
             }
+            // Settled, or (never for runs this runtime drives) waiting for
+            // an attempt it does not execute.
+            if idle || run.state.status() != RunStatus::Running {
+                break;
+            }
+        }
+        let run_id = run.result().run_id;
+        match self.persist(&mut run) {
+            Ok(()) => Ok(run),
+            Err(StoreError::Conflict { .. }) => {
+                let (state, events) = stored::load(&*self.store, workflow, &run_id)?;
+                stored::settled(&state, &run_id)?;
+                Ok(Run {
+                    state,
+                    committed: events.len() as u64,
+                    events,
+                })
+            }
+            Err(e) => Err(stored::error(&run_id, e)),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Runtimes that drive weft's one state machine ([`weft_core::RunState`]).
 //!
-//! - [`DefaultRuntime`] keeps a run's events in memory and calls the step
-//!   runner directly, one step at a time, on the caller's thread.
+//! - [`DefaultRuntime`] drives a run in memory and calls the step runner
+//!   directly, one step at a time, on the caller's thread; it records the
+//!   run in an [`weft_core::EventStore`] where the run enters and leaves the
+//!   process (claims are exactly-once; it is not crash-durable in between).
 //! - [`EventedRuntime`] appends every event to an [`weft_core::EventStore`]
 //!   before it takes effect, hands steps to worker threads over a [`Bus`],
 //!   and recovers runs left running by a crashed process.
@@ -10,16 +12,17 @@
 //!   validation, schema checks and failure mapping cannot drift apart.
 //!
 //! What this crate deliberately does NOT do: load manifests, compile
-//! components or persist anything itself. A suspended [`Run`] serializes to
-//! a [`SavedRun`] (its events), from which any process can rebuild and resume it.
+//! components, or know how a store persists (both runtimes see only the
+//! [`weft_core::EventStore`] trait; [`MemoryStore`] is the non-durable one).
 
 mod default;
 mod error;
 mod evented;
 mod memory_store;
+mod stored;
 mod worker;
 
-pub use default::{DefaultRuntime, NoObserver, Run, RunObserver, SavedRun};
+pub use default::{DefaultRuntime, NoObserver, Run, RunObserver};
 pub use error::RuntimeError;
 pub use evented::{Bus, Done, EventedRuntime, InProcessBus, Registered, WorkItem};
 pub use memory_store::MemoryStore;

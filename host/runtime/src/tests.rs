@@ -12,9 +12,7 @@ use weft_core::{
     Timestamp, Workflow, WorkflowBuilder,
 };
 
-use crate::{
-    DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered, Run, RuntimeError,
-};
+use crate::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered, RuntimeError};
 
 type Behaviour = dyn Fn(&StepTask, &StepView) -> StepReport + Send + Sync;
 
@@ -67,6 +65,7 @@ struct Fixture {
     defs: Vec<StepDef>,
     output_schema: Option<Value>,
     input_schema: Option<Value>,
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl Fixture {
@@ -76,6 +75,7 @@ impl Fixture {
             defs: Vec::new(),
             output_schema: None,
             input_schema: None,
+            clock: None,
         }
     }
 
@@ -124,24 +124,26 @@ impl Fixture {
                 .collect(),
             calls: Mutex::default(),
         });
-        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(1_000_000)));
+        let clock: Arc<dyn Clock> = self
+            .clock
+            .unwrap_or_else(|| Arc::new(ManualClock::new(Timestamp(1_000_000))));
         let workflow = Arc::new(workflow);
+        let registered = Arc::new(Registered {
+            workflow,
+            runner: runner.clone(),
+            manifest: "/fake/workflow.toml".into(),
+            manifest_sha256: "0".repeat(64),
+        });
+        let store = Arc::new(MemoryStore::new());
         let driver = match kind {
-            Kind::Default => Driver::Default(DefaultRuntime::new(runner.clone(), clock), workflow),
-            Kind::Evented => {
-                let registered = Arc::new(Registered {
-                    workflow,
-                    runner: runner.clone(),
-                    manifest: "/fake/workflow.toml".into(),
-                    manifest_sha256: "0".repeat(64),
-                });
-                let store = Arc::new(MemoryStore::new());
-                Driver::Evented(
-                    EventedRuntime::new(store.clone(), clock, 2),
-                    registered,
-                    store,
-                )
+            Kind::Default => {
+                Driver::Default(DefaultRuntime::new(store.clone(), clock), registered, store)
             }
+            Kind::Evented => Driver::Evented(
+                EventedRuntime::new(store.clone(), clock, 2),
+                registered,
+                store,
+            ),
         };
         (driver, runner)
     }
@@ -155,7 +157,7 @@ enum Kind {
 }
 
 enum Driver {
-    Default(DefaultRuntime, Arc<Workflow>),
+    Default(DefaultRuntime, Arc<Registered>, Arc<MemoryStore>),
     Evented(EventedRuntime, Arc<Registered>, Arc<MemoryStore>),
 }
 
@@ -164,7 +166,6 @@ struct Handle {
     id: RunId,
     result: RunResult,
     events: Vec<Event>,
-    run: Option<Run>,
 }
 
 impl Handle {
@@ -180,38 +181,97 @@ impl Handle {
 impl Driver {
     fn workflow(&self) -> &Arc<Workflow> {
         match self {
-            Driver::Default(_, wf) => wf,
+            Driver::Default(_, reg, _) => &reg.workflow,
             Driver::Evented(_, reg, _) => &reg.workflow,
         }
     }
 
-    fn try_start(&self, input: Value) -> Result<Handle, RuntimeError> {
-        let id = RunId::new("run-1").unwrap();
+    fn store(&self) -> &MemoryStore {
         match self {
-            Driver::Default(rt, wf) => {
-                let run = rt.start(wf.clone(), id.clone(), input, &mut NoObserver)?;
+            Driver::Default(_, _, store) | Driver::Evented(_, _, store) => store,
+        }
+    }
+
+    fn try_start(&self, input: Value) -> Result<Handle, RuntimeError> {
+        // run-1, run-2, …: every runtime records runs in its store, where an
+        // id is taken once.
+        let n = self.store().list_runs(None).unwrap().len() + 1;
+        let id = RunId::new(&format!("run-{n}")).unwrap();
+        match self {
+            Driver::Default(rt, reg, store) => {
+                let run = rt.start(reg, id.clone(), input, &mut NoObserver)?;
+                assert_eq!(run.events(), store.load(&id).unwrap().1);
                 Ok(Handle {
                     id,
                     result: run.result(),
                     events: run.events().to_vec(),
-                    run: Some(run),
                 })
             }
             Driver::Evented(rt, reg, store) => {
                 let result = rt.start(reg.clone(), id.clone(), input)?;
                 let events = store.load(&id).unwrap().1;
-                Ok(Handle {
-                    id,
-                    result,
-                    events,
-                    run: None,
-                })
+                Ok(Handle { id, result, events })
             }
         }
     }
 
     fn start(&self, input: Value) -> Handle {
         self.try_start(input).unwrap()
+    }
+
+    /// Another runtime of the same kind over the same store: as far as the
+    /// store can tell, another process.
+    fn twin(&self) -> Driver {
+        let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(50_000_000)));
+        match self {
+            Driver::Default(_, reg, store) => Driver::Default(
+                DefaultRuntime::new(store.clone(), clock),
+                reg.clone(),
+                store.clone(),
+            ),
+            Driver::Evented(_, reg, store) => Driver::Evented(
+                EventedRuntime::new(store.clone(), clock, 2),
+                reg.clone(),
+                store.clone(),
+            ),
+        }
+    }
+
+    /// Starts a run with this id (waiting until it finishes or suspends).
+    fn start_as(&self, id: &RunId, input: Value) -> Result<RunResult, RuntimeError> {
+        match self {
+            Driver::Default(rt, reg, _) => rt
+                .start(reg, id.clone(), input, &mut NoObserver)
+                .map(|run| run.result()),
+            Driver::Evented(rt, reg, _) => rt.start(reg.clone(), id.clone(), input),
+        }
+    }
+
+    /// Resumes a stored run by id.
+    fn resume_run(
+        &self,
+        id: &RunId,
+        target: &ResumeTarget,
+        payload: Value,
+    ) -> Result<RunResult, RuntimeError> {
+        match self {
+            Driver::Default(rt, reg, _) => rt
+                .resume(reg, id, target, payload, &mut NoObserver)
+                .map(|run| run.result()),
+            Driver::Evented(rt, reg, _) => {
+                rt.resume(reg.clone(), id.clone(), target.clone(), payload)
+            }
+        }
+    }
+
+    /// Cancels a stored run by id.
+    fn cancel_run(&self, id: &RunId, reason: Option<String>) -> Result<RunResult, RuntimeError> {
+        match self {
+            Driver::Default(rt, reg, _) => rt
+                .cancel(reg, id, reason, &mut NoObserver)
+                .map(|run| run.result()),
+            Driver::Evented(rt, reg, _) => rt.cancel(reg.clone(), id.clone(), reason),
+        }
     }
 
     fn resume(
@@ -221,11 +281,11 @@ impl Driver {
         payload: Value,
     ) -> Result<(), RuntimeError> {
         match self {
-            Driver::Default(rt, _) => {
-                let run = handle.run.as_mut().unwrap();
-                rt.resume(run, target, payload, &mut NoObserver)?;
+            Driver::Default(rt, reg, store) => {
+                let run = rt.resume(reg, &handle.id, target, payload, &mut NoObserver)?;
                 handle.result = run.result();
                 handle.events = run.events().to_vec();
+                assert_eq!(handle.events, store.load(&handle.id).unwrap().1);
             }
             Driver::Evented(rt, reg, store) => {
                 handle.result =
@@ -467,7 +527,7 @@ fn resume_errors_leave_the_run_unchanged(kind: Kind) {
     let target = ResumeTarget::Path(StepPath::parse("other").unwrap());
     let e = err(rt.resume(&mut run, &target, json!({"ok": 1})));
     assert!(
-        e.contains("step `other` is not suspended (suspended: gate)"),
+        e.contains("the workflow has no step at path `other` (suspended: gate)"),
         "{e}"
     );
     assert_eq!(run.events().len(), before);
@@ -483,26 +543,34 @@ fn resume_errors_leave_the_run_unchanged(kind: Kind) {
 }
 
 #[test]
-fn a_suspended_run_saved_and_restored_resumes_identically() {
-    let (driver, _) = Fixture::new()
+fn a_default_runtime_run_resumes_in_another_runtime_from_the_store() {
+    let (driver, runner) = Fixture::new()
         .step("gate", approval)
         .step("after", add(0))
         .build(Kind::Default);
-    let Driver::Default(rt, wf) = &driver else {
+    let Driver::Default(_, reg, store) = &driver else {
         unreachable!("built for the default runtime")
     };
-    let mut original = driver.start(json!(3)).run.unwrap();
-    let text = serde_json::to_string(&original.save()).unwrap();
-    let saved: crate::SavedRun = serde_json::from_str(&text).unwrap();
-    let mut restored = saved.restore(wf.clone()).unwrap();
-    assert_eq!(restored.result(), original.result());
-    for run in [&mut original, &mut restored] {
-        rt.resume(run, &ResumeTarget::Only, json!("yes"), &mut NoObserver)
-            .unwrap();
-    }
-    let (a, b) = (original.result(), restored.result());
-    assert_eq!(a.status, RunStatus::Success);
-    assert_eq!(a.output, b.output);
+    let handle = driver.start(json!(3));
+    assert_eq!(handle.result().status, RunStatus::Suspended);
+    // A second runtime (as in another process) over the same store.
+    let clock = Arc::new(ManualClock::new(Timestamp(9_000_000)));
+    let other = DefaultRuntime::new(store.clone(), clock);
+    let run = other
+        .resume(
+            reg,
+            &handle.id,
+            &ResumeTarget::Only,
+            json!("yes"),
+            &mut NoObserver,
+        )
+        .unwrap();
+    assert_eq!(run.result().status, RunStatus::Success);
+    assert_eq!(run.events(), store.load(&handle.id).unwrap().1);
+    assert_eq!(
+        *runner.calls.lock().unwrap(),
+        ["gate#1", "gate#1", "after#1"]
+    );
 }
 
 fn input_and_output_schemas_are_enforced(kind: Kind) {
@@ -590,6 +658,14 @@ fn events_that_do_not_apply_are_rejected_without_changing_the_state(kind: Kind) 
     assert_eq!(state.result(), run.result());
 }
 
+/// The run as stored, rebuilt by replay.
+fn replay(driver: &Driver, id: &RunId) -> RunResult {
+    let events = driver.store().load(id).unwrap().1;
+    RunState::replay(driver.workflow().clone(), &events)
+        .unwrap()
+        .result()
+}
+
 /// Every scenario above runs on both runtimes.
 macro_rules! on_both_runtimes {
     ($($name:ident),* $(,)?) => {
@@ -617,3 +693,7 @@ on_both_runtimes!(
     custom_events_are_recorded_before_the_completion,
     events_that_do_not_apply_are_rejected_without_changing_the_state,
 );
+
+// After the macro: they use it too.
+mod claims;
+mod orchestrator;

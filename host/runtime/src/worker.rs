@@ -1,8 +1,10 @@
 //! Executing one step attempt.
 
+use std::panic::AssertUnwindSafe;
+
 use weft_core::{
-    Clock, Event, LogLine, StepReport, StepRunner, StepTask, StepView, Workflow, check_input,
-    settle,
+    Clock, Event, FailureKind, LogLine, StepError, StepReport, StepRunner, StepTask, StepView,
+    Workflow, check_input, settle,
 };
 
 /// What executing one attempt produced.
@@ -17,6 +19,9 @@ pub struct Executed {
 /// Runs one attempt of `task`: checks its input against the step's input
 /// schema (a failing input fails the attempt without running the step),
 /// runs it, and settles the report into events stamped with `clock`.
+///
+/// A runner that panics (a bug in the host, never guest behaviour) fails the
+/// attempt with a `host` error instead of taking the runtime's thread down.
 pub fn execute_step(
     workflow: &Workflow,
     runner: &dyn StepRunner,
@@ -25,10 +30,29 @@ pub fn execute_step(
     view: &StepView,
 ) -> Executed {
     let mut report = match check_input(workflow, task) {
-        Ok(()) => runner.run(task, view),
+        Ok(()) => std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(task, view)))
+            .unwrap_or_else(|panic| {
+                StepReport::failed(StepError::host(
+                    FailureKind::Host,
+                    format!(
+                        "step `{}`: the step runner panicked: {}",
+                        task.step,
+                        panic_message(&*panic)
+                    ),
+                ))
+            }),
         Err(error) => StepReport::failed(error),
     };
     let logs = std::mem::take(&mut report.logs);
     let events = settle(workflow, task, report, clock.now());
     Executed { events, logs }
+}
+
+/// The text of a panic payload (a `&str` or `String`), for error messages.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-text panic payload")
 }

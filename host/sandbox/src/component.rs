@@ -2,19 +2,20 @@
 //! instance, the call of `run`, and the classification of how it ended.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 use wasmtime::{Store, Trap, WasmBacktrace};
 use weft_core::{
-    ErrorCause, FailureKind, Limits, LogLevel, LogLine, StepError, StepOutcome, StepReport,
-    StepTask, StepView,
+    FailureKind, Limits, LogLevel, LogLine, StepError, StepOutcome, StepReport, StepTask, StepView,
 };
 
 use crate::bindings::{self, Outcome, StepContext, StepPre};
 use crate::cache::{ContentHash, LoadedFrom};
+use crate::deadline::{Deadline, EPOCH_TICK, EpochTicker, TickSchedule};
 use crate::host::{HostState, Leftovers, MemoryCap};
 use crate::imports::NeededGrants;
-use crate::sandbox::{EPOCH_TICK, EpochTicker};
+use crate::outcome::{self, hostcall_budget, outcome_of, step_error_of};
 
 /// What the sandbox keeps per distinct component content, whatever the grants.
 pub(crate) struct Compiled {
@@ -126,8 +127,14 @@ impl StepComponent {
                 format!("cannot set the step's fuel: {error:#}"),
             ));
         }
-        store.set_epoch_deadline(deadline_ticks(limits.deadline_ms));
-        store.epoch_deadline_trap();
+        // What wasmtime may copy out of the guest at once (see `outcome`).
+        store.set_hostcall_fuel(hostcall_budget(limits));
+        // The deadline counts from here, on the monotonic clock; epoch ticks
+        // only wake the check up (see `deadline`).
+        let now = Instant::now();
+        let deadline = Deadline::after(now, limits.deadline_ms, TickSchedule::every(EPOCH_TICK));
+        store.set_epoch_deadline(deadline.first_wait(now));
+        store.epoch_deadline_callback(move |_| Ok(deadline.on_epoch(Instant::now())));
 
         let result = match pre.instantiate(&mut store) {
             Ok(step) => step
@@ -156,13 +163,6 @@ impl StepComponent {
     }
 }
 
-/// Epoch ticks for a deadline: rounded up, plus one because the current tick
-/// is already partly over.
-fn deadline_ticks(deadline_ms: u64) -> u64 {
-    let tick_ms = EPOCH_TICK.as_millis().max(1) as u64;
-    deadline_ms.div_ceil(tick_ms).saturating_add(1)
-}
-
 fn report(
     result: Result<Result<Outcome, bindings::StepError>, Failure>,
     left: Leftovers,
@@ -180,7 +180,7 @@ fn report(
         // guest did next (it may have ignored a `set-state` error).
         (Some(violation), _) => Err(violation),
         (None, Ok(Ok(outcome))) => outcome_of(outcome, limits),
-        (None, Ok(Err(error))) => Err(step_error_of(error)),
+        (None, Ok(Err(error))) => Err(step_error_of(error, limits)),
         (None, Err(Failure::Call(error))) => Err(classify(&error, &memory, limits, &logs, false)),
         (None, Err(Failure::Instantiate(error))) => {
             Err(classify(&error, &memory, limits, &logs, true))
@@ -191,98 +191,6 @@ fn report(
         state,
         events,
         logs,
-    }
-}
-
-// `StepError` is large, but these build the report's own `Result<StepOutcome,
-// StepError>`: boxing it only to unbox it again would buy nothing.
-#[allow(clippy::result_large_err)]
-fn outcome_of(outcome: Outcome, limits: &Limits) -> Result<StepOutcome, StepError> {
-    let max = limits.max_output_bytes;
-    Ok(match outcome {
-        Outcome::Completed(text) => {
-            StepOutcome::Completed(payload(&text, max, "output", FailureKind::InvalidOutput)?)
-        }
-        Outcome::Bailed(text) => StepOutcome::Bailed(payload(
-            &text,
-            max,
-            "bail output",
-            FailureKind::InvalidOutput,
-        )?),
-        Outcome::Suspended(bindings::Suspension {
-            payload: text,
-            resume_labels,
-        }) => {
-            let payload = payload(&text, max, "suspend payload", FailureKind::InvalidSuspend)?;
-            StepOutcome::Suspended {
-                payload,
-                labels: resume_labels,
-            }
-        }
-    })
-}
-
-/// Parses a JSON payload the guest returned, within `max` bytes.
-#[allow(clippy::result_large_err)]
-fn payload(text: &str, max: u64, what: &str, invalid: FailureKind) -> Result<Value, StepError> {
-    if text.len() as u64 > max {
-        return Err(StepError::host(
-            FailureKind::PayloadTooLarge,
-            format!(
-                "the step's {what} is {} bytes, over the limit of {max} bytes",
-                text.len()
-            ),
-        ));
-    }
-    serde_json::from_str(text).map_err(|error| {
-        StepError::host(invalid, format!("the step's {what} is not JSON: {error}"))
-    })
-}
-
-/// The guest's own error, with its JSON details parsed.
-fn step_error_of(error: bindings::StepError) -> StepError {
-    let bindings::StepError {
-        code,
-        message,
-        details,
-        retryable,
-        causes,
-    } = error;
-    let invalid = |whose: &str, parse: serde_json::Error| {
-        StepError::host(
-            FailureKind::InvalidOutput,
-            format!(
-                "the step failed with error `{code}`, but {whose} details are not JSON: {parse}"
-            ),
-        )
-    };
-    let details = match details.as_deref().map(serde_json::from_str).transpose() {
-        Ok(details) => details,
-        Err(parse) => return invalid("its", parse),
-    };
-    let mut parsed = Vec::with_capacity(causes.len());
-    for bindings::ErrorCause {
-        code: cause,
-        message,
-        details,
-    } in causes
-    {
-        match details.as_deref().map(serde_json::from_str).transpose() {
-            Ok(details) => parsed.push(ErrorCause {
-                code: cause,
-                message,
-                details,
-            }),
-            Err(parse) => return invalid(&format!("its cause `{cause}`'s"), parse),
-        }
-    }
-    StepError {
-        kind: FailureKind::Step,
-        code,
-        message,
-        details,
-        retryable,
-        causes: parsed,
     }
 }
 
@@ -315,6 +223,17 @@ fn classify(
             );
         }
         _ => {}
+    }
+    // The guest's result (or a host call's arguments) could not be copied out
+    // of it: too large for any limit, or text that is not UTF-8.
+    if outcome::is_over_budget(error) {
+        return outcome::over_budget(limits);
+    }
+    if let Some(utf8) = error.downcast_ref::<std::str::Utf8Error>() {
+        return StepError::host(
+            FailureKind::InvalidOutput,
+            format!("the step handed the host text that is not UTF-8: {utf8}"),
+        );
     }
     if let Some(wanted) = memory.denied {
         return StepError::host(
@@ -376,47 +295,4 @@ fn panic_message(logs: &[LogLine]) -> Option<String> {
         text.push_str(&next.message);
     }
     Some(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn deadlines_round_up_to_ticks() {
-        assert_eq!(deadline_ticks(0), 1);
-        assert_eq!(deadline_ticks(1), 2);
-        assert_eq!(deadline_ticks(5), 2);
-        assert_eq!(deadline_ticks(6), 3);
-        assert_eq!(deadline_ticks(u64::MAX), u64::MAX.div_ceil(5) + 1);
-    }
-
-    #[test]
-    fn step_errors_keep_the_guest_code_and_parse_details() {
-        let error = step_error_of(bindings::StepError {
-            code: "card-declined".into(),
-            message: "no".into(),
-            details: Some(r#"{"a":1}"#.into()),
-            retryable: true,
-            causes: vec![bindings::ErrorCause {
-                code: "issuer".into(),
-                message: "m".into(),
-                details: None,
-            }],
-        });
-        assert_eq!(error.kind, FailureKind::Step);
-        assert_eq!(error.code, "card-declined");
-        assert_eq!(error.details, Some(json!({"a": 1})));
-        assert!(error.retryable);
-        assert_eq!(error.causes[0].code, "issuer");
-
-        let error = step_error_of(bindings::StepError {
-            code: "x".into(),
-            message: "m".into(),
-            details: Some("{".into()),
-            retryable: false,
-            causes: Vec::new(),
-        });
-        assert_eq!(error.kind, FailureKind::InvalidOutput);
-    }
 }

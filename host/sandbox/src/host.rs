@@ -19,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use weft_core::{CustomEvent, FailureKind, Limits, LogLevel, LogLine, StepError, StepId, StepView};
 
 use crate::bindings::{self, Json};
+use crate::outcome::truncated;
 use crate::stdio::{Capture, CapturePipe};
 
 /// The store data of one attempt.
@@ -224,14 +225,6 @@ impl bindings::weft::step::host::Host for HostState {
         self.count_one()?;
         self.events.push(CustomEvent { kind, data });
         Ok(())
-    }
-}
-
-/// At most 64 bytes of a guest-chosen name, for error messages.
-fn truncated(text: &str) -> &str {
-    match text.char_indices().nth(64) {
-        Some((end, _)) => &text[..end],
-        None => text,
     }
 }
 

@@ -9,7 +9,9 @@
 //! `weft:step/step@0.1.0` (`wit/step.wit`), and pre-instantiates it. A loaded
 //! [`StepComponent`] then runs any number of attempts, each in a fresh store
 //! and instance, under the step's [`Limits`](weft_core::Limits): a wall-clock
-//! deadline (epoch interruption), fuel, a memory cap and payload sizes.
+//! deadline (epoch interruption, see `deadline`), fuel, a memory cap, payload
+//! sizes, and the sizes of errors and resume labels (enforced as wasmtime
+//! copies them out of the guest, see `outcome`).
 //! [`WorkflowSteps`] loads every component of a workflow up front and
 //! implements [`StepRunner`](weft_core::StepRunner) for the runtimes.
 //!
@@ -36,9 +38,11 @@
 mod bindings;
 mod cache;
 mod component;
+mod deadline;
 mod error;
 mod host;
 mod imports;
+mod outcome;
 mod sandbox;
 mod stdio;
 mod steps;

@@ -3,9 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -14,12 +11,10 @@ use weft_core::{Grant, Limits};
 use crate::bindings::{Step, StepPre};
 use crate::cache::{ContentHash, DiskCache, LoadedFrom, MemoryCache};
 use crate::component::{Compiled, StepComponent};
+use crate::deadline::EpochTicker;
 use crate::error::SandboxError;
 use crate::host::HostState;
 use crate::imports::NeededGrants;
-
-/// How often the epoch advances: the granularity of step deadlines.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Linear memory pages the pooling allocator keeps resident (and resets with
 /// `PAGEMAP_SCAN` + memset) between instances, instead of unmapping them.
@@ -350,43 +345,4 @@ fn build_engine(config: &SandboxConfig, pagemap_scan: bool) -> Result<Engine, Sa
         .epoch_interruption(true)
         .consume_fuel(true);
     Engine::new(&wasm).map_err(engine_error)
-}
-
-/// The thread that advances the engine's epoch every [`EPOCH_TICK`]. Every
-/// loaded component holds it, so deadlines keep working as long as any
-/// component of the sandbox exists; it stops when the last one is dropped.
-pub(crate) struct EpochTicker {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    fn start(engine: Engine) -> Result<Self, SandboxError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("weft-epoch".into())
-            .spawn(move || {
-                // Ends when the sender is dropped (or sends).
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
-                }
-            })
-            .map_err(|error| SandboxError::Engine {
-                reason: format!("cannot start the epoch thread: {error}"),
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            // The thread only sleeps and increments a counter: it cannot panic.
-            let _ = thread.join();
-        }
-    }
 }

@@ -17,10 +17,11 @@ use crate::sql::{backend_run, from_sql_ts, to_sql_ts};
 /// The projection follows the step events literally: `step-started` →
 /// `running`, `step-completed` → `success` with the output, `step-failed` →
 /// `failed` with the error, `step-suspended` → `suspended`, `step-bailed` →
-/// `bailed` with the output, `run-resumed` → `resumed`. The store does not
-/// know the step's retry policy, so a failure that the state machine turns
-/// into `retrying` is recorded here as `failed` until the next
-/// `step-started`. The authoritative state is the event log replayed through
+/// `bailed` with the output, `step-retrying` → `retrying`, `run-resumed` →
+/// `resumed`, `run-canceled` → every unfinished row (`running`, `retrying`,
+/// `suspended`, `resumed`) `canceled`. (Logs written before `step-retrying`
+/// existed show a failure that was retried as `failed` until the next
+/// `step-started`.) The authoritative state is the event log replayed through
 /// [`weft_core::RunState`]; this table serves inspection and queries.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepResult {
@@ -28,7 +29,7 @@ pub struct StepResult {
     pub path: StepPath,
     /// The step it runs.
     pub step: StepId,
-    /// Its status as the projection knows it (never `retrying`).
+    /// Its status as the projection knows it.
     pub status: StepStatus,
     /// The current (or last) attempt, from 1.
     pub attempt: u32,
@@ -76,6 +77,10 @@ pub(crate) enum StepUpdate<'e> {
     Suspended { path: &'e str },
     /// The step was resumed.
     Resumed { path: &'e str },
+    /// A retry of the failed step was decided.
+    Retrying { path: &'e str },
+    /// The run was canceled: its unfinished executions never finish.
+    Canceled,
 }
 
 /// Serializes `event` of `run` and decides what it changes.
@@ -119,12 +124,15 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         Event::RunResumed { path, .. } => Some(StepUpdate::Resumed {
             path: path.as_str(),
         }),
+        Event::StepRetrying { path, .. } => Some(StepUpdate::Retrying {
+            path: path.as_str(),
+        }),
+        Event::RunCanceled { .. } => Some(StepUpdate::Canceled),
         Event::RunStarted { .. }
         | Event::Custom { .. }
         | Event::RunSuspended { .. }
         | Event::RunCompleted { .. }
-        | Event::RunFailed { .. }
-        | Event::RunCanceled { .. } => None,
+        | Event::RunFailed { .. } => None,
     };
     Ok(EncodedEvent {
         name: event.name(),
@@ -214,6 +222,21 @@ pub(crate) fn apply(
             .and_then(|mut s| s.execute(params![run, path, status_name(StepStatus::Resumed)]))
             .map_err(err())?;
         }
+        StepUpdate::Retrying { path } => {
+            tx.prepare_cached(
+                "UPDATE step_results SET status = ?3 WHERE run_id = ?1 AND path = ?2",
+            )
+            .and_then(|mut s| s.execute(params![run, path, status_name(StepStatus::Retrying)]))
+            .map_err(err())?;
+        }
+        StepUpdate::Canceled => {
+            tx.prepare_cached(
+                "UPDATE step_results SET status = ?2, ended_at = ?3
+                 WHERE run_id = ?1 AND status IN ('running', 'retrying', 'suspended', 'resumed')",
+            )
+            .and_then(|mut s| s.execute(params![run, status_name(StepStatus::Canceled), at]))
+            .map_err(err())?;
+        }
     }
     Ok(())
 }
@@ -228,6 +251,7 @@ pub(crate) fn status_name(status: StepStatus) -> &'static str {
         StepStatus::Suspended => "suspended",
         StepStatus::Resumed => "resumed",
         StepStatus::Bailed => "bailed",
+        StepStatus::Canceled => "canceled",
     }
 }
 
@@ -241,6 +265,7 @@ fn parse_status(name: &str) -> Option<StepStatus> {
         StepStatus::Suspended,
         StepStatus::Resumed,
         StepStatus::Bailed,
+        StepStatus::Canceled,
     ]
     .into_iter()
     .find(|s| status_name(*s) == name)

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use weft_core::{RunId, StepPath, StepRunner, StepTask, StepView, Workflow};
+use weft_core::{RunId, RunMeta, StepPath, StepRunner, StepTask, StepView, Workflow};
 
 use crate::worker::Executed;
 
@@ -18,6 +18,18 @@ pub struct Registered {
     pub manifest: String,
     /// SHA-256 of the manifest text.
     pub manifest_sha256: String,
+}
+
+impl Registered {
+    /// What the store records about a run of this workflow.
+    pub fn meta(&self, run: &RunId) -> RunMeta {
+        RunMeta {
+            run_id: run.clone(),
+            workflow_id: self.workflow.id().clone(),
+            manifest: self.manifest.clone(),
+            manifest_sha256: self.manifest_sha256.clone(),
+        }
+    }
 }
 
 /// One step attempt for a worker: everything needed to run it.
@@ -36,6 +48,8 @@ pub struct Done {
     pub run: RunId,
     /// The execution.
     pub path: StepPath,
+    /// The attempt.
+    pub attempt: u32,
     /// The events and logs it produced.
     pub executed: Executed,
 }

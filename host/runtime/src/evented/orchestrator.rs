@@ -1,0 +1,604 @@
+//! The orchestrator: the one thread that owns the in-memory state of the
+//! runs this process drives, advances them with the core driver, commits
+//! their events (group commit) and only then lets them take effect.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, select};
+use serde_json::Value;
+use weft_core::{
+    Advance, Append, Clock, Effect, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult,
+    RunState, RunStatus, StepPath, StoreError, Timestamp, TransitionError,
+};
+
+use super::bus::{Bus, Done, Registered, WorkItem};
+use crate::error::RuntimeError;
+use crate::stored;
+
+pub(super) type Reply = Sender<Result<RunResult, RuntimeError>>;
+
+/// Runs waiting for a retry time: (due, run), earliest first.
+type Delayed = BinaryHeap<Reverse<(Timestamp, RunId)>>;
+
+pub(super) enum Command {
+    Start {
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+        reply: Reply,
+    },
+    Request {
+        workflow: Arc<Registered>,
+        run: RunId,
+        request: Request,
+        reply: Reply,
+    },
+    Recover {
+        workflow: Arc<Registered>,
+        run: RunId,
+        reply: Reply,
+    },
+}
+
+/// A request the state machine turns into one event. Kept until that event
+/// commits: when another process appended first, it is decided again on the
+/// run as stored now.
+#[derive(Clone)]
+pub(super) enum Request {
+    Resume {
+        target: ResumeTarget,
+        payload: Value,
+    },
+    Cancel {
+        reason: Option<String>,
+    },
+}
+
+impl Request {
+    pub(super) fn decide(&self, state: &RunState, at: Timestamp) -> Result<Event, ResumeError> {
+        match self {
+            Self::Resume { target, payload } => state.resume(target, payload.clone(), at),
+            Self::Cancel { reason } => state.cancel(reason.clone(), at),
+        }
+    }
+}
+
+/// A run this process drives.
+struct Active {
+    workflow: Arc<Registered>,
+    state: RunState,
+    /// Sequence number of the last committed event.
+    committed: u64,
+    /// Events applied to `state` but not committed yet.
+    pending: Vec<Event>,
+    /// Attempts to dispatch once `pending` commits.
+    to_dispatch: Vec<weft_core::StepTask>,
+    /// Attempts dispatched (or queued for dispatch) whose report has not arrived.
+    in_flight: HashSet<StepPath>,
+    /// When the run asked to be woken (a retry), if it did.
+    wake: Option<Timestamp>,
+    /// Callers waiting for the run to finish or suspend.
+    waiters: Vec<Reply>,
+    /// The request whose event is pending, until it commits.
+    request: Option<Request>,
+}
+
+pub(super) struct Orchestrator {
+    store: Arc<dyn EventStore>,
+    clock: Arc<dyn Clock>,
+    bus: Arc<dyn Bus>,
+    runs: HashMap<RunId, Active>,
+    /// Attempts waiting for their retry time.
+    delayed: Delayed,
+}
+
+impl Orchestrator {
+    pub(super) fn new(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        bus: Arc<dyn Bus>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            bus,
+            runs: HashMap::new(),
+            delayed: BinaryHeap::new(),
+        }
+    }
+
+    /// Serves commands and finished attempts until the command channel
+    /// closes and every run it drives has answered its callers.
+    pub(super) fn run(&mut self, commands: &Receiver<Command>, done: &Receiver<Done>) {
+        let mut open = true;
+        while open || !self.runs.is_empty() {
+            let timeout = self.next_timeout();
+            let due = self.delayed.peek().map(|Reverse((due, _))| *due);
+            let never = crossbeam_channel::never();
+            let command_rx = if open { commands } else { &never };
+            // Wait for the first message, then take everything already waiting.
+            select! {
+                recv(command_rx) -> msg => match msg {
+                    Ok(cmd) => self.command(cmd),
+                    Err(_) => open = false,
+                },
+                recv(done) -> msg => if let Ok(d) = msg { self.finished(d) },
+                default(timeout) => {
+                    // The wait was computed for the earliest retry: the
+                    // system clock is there now (within microseconds); a
+                    // manual clock (tests) jumps to it.
+                    if let Some(due) = due {
+                        self.clock.sleep_until(due);
+                    }
+                },
+            }
+            for _ in 0..1024 {
+                if let Ok(d) = done.try_recv() {
+                    self.finished(d);
+                } else if let Ok(cmd) = commands.try_recv() {
+                    self.command(cmd);
+                } else {
+                    break;
+                }
+            }
+            self.release_due();
+            self.advance_and_commit();
+            if !open
+                && self
+                    .runs
+                    .values()
+                    .all(|r| r.in_flight.is_empty() && r.waiters.is_empty())
+            {
+                break;
+            }
+        }
+    }
+
+    /// How long to wait for messages: until the earliest retry is due (the
+    /// clock says how long that is in real time), else a long idle tick.
+    /// Never longer: the orchestrator must not sleep past a message.
+    fn next_timeout(&self) -> Duration {
+        match self.delayed.peek() {
+            Some(Reverse((due, _))) => self.clock.wait_bound(*due),
+            None => Duration::from_secs(1),
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Start {
+                workflow,
+                run,
+                input,
+                reply,
+            } => self.start(workflow, run, input, reply),
+            Command::Request {
+                workflow,
+                run,
+                request,
+                reply,
+            } => self.request(workflow, run, reply, request),
+            Command::Recover {
+                workflow,
+                run,
+                reply,
+            } => {
+                if let Some(active) = self.runs.get_mut(&run) {
+                    // Already driven here: just wait for it.
+                    active.waiters.push(reply);
+                    return;
+                }
+                match self.load(workflow, &run) {
+                    Ok(mut active) => {
+                        // Executions in flight when the previous process stopped
+                        // run again, same attempt (at-least-once).
+                        let decided = active.state.redeliver(self.clock.now());
+                        active.waiters.push(reply);
+                        self.runs.insert(run.clone(), active);
+                        self.take(&run, decided);
+                    }
+                    Err(e) => drop(reply.send(Err(e))),
+                }
+            }
+        }
+    }
+
+    /// A request that turns into one event decided by the state machine
+    /// (resume, cancel) on a run driven here or loaded from the store. The
+    /// caller is answered once the event and what follows are committed.
+    fn request(&mut self, workflow: Arc<Registered>, run: RunId, reply: Reply, request: Request) {
+        if !self.runs.contains_key(&run) {
+            match self.load(workflow, &run) {
+                Ok(active) => {
+                    self.runs.insert(run.clone(), active);
+                }
+                Err(e) => return drop(reply.send(Err(e))),
+            }
+        }
+        let Some(active) = self.runs.get_mut(&run) else {
+            return;
+        };
+        match request.decide(&active.state, self.clock.now()) {
+            Ok(event) => {
+                active.waiters.push(reply);
+                active.request = Some(request);
+                let applied = apply(active, event);
+                if let Err(e) = applied {
+                    self.broken(&run, e);
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                self.forget_if_idle(&run);
+            }
+        }
+    }
+
+    fn start(&mut self, workflow: Arc<Registered>, run: RunId, input: Value, reply: Reply) {
+        let wf = &workflow.workflow;
+        if let Err(reason) = wf.check_input(&input) {
+            let _ = reply.send(Err(RuntimeError::InvalidInput {
+                workflow: wf.id().to_string(),
+                reason,
+            }));
+            return;
+        }
+        if self.runs.contains_key(&run) {
+            let _ = reply.send(Err(RuntimeError::Exists {
+                run: run.to_string(),
+            }));
+            return;
+        }
+        let started = Event::RunStarted {
+            run: run.clone(),
+            workflow: wf.id().clone(),
+            input,
+            state: wf.initial_state().clone(),
+            at: self.clock.now(),
+        };
+        let meta = workflow.meta(&run);
+        let mut state = RunState::new(Arc::clone(wf));
+        if let Err(e) = state.apply(&started) {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        let mut active = Active {
+            workflow,
+            state,
+            committed: 0,
+            pending: vec![started],
+            to_dispatch: Vec::new(),
+            in_flight: HashSet::new(),
+            wake: None,
+            waiters: vec![reply],
+            request: None,
+        };
+        // The run's first steps are decided now, so that they are created in
+        // the same transaction as the run (one commit, not two).
+        let decided = active.state.advance(self.clock.now());
+        if let Err(e) = decided.map(|d| absorb(&run, &mut active, d, &mut self.delayed)) {
+            let _ = active.waiters.remove(0).send(Err(e.into()));
+            return;
+        }
+        if let Err(e) = self.store.create_run(&meta, &active.pending) {
+            let error = stored::error(&run, e);
+            // Nothing was written: the only waiter is the caller.
+            if let Some(waiter) = active.waiters.into_iter().next() {
+                let _ = waiter.send(Err(error));
+            }
+            return;
+        }
+        self.runs.insert(run.clone(), active);
+        self.take_effect(&run);
+    }
+
+    fn load(&self, workflow: Arc<Registered>, run: &RunId) -> Result<Active, RuntimeError> {
+        let (state, events) = stored::load(&*self.store, &workflow, run)?;
+        Ok(Active {
+            workflow,
+            state,
+            committed: events.len() as u64,
+            pending: Vec::new(),
+            to_dispatch: Vec::new(),
+            in_flight: HashSet::new(),
+            wake: None,
+            waiters: Vec::new(),
+            request: None,
+        })
+    }
+
+    fn finished(&mut self, done: Done) {
+        let Some(active) = self.runs.get_mut(&done.run) else {
+            return;
+        };
+        active.in_flight.remove(&done.path);
+        for line in &done.executed.logs {
+            tracing::info!(run = %done.run, step = %done.path, level = ?line.level, "{}", line.message);
+        }
+        if !active.state.expects_report(&done.path, done.attempt) {
+            // The run was canceled while the attempt ran, or it was reloaded
+            // after another process changed it and no longer waits for this
+            // attempt: its result is moot.
+            tracing::debug!(run = %done.run, step = %done.path, "dropping the result of an attempt the run no longer expects");
+            return;
+        }
+        let mut applied = Ok(());
+        for event in done.executed.events {
+            applied = applied.and_then(|()| apply(active, event));
+        }
+        if let Err(e) = applied {
+            self.broken(&done.run, e);
+        }
+    }
+
+    /// Runs whose retry time has come get advanced in this round.
+    fn release_due(&mut self) {
+        let now = self.clock.now();
+        while let Some(Reverse((due, _))) = self.delayed.peek() {
+            if *due > now {
+                break;
+            }
+            let Some(Reverse((due, run))) = self.delayed.pop() else {
+                break;
+            };
+            if let Some(active) = self.runs.get_mut(&run)
+                && active.wake == Some(due)
+            {
+                active.wake = None;
+            }
+        }
+    }
+
+    /// Takes what the driver decided for a run into its working state, or
+    /// drops the run if the state machine refused its own decision (a bug).
+    fn take(&mut self, run: &RunId, decided: Result<Advance, TransitionError>) {
+        let Some(active) = self.runs.get_mut(run) else {
+            return;
+        };
+        if let Err(e) = decided.map(|d| absorb(run, active, d, &mut self.delayed)) {
+            self.broken(run, e);
+        }
+    }
+
+    /// The state machine refused an event this process produced: a bug. The
+    /// run is dropped from memory (the store keeps what was committed) and
+    /// its callers get the error, never a silently different run.
+    fn broken(&mut self, run: &RunId, error: TransitionError) {
+        tracing::error!(run = %run, "{error}");
+        if let Some(active) = self.runs.remove(run) {
+            for waiter in active.waiters {
+                let _ = waiter.send(Err(RuntimeError::Transition(error.clone())));
+            }
+        }
+    }
+
+    /// Advances every run, commits all new events in one transaction, then
+    /// lets them take effect.
+    fn advance_and_commit(&mut self) {
+        let now = self.clock.now();
+        let runs: Vec<RunId> = self.runs.keys().cloned().collect();
+        for run in runs {
+            let Some(active) = self.runs.get_mut(&run) else {
+                continue;
+            };
+            let decided = active.state.advance(now);
+            self.take(&run, decided);
+        }
+        let dirty: Vec<RunId> = self
+            .runs
+            .iter()
+            .filter(|(_, a)| !a.pending.is_empty())
+            .map(|(r, _)| r.clone())
+            .collect();
+        self.commit(&dirty);
+        // Runs with nothing left to do here (e.g. recovered already finished,
+        // or a refused resume) answer their waiters too.
+        let settled: Vec<RunId> = self
+            .runs
+            .iter()
+            .filter(|(_, a)| a.pending.is_empty() && a.state.status() != RunStatus::Running)
+            .map(|(r, _)| r.clone())
+            .collect();
+        for run in settled {
+            self.take_effect(&run);
+        }
+    }
+
+    fn commit(&mut self, dirty: &[RunId]) {
+        if dirty.is_empty() {
+            return;
+        }
+        let appends: Vec<Append<'_>> = dirty
+            .iter()
+            .map(|run| {
+                let active = &self.runs[run];
+                Append {
+                    run,
+                    expected: active.committed,
+                    events: &active.pending,
+                }
+            })
+            .collect();
+        match self.store.append_batch(&appends) {
+            Ok(()) => {
+                drop(appends);
+                for run in dirty {
+                    self.take_effect(run);
+                }
+            }
+            Err(_) if dirty.len() > 1 => {
+                // Find the culprit(s): commit run by run.
+                drop(appends);
+                for run in dirty {
+                    let active = &self.runs[run];
+                    let one = [Append {
+                        run,
+                        expected: active.committed,
+                        events: &active.pending,
+                    }];
+                    match self.store.append_batch(&one) {
+                        Ok(()) => self.take_effect(run),
+                        Err(e) => self.abandon(run, e),
+                    }
+                }
+            }
+            Err(e) => {
+                drop(appends);
+                self.abandon(&dirty[0], e);
+            }
+        }
+    }
+
+    /// The run's pending events are committed: dispatch, answer waiters.
+    fn take_effect(&mut self, run: &RunId) {
+        let Some(active) = self.runs.get_mut(run) else {
+            return;
+        };
+        active.committed += active.pending.len() as u64;
+        active.pending.clear();
+        active.request = None;
+        for task in active.to_dispatch.drain(..) {
+            let view = active.state.view();
+            self.bus.dispatch(WorkItem {
+                workflow: Arc::clone(&active.workflow),
+                task,
+                view,
+            });
+        }
+        let status = active.state.status();
+        if matches!(
+            status,
+            RunStatus::Success | RunStatus::Failed | RunStatus::Suspended | RunStatus::Canceled
+        ) {
+            let result = active.state.result();
+            for waiter in active.waiters.drain(..) {
+                let _ = waiter.send(Ok(result.clone()));
+            }
+            self.forget_if_idle(run);
+        }
+    }
+
+    /// A commit failed: the run's uncommitted events are dropped with its
+    /// in-memory state; the store still holds its committed events.
+    fn abandon(&mut self, run: &RunId, error: StoreError) {
+        if matches!(error, StoreError::Conflict { .. }) {
+            return self.reload(run);
+        }
+        let Some(active) = self.runs.remove(run) else {
+            return;
+        };
+        tracing::warn!(run = %run, "cannot commit the run's events: {error}");
+        let mut error = Some(stored::error(run, error));
+        for waiter in active.waiters {
+            let error = error.take().unwrap_or_else(|| RuntimeError::Conflict {
+                run: run.to_string(),
+            });
+            let _ = waiter.send(Err(error));
+        }
+    }
+
+    /// Another process appended to the run first: what this process decided
+    /// is void. The run is reloaded as stored; a pending request (resume,
+    /// cancel) is decided again on it; otherwise the caller learns what the
+    /// other process did — the run finished, suspended or was canceled there,
+    /// or is still being driven there.
+    fn reload(&mut self, run: &RunId) {
+        let Some(old) = self.runs.remove(run) else {
+            return;
+        };
+        tracing::debug!(run = %run, "the run changed in the store; reloading it");
+        let answer = |waiters: Vec<Reply>, mut first: Option<RuntimeError>| {
+            for waiter in waiters {
+                let error = first.take().unwrap_or_else(|| RuntimeError::Conflict {
+                    run: run.to_string(),
+                });
+                let _ = waiter.send(Err(error));
+            }
+        };
+        let mut fresh = match self.load(Arc::clone(&old.workflow), run) {
+            Ok(fresh) => fresh,
+            Err(e) => return answer(old.waiters, Some(e)),
+        };
+        fresh.waiters = old.waiters;
+        // Attempts this process dispatched still report here; what they
+        // report applies only if the stored run still expects it. Attempts
+        // queued for dispatch after the failed commit never left.
+        let queued: HashSet<&StepPath> = old.to_dispatch.iter().map(|t| &t.path).collect();
+        fresh.in_flight = old
+            .in_flight
+            .iter()
+            .filter(|path| !queued.contains(path))
+            .cloned()
+            .collect();
+        if let Some(request) = old.request {
+            match request.decide(&fresh.state, self.clock.now()) {
+                Ok(event) => {
+                    fresh.request = Some(request);
+                    let applied = apply(&mut fresh, event);
+                    let decided = applied.and_then(|()| fresh.state.advance(self.clock.now()));
+                    self.runs.insert(run.clone(), fresh);
+                    self.take(run, decided);
+                    if self.runs.contains_key(run) {
+                        self.commit(std::slice::from_ref(run));
+                    }
+                }
+                Err(e) => answer(fresh.waiters, Some(e.into())),
+            }
+            return;
+        }
+        match stored::settled(&fresh.state, run) {
+            Ok(()) => {
+                let result = fresh.state.result();
+                for waiter in fresh.waiters {
+                    let _ = waiter.send(Ok(result.clone()));
+                }
+            }
+            Err(e) => answer(fresh.waiters, Some(e)),
+        }
+    }
+
+    fn forget_if_idle(&mut self, run: &RunId) {
+        if self
+            .runs
+            .get(run)
+            .is_some_and(|a| a.in_flight.is_empty() && a.pending.is_empty() && a.waiters.is_empty())
+        {
+            self.runs.remove(run);
+        }
+    }
+}
+
+/// Takes the driver's decisions into the run's working state: its events
+/// are pending the next commit, its attempts queued for dispatch after that
+/// commit, and a wake-up time is kept in `delayed` (once per time).
+fn absorb(run: &RunId, active: &mut Active, decided: Advance, delayed: &mut Delayed) {
+    active.pending.extend(decided.events);
+    for effect in decided.effects {
+        match effect {
+            Effect::Execute(task) => {
+                active.in_flight.insert(task.path.clone());
+                active.to_dispatch.push(task);
+            }
+            Effect::WakeAt(due) => {
+                if active.wake.is_none_or(|wake| due < wake) {
+                    active.wake = Some(due);
+                    delayed.push(Reverse((due, run.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// Applies an event to the run's working state and queues it for the next
+/// commit.
+///
+/// # Errors
+/// When the state machine refuses it; nothing changes then.
+fn apply(active: &mut Active, event: Event) -> Result<(), TransitionError> {
+    active.state.apply(&event)?;
+    active.pending.push(event);
+    Ok(())
+}

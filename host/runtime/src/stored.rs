@@ -1,0 +1,63 @@
+//! What both runtimes do with a run in the store: load and replay it, and
+//! say what a store failure means for a request.
+
+use weft_core::{Event, EventStore, RunId, RunState, RunStatus, StoreError};
+
+use crate::error::RuntimeError;
+use crate::evented::Registered;
+
+/// A stored run rebuilt on `workflow`: its state and its events.
+///
+/// # Errors
+/// [`RuntimeError::NotFound`], [`RuntimeError::WrongWorkflow`] when the run
+/// belongs to another workflow, [`RuntimeError::Replay`] when its events do
+/// not replay; store failures.
+pub(crate) fn load(
+    store: &dyn EventStore,
+    workflow: &Registered,
+    run: &RunId,
+) -> Result<(RunState, Vec<Event>), RuntimeError> {
+    let (meta, events) = store.load(run).map_err(|e| error(run, e))?;
+    if meta.workflow_id != *workflow.workflow.id() {
+        return Err(RuntimeError::WrongWorkflow {
+            run: run.to_string(),
+            saved: meta.workflow_id.to_string(),
+            given: workflow.workflow.id().to_string(),
+        });
+    }
+    let state =
+        RunState::replay(std::sync::Arc::clone(&workflow.workflow), &events).map_err(|reason| {
+            RuntimeError::Replay {
+                run: run.to_string(),
+                workflow: meta.workflow_id.to_string(),
+                reason,
+            }
+        })?;
+    Ok((state, events))
+}
+
+/// A reloaded run that another process changed under its driver: fine to
+/// report when it has settled (finished, suspended, canceled); an error
+/// when the other process is still driving it.
+///
+/// # Errors
+/// [`RuntimeError::DrivenElsewhere`] when the stored run is still running.
+pub(crate) fn settled(state: &RunState, run: &RunId) -> Result<(), RuntimeError> {
+    if state.status() == RunStatus::Running {
+        return Err(RuntimeError::DrivenElsewhere {
+            run: run.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The runtime error a store failure about `run` means to the caller.
+pub(crate) fn error(run: &RunId, error: StoreError) -> RuntimeError {
+    let run = run.to_string();
+    match error {
+        StoreError::Exists { .. } => RuntimeError::Exists { run },
+        StoreError::NotFound { .. } => RuntimeError::NotFound { run },
+        StoreError::Conflict { .. } => RuntimeError::Conflict { run },
+        reason @ StoreError::Backend(_) => RuntimeError::Store { run, reason },
+    }
+}

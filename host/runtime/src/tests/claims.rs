@@ -1,0 +1,295 @@
+//! Both runtimes record runs in one store with the same rules: a run id is
+//! taken once, and a resume or cancel is decided on the run as stored, so
+//! that concurrent requests from several processes (here: several runtimes
+//! over one store) apply exactly once and every caller is told the truth.
+
+use std::sync::mpsc;
+use std::sync::{Barrier, Mutex};
+
+use serde_json::json;
+use weft_core::{
+    Event, EventStore, FailureKind, ResumeError, ResumeTarget, RunId, RunStatus, StepOutcome,
+    StepReport, StepStatus,
+};
+
+use super::{Fixture, Kind, add, approval, ok};
+use crate::RuntimeError;
+
+fn a_run_id_is_taken_once(kind: Kind) {
+    let (rt, _) = Fixture::new().step("gate", approval).build(kind);
+    let id = RunId::new("mine").unwrap();
+    let first = rt.start_as(&id, json!(1)).unwrap();
+    assert_eq!(first.status, RunStatus::Suspended);
+    let before = rt.store().load(&id).unwrap().1;
+    // Again, from this runtime and from another one over the same store.
+    for driver in [&rt, &rt.twin()] {
+        let err = driver.start_as(&id, json!(2)).unwrap_err();
+        assert!(matches!(err, RuntimeError::Exists { .. }), "{err}");
+    }
+    assert_eq!(
+        rt.store().load(&id).unwrap().1,
+        before,
+        "the first run is intact"
+    );
+    let done = rt
+        .resume_run(&id, &ResumeTarget::Only, json!("yes"))
+        .unwrap();
+    assert_eq!(done.status, RunStatus::Success);
+}
+
+fn concurrent_resumes_of_one_step_resume_it_once(kind: Kind) {
+    for round in 0..5 {
+        let (rt, runner) = Fixture::new()
+            .step("gate", approval)
+            .step("after", add(0))
+            .build(kind);
+        let run = rt.start(json!(round));
+        let twins: Vec<_> = (0..4).map(|_| rt.twin()).collect();
+        let barrier = Barrier::new(twins.len());
+        let outcomes: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = twins
+                .iter()
+                .map(|twin| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        twin.resume_run(&run.id, &ResumeTarget::Only, json!("yes"))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "round {round}: {outcomes:?}");
+        assert_eq!(won[0].status, RunStatus::Success);
+        for lost in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+            assert!(
+                matches!(lost, RuntimeError::Resume(ResumeError::NotSuspended { .. })),
+                "round {round}: {lost}"
+            );
+        }
+        let calls = runner.calls.lock().unwrap().clone();
+        assert_eq!(calls, ["gate#1", "gate#1", "after#1"], "round {round}");
+        let events = rt.store().load(&run.id).unwrap().1;
+        let resumed = events
+            .iter()
+            .filter(|e| matches!(e, Event::RunResumed { .. }))
+            .count();
+        assert_eq!(resumed, 1, "round {round}");
+    }
+}
+
+fn a_cancel_racing_a_resume_leaves_one_truth(kind: Kind) {
+    for round in 0..10 {
+        let (rt, _) = Fixture::new()
+            .step("gate", approval)
+            .step("after", add(0))
+            .build(kind);
+        let run = rt.start(json!(round));
+        let (resumer, canceler) = (rt.twin(), rt.twin());
+        let barrier = Barrier::new(2);
+        let (resumed, canceled) = std::thread::scope(|s| {
+            let r = s.spawn(|| {
+                barrier.wait();
+                resumer.resume_run(&run.id, &ResumeTarget::Only, json!("yes"))
+            });
+            let c = s.spawn(|| {
+                barrier.wait();
+                canceler.cancel_run(&run.id, Some("race".into()))
+            });
+            (r.join().unwrap(), c.join().unwrap())
+        });
+        let stored = super::replay(&rt, &run.id);
+        // Whatever each caller was told is what the store says.
+        if let Ok(result) = &resumed {
+            assert_eq!(result.status, stored.status, "round {round}");
+        }
+        match &canceled {
+            Ok(result) => {
+                assert_eq!(result.status, RunStatus::Canceled, "round {round}");
+                assert_eq!(stored.status, RunStatus::Canceled, "round {round}");
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, RuntimeError::Resume(ResumeError::NotCancelable { .. })),
+                    "round {round}: {e}"
+                );
+                assert_eq!(stored.status, RunStatus::Success, "round {round}");
+            }
+        }
+        assert!(resumed.is_ok() || canceled.is_ok(), "round {round}");
+        assert!(
+            stored.steps.iter().all(|s| s.status != StepStatus::Running),
+            "round {round}: {:?}",
+            stored.steps
+        );
+    }
+}
+
+fn a_run_canceled_while_its_step_runs_reports_the_cancellation(kind: Kind) {
+    let (started_tx, started_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let started_tx = Mutex::new(started_tx);
+    let release_rx = Mutex::new(release_rx);
+    let (rt, runner) = Fixture::new()
+        .step("slow", move |_, _| {
+            started_tx.lock().unwrap().send(()).unwrap();
+            release_rx.lock().unwrap().recv().unwrap();
+            ok(StepOutcome::Completed(json!("late")))
+        })
+        .step("after", add(0))
+        .build(kind);
+    let id = RunId::new("driven").unwrap();
+    let canceler = rt.twin();
+    let (driven, canceled) = std::thread::scope(|s| {
+        let driver = s.spawn(|| rt.start_as(&id, json!(1)));
+        started_rx.recv().unwrap();
+        let canceled = canceler.cancel_run(&id, Some("stop".into()));
+        release_tx.send(()).unwrap();
+        (driver.join().unwrap(), canceled)
+    });
+    let canceled = canceled.unwrap();
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    // The process that drove the run reports the cancellation, not a conflict.
+    let driven = driven.unwrap();
+    assert_eq!(driven.status, RunStatus::Canceled);
+    // The evented runtime commits before it dispatches, so nothing runs after
+    // the cancel. The default runtime learns of it only when it records the
+    // run: a step may run meanwhile, and is not recorded.
+    let calls = runner.calls.lock().unwrap().clone();
+    match kind {
+        Kind::Evented => assert_eq!(calls, ["slow#1"]),
+        Kind::Default => assert_eq!(calls, ["slow#1", "after#1"]),
+    }
+    let stored = super::replay(&rt, &id);
+    assert_eq!(stored, driven);
+    assert!(
+        stored.steps.iter().all(|s| s.status != StepStatus::Running),
+        "{:?}",
+        stored.steps
+    );
+    let events = rt.store().load(&id).unwrap().1;
+    assert!(matches!(events.last(), Some(Event::RunCanceled { .. })));
+}
+
+fn a_suspended_step_of_a_canceled_run_is_recorded_as_canceled(kind: Kind) {
+    let (rt, _) = Fixture::new().step("gate", approval).build(kind);
+    let run = rt.start(json!(1));
+    let result = rt.cancel_run(&run.id, None).unwrap();
+    assert_eq!(result.status, RunStatus::Canceled);
+    assert_eq!(result.steps[0].status, StepStatus::Canceled);
+    assert!(result.steps[0].labels.is_empty());
+}
+
+fn a_panicking_runner_fails_the_step_with_a_host_error(kind: Kind) {
+    let (rt, _) = Fixture::new()
+        .step("bug", |_, _| -> StepReport { panic!("host bug") })
+        .build(kind);
+    let result = rt.start(json!(1)).result();
+    assert_eq!(result.status, RunStatus::Failed);
+    let error = result.error.unwrap().error;
+    assert_eq!(error.kind, FailureKind::Host);
+    assert!(
+        error.message.contains("panicked: host bug"),
+        "{}",
+        error.message
+    );
+}
+
+fn an_input_too_large_is_refused_before_anything_is_stored(kind: Kind) {
+    let (rt, runner) = Fixture::new().step("a", add(1)).build(kind);
+    let id = RunId::new("big").unwrap();
+    let input = json!("x".repeat(1 << 20));
+    let err = rt.start_as(&id, input).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("workflow `wf`: input is larger than 1048576 bytes of JSON"),
+        "{err}"
+    );
+    assert!(rt.store().list_runs(None).unwrap().is_empty());
+    assert!(runner.calls.lock().unwrap().is_empty());
+}
+
+on_both_runtimes!(
+    a_run_id_is_taken_once,
+    concurrent_resumes_of_one_step_resume_it_once,
+    a_cancel_racing_a_resume_leaves_one_truth,
+    a_run_canceled_while_its_step_runs_reports_the_cancellation,
+    a_suspended_step_of_a_canceled_run_is_recorded_as_canceled,
+    a_panicking_runner_fails_the_step_with_a_host_error,
+    an_input_too_large_is_refused_before_anything_is_stored,
+);
+
+/// A store whose appends fail: as if the default runtime's process died
+/// before it recorded the run's end.
+struct NoAppends(std::sync::Arc<crate::MemoryStore>);
+
+impl EventStore for NoAppends {
+    fn create_run(
+        &self,
+        meta: &weft_core::RunMeta,
+        events: &[Event],
+    ) -> Result<(), weft_core::StoreError> {
+        self.0.create_run(meta, events)
+    }
+    fn append_batch(&self, _: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
+        Err(weft_core::StoreError::Backend("disk gone".into()))
+    }
+    fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
+        self.0.load(run)
+    }
+    fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
+        self.0.events_after(run, after)
+    }
+    fn list_runs(
+        &self,
+        status: Option<RunStatus>,
+    ) -> Result<Vec<weft_core::RunSummary>, weft_core::StoreError> {
+        self.0.list_runs(status)
+    }
+    fn set_timer(
+        &self,
+        run: &RunId,
+        key: &str,
+        due: weft_core::Timestamp,
+    ) -> Result<(), weft_core::StoreError> {
+        self.0.set_timer(run, key, due)
+    }
+    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), weft_core::StoreError> {
+        self.0.clear_timer(run, key)
+    }
+    fn due_timers(
+        &self,
+        now: weft_core::Timestamp,
+    ) -> Result<Vec<weft_core::Timer>, weft_core::StoreError> {
+        self.0.due_timers(now)
+    }
+}
+
+#[test]
+fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() {
+    use std::sync::Arc;
+    let (driver, runner) = Fixture::new()
+        .step("a", add(1))
+        .step("b", add(10))
+        .build(Kind::Default);
+    let super::Driver::Default(_, reg, store) = &driver else {
+        unreachable!("built for the default runtime")
+    };
+    let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
+    let failing = crate::DefaultRuntime::new(Arc::new(NoAppends(store.clone())), clock.clone());
+    let id = RunId::new("lost").unwrap();
+    let err = failing
+        .start(reg, id.clone(), json!(1), &mut crate::NoObserver)
+        .unwrap_err();
+    assert!(err.to_string().contains("disk gone"), "{err}");
+    // The store holds the run at its claim: running, nothing after run-started.
+    let (_, events) = store.load(&id).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(store.list_runs(Some(RunStatus::Running)).unwrap().len(), 1);
+    // Recovery drives it from there; its steps run again.
+    let evented = crate::EventedRuntime::new(store.clone(), clock, 1);
+    let result = evented.recover(reg.clone(), id.clone()).unwrap();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output, Some(json!(12)));
+    assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "b#1", "a#1", "b#1"]);
+}
