@@ -1,4 +1,10 @@
 //! The `weft` binary end to end: exit codes, output, suspend → resume across processes.
+//!
+//! The submodules test the hardening of issue 6 item by item.
+
+mod inputs;
+mod quality;
+mod untrusted;
 
 use serde_json::{Value, json};
 

@@ -46,7 +46,7 @@ impl From<Code> for ExitCode {
 pub struct Failure {
     /// The exit code.
     pub code: Code,
-    /// What went wrong (with its context chain).
+    /// What went wrong (with its context chain; printed by `Display`).
     pub error: anyhow::Error,
 }
 
@@ -68,11 +68,70 @@ impl Failure {
     }
 }
 
+/// One line: the error, then each cause (`: `-separated) whose text the line
+/// does not already hold, escaped for the terminal (messages can quote
+/// guest-controlled text).
+///
+/// Several library errors format their source into their own message *and*
+/// report it as their `source` (`run X: {source}`); printing the whole chain
+/// as `{:#}` does would then say everything twice. A cause that only repeats
+/// what the line already says is skipped; one that adds something is kept.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
+        let mut line = String::new();
+        for cause in self.error.chain() {
+            let text = cause.to_string();
+            if line.is_empty() {
+                line = text;
+            } else if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+        }
+        f.write_str(&crate::output::escape(&line))
     }
 }
 
 /// What a subcommand returns.
 pub type Outcome = Result<Code, Failure>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error that formats its source into its message and also reports
+    /// it as its source, as `#[error("run {run}: {source}")]` does.
+    #[derive(Debug)]
+    struct Repeats {
+        source: std::io::Error,
+    }
+
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "run r: {}", self.source)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let source = std::io::Error::other("store: append_batch: disk full");
+        let failure = Failure::other(anyhow::Error::new(Repeats { source }).context("cannot run"));
+        assert_eq!(
+            failure.to_string(),
+            "cannot run: run r: store: append_batch: disk full"
+        );
+        let failure = Failure::other(
+            anyhow::anyhow!("permission denied\u{1b}[2J").context("cannot read `x`"),
+        );
+        assert_eq!(
+            failure.to_string(),
+            "cannot read `x`: permission denied\\u{1b}[2J"
+        );
+    }
+}

@@ -32,9 +32,8 @@ impl Loaded {
 /// Loads `path` and compiles (or fetches from the cache) every component it
 /// names. Errors are invalid-input failures located in the manifest.
 pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("{}: cannot read the manifest", path.display()))
-        .map_err(Failure::invalid)?;
+    // The manifest crate reads the file (bounded: a regular file of at most
+    // `weft_manifest::MAX_MANIFEST_BYTES`); the hash is of the text it parsed.
     let manifest = Manifest::load(path).map_err(Failure::invalid)?;
     let sandbox = Sandbox::new(SandboxConfig {
         cache_dir: Some(home.cache_dir()),
@@ -54,9 +53,10 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
     let steps = WorkflowSteps::load(&sandbox, manifest.workflow())
         .context("cannot load the workflow's components")
         .map_err(Failure::invalid)?;
+    let sha256 = hex::encode(Sha256::digest(manifest.text()));
     Ok(Loaded {
         manifest,
-        sha256: hex::encode(Sha256::digest(&text)),
+        sha256,
         steps: Arc::new(steps),
     })
 }

@@ -19,7 +19,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// Run workflows whose steps are sandboxed WebAssembly components.
 ///
@@ -63,13 +63,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(&cli.log);
 
     let home = home::Home::resolve(cli.home);
     let outcome = match cli.command {
@@ -85,8 +83,114 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code.into(),
         Err(failure) => {
+            // `Failure`'s Display prints the cause chain once, escaped.
             eprintln!("error: {failure}");
             failure.code.into()
         }
+    }
+}
+
+/// The command line, with the options whose values may start with `-`
+/// (`--input -1`, `--data -5`, `--reason "-- see ticket"`, a label or run id
+/// such as `-urgent`) marked so: clap would otherwise take such a value for
+/// an unknown flag. Set here rather than in each subcommand's `Args` so that
+/// the list is in one place.
+fn command() -> clap::Command {
+    const HYPHEN_VALUES: &[(&str, &[&str])] = &[
+        ("run", &["input", "run_id"]),
+        ("resume", &["data", "label"]),
+        ("cancel", &["reason"]),
+    ];
+    let mut command = Cli::command();
+    for (subcommand, args) in HYPHEN_VALUES {
+        command = command.mut_subcommand(*subcommand, |mut sub| {
+            for arg in *args {
+                sub = sub.mut_arg(*arg, |a| a.allow_hyphen_values(true));
+            }
+            sub
+        });
+    }
+    command
+}
+
+/// weft's own log on stderr (`--log LEVEL`, or `RUST_LOG`).
+///
+/// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>). Every field, the message included, is escaped
+/// with [`output::escape`]: step log lines are guest text, and a raw CR/LF
+/// or ESC in them would forge or hide log lines.
+fn init_logging(level: &str) {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::field::MakeExt as _;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let fields = tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        if field.name() == "message" {
+            write!(writer, "{}", output::escape(&text))
+        } else {
+            write!(writer, "{}={}", field.name(), output::escape(&text))
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .fmt_fields(fields)
+        .init();
+}
+
+/// Whether weft's log is coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (<https://no-color.org>).
+fn colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn the_log_is_coloured_only_on_a_terminal_without_no_color() {
+        use std::ffi::OsStr;
+        assert!(colour(true, None));
+        assert!(colour(true, Some(OsStr::new(""))));
+        assert!(!colour(true, Some(OsStr::new("1"))));
+        assert!(!colour(false, None));
+    }
+
+    #[test]
+    fn values_may_start_with_a_hyphen() {
+        let value = |args: &[&str], name: &str| {
+            let matches = command()
+                .try_get_matches_from(args)
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let (_, sub) = matches.subcommand().unwrap();
+            sub.get_one::<String>(name).cloned()
+        };
+        let run = ["weft", "run", "wf.toml", "--input", "-1", "--run-id", "-x"];
+        assert_eq!(value(&run, "input").as_deref(), Some("-1"));
+        assert_eq!(value(&run, "run_id").as_deref(), Some("-x"));
+        let resume = [
+            "weft", "resume", "r", "--data", "-2.5", "--label", "-urgent",
+        ];
+        assert_eq!(value(&resume, "data").as_deref(), Some("-2.5"));
+        assert_eq!(value(&resume, "label").as_deref(), Some("-urgent"));
+        let cancel = ["weft", "cancel", "r", "--reason", "-- see ticket 12"];
+        assert_eq!(
+            value(&cancel, "reason").as_deref(),
+            Some("-- see ticket 12")
+        );
     }
 }

@@ -1,17 +1,25 @@
 //! `weft status`, `weft runs` and `weft events`: inspecting stored runs.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use weft_core::{Event, EventStore as _, RunId, RunState, RunStatus};
+use weft_core::{
+    Clock as _, Event, EventStore as _, RunId, RunState, RunStatus, SystemClock, Timestamp,
+};
 use weft_manifest::Manifest;
+use weft_store_sqlite::SqliteStore;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
-use crate::output;
+use crate::output::{self, escape};
+
+/// How long `weft events --follow` waits for a new event of a running run
+/// before saying on stderr that the run may have no driver.
+const FOLLOW_NOTE_AFTER_MICROS: u64 = 5_000_000;
 
 /// Arguments of `weft status`.
 #[derive(Debug, clap::Args)]
@@ -60,11 +68,39 @@ fn parse_run(id: &str) -> Result<RunId, Failure> {
     RunId::new(id).map_err(Failure::invalid)
 }
 
+/// Opens the store (`--db`, default `$WEFT_HOME/weft.db`) for reading only:
+/// inspecting runs never writes, so it works on a database this process
+/// cannot write, and never creates one. `None` when there is no store yet.
+fn open_read_only(home: &Home, db: Option<&PathBuf>) -> Result<Option<SqliteStore>, Failure> {
+    let path = db.cloned().unwrap_or_else(|| home.db_path());
+    match path.try_exists() {
+        Ok(false) => Ok(None),
+        // The store's own error names the path; an unreadable directory
+        // makes `try_exists` fail, and opening says why.
+        Ok(true) | Err(_) => SqliteStore::open_read_only(&path)
+            .map(Some)
+            .map_err(Failure::other),
+    }
+}
+
+/// A stored run's metadata and events, read from a read-only store; no
+/// store at all is a missing run.
+fn load_run(
+    home: &Home,
+    db: Option<&PathBuf>,
+    run: &RunId,
+) -> Result<(SqliteStore, weft_core::RunMeta, Vec<Event>), Failure> {
+    let Some(store) = open_read_only(home, db)? else {
+        return Err(Failure::invalid(anyhow!("no run `{run}` in the store")));
+    };
+    let (meta, events) = engine::load_run(&store, run)?;
+    Ok((store, meta, events))
+}
+
 /// Runs `weft status`: the run's result, rebuilt from its events.
 pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
-    let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, events) = engine::load_run(&store, &run)?;
+    let (_, meta, events) = load_run(home, args.db.as_ref(), &run)?;
     let manifest =
         Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?;
     let state = RunState::replay(Arc::clone(manifest.workflow()), &events)
@@ -88,69 +124,132 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
         })?),
         None => None,
     };
-    let store = engine::open_store(home, args.db.as_ref())?;
-    let runs = store.list_runs(status).map_err(Failure::other)?;
-    if args.json {
-        println!("{}", serde_json::to_string(&runs).unwrap_or_default());
-    } else {
+    let runs = match open_read_only(home, args.db.as_ref())? {
+        Some(store) => store.list_runs(status).map_err(Failure::other)?,
+        None => Vec::new(),
+    };
+    output::print(|out| {
+        if args.json {
+            serde_json::to_writer(&mut *out, &runs)?;
+            return writeln!(out);
+        }
         for r in &runs {
-            println!(
+            writeln!(
+                out,
                 "{}  {:<9}  {:<24}  {} events",
-                r.meta.run_id,
+                escape(r.meta.run_id.as_str()),
                 r.status.as_str(),
                 r.meta.workflow_id.as_str(),
                 r.events
-            );
+            )?;
         }
-    }
+        Ok(())
+    })?;
     Ok(Code::Success)
 }
 
-fn print_event(seq: usize, event: &Event, json: bool) {
+/// One event as a line: its JSON, or for humans its number, type and the
+/// details that matter, guest-controlled text escaped.
+fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> std::io::Result<()> {
     if json {
-        println!("{}", serde_json::to_string(event).unwrap_or_default());
-        return;
+        serde_json::to_writer(&mut *out, event)?;
+        return writeln!(out);
     }
     let detail = match event {
         Event::StepStarted { path, attempt, .. } => format!("{path} attempt {attempt}"),
         Event::StepCompleted { path, .. } | Event::StepBailed { path, .. } => path.to_string(),
         Event::StepFailed { path, error, .. } => {
-            format!("{path} [{}] {}", error.code, error.message)
+            format!(
+                "{path} [{}] {}",
+                escape(&error.code),
+                escape(&error.message)
+            )
         }
-        Event::StepSuspended { path, labels, .. } => format!("{path} labels {labels:?}"),
-        Event::Custom { path, event, .. } => format!("{path} {} {}", event.kind, event.data),
+        Event::StepSuspended { path, labels, .. } => {
+            format!("{path} labels {}", escape(&labels.join(", ")))
+        }
+        Event::Custom { path, event, .. } => {
+            format!(
+                "{path} {} {}",
+                escape(&event.kind),
+                escape(&event.data.to_string())
+            )
+        }
         Event::RunResumed { path, .. } => path.to_string(),
-        Event::RunFailed { error, .. } => format!("[{}] {}", error.error.code, error.error.message),
+        Event::RunFailed { error, .. } => format!(
+            "[{}] {}",
+            escape(&error.error.code),
+            escape(&error.error.message)
+        ),
+        Event::RunCanceled {
+            reason: Some(reason),
+            ..
+        } => escape(reason).into_owned(),
         _ => String::new(),
     };
-    println!("{seq:>5}  {:<15} {detail}", event.name());
+    writeln!(out, "{seq:>5}  {:<15} {detail}", event.name())
+}
+
+/// Prints `events` numbered from `*seen + 1`. Returns whether stdout is
+/// still open, and whether the run has settled (finished or suspended).
+fn print_events(
+    events: &[Event],
+    seen: &mut usize,
+    settled: &mut bool,
+    json: bool,
+) -> Result<bool, Failure> {
+    let first = *seen;
+    for event in events {
+        if let Some(status) = RunStatus::after(event) {
+            *settled = status != RunStatus::Running;
+        }
+    }
+    *seen += events.len();
+    output::print(|out| {
+        for (i, event) in events.iter().enumerate() {
+            write_event(out, first + i + 1, event, json)?;
+        }
+        Ok(())
+    })
 }
 
 /// Runs `weft events`: one event per line, optionally following the run.
+///
+/// `--follow` polls the store until the run finishes, fails, suspends or is
+/// canceled. weft cannot tell whether a process is still driving a running
+/// run (there are no leases yet), so when no new event has come for
+/// [`FOLLOW_NOTE_AFTER_MICROS`] it says so on stderr, once, and keeps
+/// waiting: a step may simply be slow, or its driver may have crashed
+/// (`weft recover` continues such a run).
 pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
-    let store = engine::open_store(home, args.db.as_ref())?;
-    let (_, events) = engine::load_run(&store, &run)?;
+    let (store, _, events) = load_run(home, args.db.as_ref(), &run)?;
     let mut seen = 0;
     let mut settled = false;
-    for event in &events {
-        seen += 1;
-        print_event(seen, event, args.json);
-        settled = RunStatus::after(event).is_some_and(|s| s != RunStatus::Running);
-    }
-    while args.follow && !settled {
+    let mut open = print_events(&events, &mut seen, &mut settled, args.json)?;
+    let clock = SystemClock;
+    let mut last_at = events.last().map_or(Timestamp(0), Event::at);
+    let mut noted = false;
+    while args.follow && open && !settled {
+        if !noted && clock.now().micros_since(last_at) >= FOLLOW_NOTE_AFTER_MICROS {
+            noted = true;
+            eprintln!(
+                "note: run {} is running but has had no new event for {} s; if no weft process \
+                 is driving it (its `weft run` crashed or was killed), `weft recover` continues \
+                 it. Still following (Ctrl-C to stop).",
+                escape(run.as_str()),
+                clock.now().micros_since(last_at) / 1_000_000
+            );
+        }
         // Another process appends; poll the store (a CLI follower, not a test wait).
         std::thread::sleep(Duration::from_millis(100));
-        for event in store
+        let new = store
             .events_after(&run, seen as u64)
-            .map_err(Failure::other)?
-        {
-            seen += 1;
-            print_event(seen, &event, args.json);
-            if let Some(status) = RunStatus::after(&event) {
-                settled = status != RunStatus::Running;
-            }
+            .map_err(Failure::other)?;
+        if let Some(event) = new.last() {
+            last_at = event.at();
         }
+        open = print_events(&new, &mut seen, &mut settled, args.json)?;
     }
     Ok(Code::Success)
 }

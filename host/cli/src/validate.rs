@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::exit::{Code, Outcome};
 use crate::home::Home;
 use crate::load::load;
+use crate::output::{self, escape};
 
 /// Arguments of `weft validate`.
 #[derive(Debug, clap::Args)]
@@ -17,12 +18,15 @@ pub struct Args {
 pub fn run(home: &Home, args: Args) -> Outcome {
     let loaded = load(home, &args.manifest)?;
     let workflow = loaded.workflow();
-    println!(
-        "ok: {}: workflow `{}`, {} steps, {} flow nodes",
-        args.manifest.display(),
-        workflow.id(),
-        workflow.steps().count(),
-        workflow.flow().len()
-    );
+    output::print(|out| {
+        writeln!(
+            out,
+            "ok: {}: workflow `{}`, {} steps, {} flow nodes",
+            escape(&args.manifest.display().to_string()),
+            workflow.id(),
+            workflow.steps().count(),
+            workflow.flow().len()
+        )
+    })?;
     Ok(Code::Success)
 }

@@ -11,17 +11,25 @@
 //! locate fields later ([`Manifest::locate`], [`Manifest::error_at`]), e.g.
 //! when a component fails to load in the sandbox.
 //!
+//! Files are read with [`read_file`]: only regular files (after following
+//! symlinks), never more than a cap ([`MAX_MANIFEST_BYTES`],
+//! [`MAX_SCHEMA_BYTES`]), so a manifest or schema naming `/dev/zero` or a
+//! FIFO fails with an error instead of exhausting memory or hanging. The CLI
+//! reads its `@FILE` arguments with the same function.
+//!
 //! What this crate deliberately does NOT do: load or inspect components
 //! (only their existence is checked; see `weft-sandbox`), evaluate
 //! expressions, or decide which node kinds run (the core's builder does).
 
 mod error;
+mod file;
 mod format;
 mod lower;
 mod manifest;
 mod source;
 
 pub use error::{Location, ManifestError};
+pub use file::{MAX_MANIFEST_BYTES, MAX_SCHEMA_BYTES, read_file};
 pub use manifest::Manifest;
 
 #[cfg(test)]

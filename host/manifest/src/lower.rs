@@ -14,6 +14,7 @@ use weft_core::{
 };
 
 use crate::error::ManifestError;
+use crate::file::{MAX_SCHEMA_BYTES, read_file};
 use crate::format::{Defaults, ManifestFile, NodeSpec, SchemaRef, StepSpec};
 use crate::manifest::Manifest;
 use crate::source::SourceMap;
@@ -170,7 +171,7 @@ impl Lowering<'_> {
         let path = self.resolve(written);
         let shown = absolute(&path);
         let shown = shown.display();
-        let text = fs::read_to_string(&path).map_err(|e| {
+        let bytes = read_file(&path, MAX_SCHEMA_BYTES).map_err(|e| {
             let message = match e.kind() {
                 io::ErrorKind::NotFound => {
                     format!("schema file `{written}` not found (resolved to `{shown}`)")
@@ -179,7 +180,7 @@ impl Lowering<'_> {
             };
             self.error(field, message)
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        serde_json::from_slice(&bytes).map_err(|e| {
             let message =
                 format!("schema file `{written}` (resolved to `{shown}`) is not valid JSON: {e}");
             self.error(field, message)

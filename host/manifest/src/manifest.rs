@@ -1,7 +1,6 @@
 //! [`Manifest`]: a manifest file loaded into a validated workflow.
 
 use std::fmt;
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use weft_core::{GraphError, Workflow, WorkflowBuilder};
 
 use crate::error::{Location, ManifestError};
+use crate::file::{MAX_MANIFEST_BYTES, read_file};
 use crate::format::ManifestFile;
 use crate::lower::{Frame, Lowering};
 use crate::source::{Entry, SourceMap, child_path};
@@ -34,9 +34,13 @@ impl Manifest {
     /// Relative files it names (components, schema files, nested workflows)
     /// are resolved against `path`'s directory.
     ///
+    /// The file must be a regular file (symlinks are followed) of at most
+    /// [`crate::MAX_MANIFEST_BYTES`], in UTF-8.
+    ///
     /// # Errors
-    /// When the file cannot be read, has another extension, or is not a valid
-    /// manifest (see [`Manifest::from_toml_str`]).
+    /// When the file cannot be read, is not a regular file, is too large, has
+    /// another extension, is not UTF-8 (located at the first invalid byte),
+    /// or is not a valid manifest (see [`Manifest::from_toml_str`]).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         Self::load_nested(path, &mut Vec::new())
     }
@@ -71,6 +75,11 @@ impl Manifest {
     /// The manifest file, as given.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The manifest's text, exactly as read (e.g. to hash what was loaded).
+    pub fn text(&self) -> &str {
+        self.source.text()
     }
 
     /// Where the value of a field starts, for a field path such as
@@ -109,8 +118,10 @@ impl Manifest {
                 ));
             }
         };
-        let text = fs::read_to_string(path)
+        let bytes = read_file(path, MAX_MANIFEST_BYTES)
             .map_err(|e| error(format!("cannot read the manifest: {e}")))?;
+        let text =
+            String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))?;
         Self::parse(syntax, &text, path, stack)
     }
 
@@ -164,6 +175,22 @@ impl fmt::Debug for Manifest {
     }
 }
 
+/// A manifest that is not UTF-8, located at its first invalid byte.
+fn not_utf8(path: &Path, bytes: &[u8], error: std::str::Utf8Error) -> ManifestError {
+    let valid = error.valid_up_to();
+    // Everything before the first invalid byte is text, so lines and
+    // columns count as in any other error.
+    let prefix = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+    let location = SourceMap::new(prefix).location(valid);
+    let byte = bytes.get(valid).copied().unwrap_or_default();
+    ManifestError::new(
+        path,
+        Some(location),
+        None,
+        format!("the manifest is not UTF-8 text (invalid byte 0x{byte:02x})"),
+    )
+}
+
 /// Checks the graph, locating the core's errors by their field path.
 fn build(
     builder: WorkflowBuilder,
@@ -182,17 +209,7 @@ fn build(
 }
 
 fn parse_toml(text: &str, path: &Path) -> Result<(SourceMap, ManifestFile), ManifestError> {
-    let root = toml::de::DeTable::parse(text).map_err(|e| {
-        let location = e
-            .span()
-            .map(|span| SourceMap::new(text).location(span.start));
-        ManifestError::new(
-            path,
-            location,
-            None,
-            format!("invalid TOML: {}", e.message()),
-        )
-    })?;
+    let root = toml::de::DeTable::parse(text).map_err(|e| toml_syntax_error(text, path, &e))?;
     let source = SourceMap::from_toml(text, &root);
     let file = <ManifestFile as Deserialize>::deserialize(toml::de::Deserializer::from(root))
         .map_err(|e| {
@@ -206,6 +223,75 @@ fn parse_toml(text: &str, path: &Path) -> Result<(SourceMap, ManifestFile), Mani
             ManifestError::new(path, Some(source.location(span.start)), field, message)
         })?;
     Ok((source, file))
+}
+
+/// A TOML syntax error, located. The parser's messages need help in two
+/// cases: a duplicate key does not say which key (its span does), and a
+/// dotted key nested too deeply has no span at all.
+fn toml_syntax_error(text: &str, path: &Path, e: &toml::de::Error) -> ManifestError {
+    let map = SourceMap::new(text);
+    let message = e.message();
+    let (offset, message) = match e.span() {
+        Some(span) if message == "duplicate key" => {
+            let key = text.get(span.clone()).unwrap_or_default().trim();
+            (Some(span.start), format!("duplicate key `{key}`"))
+        }
+        Some(span) => (Some(span.start), message.to_owned()),
+        None if message == "recursion limit" => (
+            deepest_dotted_key(text),
+            "a dotted key nests too deeply (recursion limit)".to_owned(),
+        ),
+        None => (None, message.to_owned()),
+    };
+    ManifestError::new(
+        path,
+        offset.map(|offset| map.location(offset)),
+        None,
+        format!("invalid TOML: {message}"),
+    )
+}
+
+/// The byte offset of the first of the dotted keys with the most parts
+/// (`a.b.c` has three), found with the TOML parser's own tokens.
+fn deepest_dotted_key(text: &str) -> Option<usize> {
+    use toml_parser::parser::{Event, EventKind};
+
+    let source = toml_parser::Source::new(text);
+    let tokens = source.lex().into_vec();
+    let mut events: Vec<Event> = Vec::new();
+    let mut errors: Vec<toml_parser::ParseError> = Vec::new();
+    toml_parser::parser::parse_document(&tokens, &mut events, &mut errors);
+
+    let mut deepest: Option<(usize, usize)> = None;
+    // The key being read: where it starts, how many parts so far, and
+    // whether a `.` was just read.
+    let mut current: Option<(usize, usize)> = None;
+    let mut after_dot = false;
+    for event in &events {
+        match event.kind() {
+            EventKind::SimpleKey => {
+                current = match current {
+                    Some((start, parts)) if after_dot => Some((start, parts + 1)),
+                    _ => Some((event.span().start(), 1)),
+                };
+                after_dot = false;
+                if let Some((start, parts)) = current
+                    && deepest.is_none_or(|(_, most)| parts > most)
+                {
+                    deepest = Some((start, parts));
+                }
+            }
+            EventKind::KeySep => after_dot = true,
+            EventKind::Whitespace => {}
+            _ => {
+                current = None;
+                after_dot = false;
+            }
+        }
+    }
+    deepest
+        .filter(|&(_, parts)| parts > 1)
+        .map(|(start, _)| start)
 }
 
 fn parse_json(text: &str, path: &Path) -> Result<(SourceMap, ManifestFile), ManifestError> {
@@ -233,12 +319,22 @@ fn parse_json(text: &str, path: &Path) -> Result<(SourceMap, ManifestFile), Mani
     })?;
     let source = SourceMap::from_json(text);
     let file = serde_json::from_str::<ManifestFile>(text).map_err(|e| {
-        let (location, message) = located(&e);
-        let (field, message) = match source.entry_at_offset(source.offset(e.line(), e.column())) {
-            Some((entry, is_key)) => name_field(entry, is_key, &message),
-            None => (None, message),
+        let (stopped, message) = located(&e);
+        let Some((entry, is_key)) = source.entry_at_offset(source.offset(e.line(), e.column()))
+        else {
+            return ManifestError::new(path, Some(stopped), None, message);
         };
-        ManifestError::new(path, Some(location), field, message)
+        let unknown = message.starts_with("unknown field `");
+        let (field, message) = name_field(entry, is_key, &message);
+        // serde_json reports where it stopped reading (after a key, or at the
+        // end of a value); point where TOML errors point instead: at the key
+        // of an unknown field, else at the start of the key or value concerned.
+        let location = match (&entry.key, &field) {
+            (Some(key), _) if is_key => Some(source.location(key.start)),
+            (_, Some(field)) if unknown => source.locate_key(field),
+            _ => Some(source.location(entry.value.start)),
+        };
+        ManifestError::new(path, Some(location.unwrap_or(stopped)), field, message)
     })?;
     Ok((source, file))
 }

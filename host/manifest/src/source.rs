@@ -61,6 +61,11 @@ impl SourceMap {
         }
     }
 
+    /// The text the map is of.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Indexes a parsed TOML document.
     pub(crate) fn from_toml(text: &str, root: &Spanned<DeTable<'_>>) -> Self {
         let mut map = Self::new(text);

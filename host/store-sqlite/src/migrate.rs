@@ -60,7 +60,7 @@ pub(crate) fn migrate(conn: &mut Connection, what: &str) -> Result<(), StoreErro
 }
 
 /// Whether `version` is current; an error when it is newer than this code.
-fn check(version: u32, what: &str) -> Result<bool, StoreError> {
+pub(crate) fn check(version: u32, what: &str) -> Result<bool, StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::Backend(format!(
             "{what} has schema version {version}, but this weft only knows versions up to \

@@ -12,7 +12,7 @@ use weft_core::{
     Append, Event, EventStore, RunId, RunMeta, RunStatus, RunSummary, StoreError, Timer, Timestamp,
 };
 
-use crate::migrate::{migrate, schema_version};
+use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
 use crate::projection::{self, StepResult, encode};
 use crate::rows::{last_seq_of, list_runs, read_events, workflow_id_of, write_events};
 use crate::sql::{
@@ -119,6 +119,42 @@ impl SqliteStore {
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|e| StoreError::Backend(format!("open {location}: {e}")))?;
         Self::configure(conn, location, durability, true)
+    }
+
+    /// Opens the existing database at `path` for reading only: nothing is
+    /// created, no pragma is changed and no migration runs, so a database
+    /// the process cannot write (a read-only file, directory or mount, or
+    /// another user's) can still be inspected. Every write through this
+    /// store fails with [`StoreError::Backend`].
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the file does not exist or cannot be
+    /// opened, is not a SQLite database, or its schema is not the one this
+    /// code writes (newer: written by a newer weft; older: it needs the
+    /// migration a writable [`SqliteStore::open`] applies).
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let location = path.display().to_string();
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| StoreError::Backend(format!("open {location} read-only: {e}")))?;
+        let err = |what: &str, e: rusqlite::Error| {
+            StoreError::Backend(format!("open {location} read-only: {what}: {e}"))
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| err("set busy_timeout", e))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        let version = schema_version(&conn)?;
+        if !check(version, &location)? {
+            return Err(StoreError::Backend(format!(
+                "{location} has schema version {version}, older than this weft's \
+                 {SCHEMA_VERSION}; it needs a migration, which a read-only open cannot apply \
+                 (any weft command that writes, e.g. `weft recover`, applies it)"
+            )));
+        }
+        Ok(Self {
+            conn: Mutex::new(conn),
+            location,
+        })
     }
 
     /// A private in-memory database, for tests: nothing is persisted and no

@@ -154,3 +154,101 @@ fn a_file_that_is_not_a_database_is_refused_with_its_path() {
         "{err}"
     );
 }
+
+/// Makes `file` a database SQLite itself only reads, whoever the process is:
+/// file permissions do not stop root (and the tests may run as root), but a
+/// rollback-journal database whose header asks for a newer "write version"
+/// (byte 18 > 2) is opened read-only by every connection.
+fn make_read_only(file: &Path) {
+    let conn = rusqlite::Connection::open(file).unwrap();
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete");
+    drop(conn);
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[18] = 3;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn a_database_that_cannot_be_written_is_read_with_open_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("weft.db");
+    let events = &every_variant("r")[..3];
+    SqliteStore::open(&file)
+        .unwrap()
+        .create_run(&meta("r"), events)
+        .unwrap();
+    make_read_only(&file);
+
+    // A writable open sets WAL mode first, and fails.
+    let err = SqliteStore::open(&file).unwrap_err().to_string();
+    assert!(err.contains("readonly database"), "{err}");
+
+    let store = SqliteStore::open_read_only(&file).unwrap();
+    assert_eq!(
+        store.load(&run_id("r")).unwrap(),
+        (meta("r"), events.to_vec())
+    );
+    assert_eq!(store.events_after(&run_id("r"), 2).unwrap(), events[2..]);
+    let runs = store.list_runs(None).unwrap();
+    assert_eq!((runs.len(), runs[0].events), (1, 3));
+    let err = store
+        .append_batch(&[append(&run_id("r"), 3, &every_variant("r")[3..4])])
+        .unwrap_err();
+    assert!(err.to_string().contains("readonly database"), "{err}");
+}
+
+#[test]
+fn open_read_only_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+
+    // A missing database is an error; nothing is created.
+    let missing = dir.path().join("no").join("weft.db");
+    let err = SqliteStore::open_read_only(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no/weft.db") && err.contains("read-only"),
+        "{err}"
+    );
+    assert!(!dir.path().join("no").exists());
+
+    // A writable database: reads work, writes are refused, the file is unchanged.
+    let file = dir.path().join("weft.db");
+    SqliteStore::open(&file)
+        .unwrap()
+        .create_run(&meta("r"), &every_variant("r")[..2])
+        .unwrap();
+    let before = std::fs::read(&file).unwrap();
+    let store = SqliteStore::open_read_only(&file).unwrap();
+    assert_eq!(store.load(&run_id("r")).unwrap().1.len(), 2);
+    assert!(store.create_run(&meta("s"), &[started("s", 1)]).is_err());
+    assert!(store.set_timer(&run_id("r"), "t", Timestamp(1)).is_err());
+    drop(store);
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+
+    // A database without weft's schema cannot be migrated read-only.
+    let empty = dir.path().join("empty.db");
+    rusqlite::Connection::open(&empty)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = SqliteStore::open_read_only(&empty).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 0") && err.contains("migration"),
+        "{err}"
+    );
+
+    // Nor read one from a newer weft.
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    let err = SqliteStore::open_read_only(&file).unwrap_err().to_string();
+    assert!(
+        err.contains("schema version 99") && err.contains("newer weft"),
+        "{err}"
+    );
+}
