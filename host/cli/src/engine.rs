@@ -27,7 +27,8 @@ pub enum RuntimeKind {
 pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<SqliteStore>, Failure> {
     let path = db.cloned().unwrap_or_else(|| home.db_path());
     SqliteStore::open(&path)
-        .with_context(|| format!("cannot open the store {}", path.display()))
+        // The store's error names the path.
+        .context("cannot open the store")
         .map(Arc::new)
         .map_err(Failure::other)
 }
@@ -91,7 +92,8 @@ pub fn settle(
         Err(RuntimeError::DrivenElsewhere { run }) => {
             let run = RunId::new(&run).map_err(Failure::other)?;
             eprintln!(
-                "note: run {run} is being driven by another weft process; waiting for it to finish or suspend there"
+                "note: run {} is being driven by another weft process; waiting for it to finish or suspend there",
+                crate::output::escape(run.as_str())
             );
             follow(store, registered, &run)
         }

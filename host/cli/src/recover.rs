@@ -9,6 +9,7 @@ use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::load::load;
+use crate::output::{self, escape};
 
 /// Arguments of `weft recover`.
 #[derive(Debug, clap::Args)]
@@ -32,7 +33,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         .map_err(Failure::other)?;
     if running.is_empty() {
         if !args.json {
-            println!("no runs to recover");
+            output::print(|out| writeln!(out, "no runs to recover"))?;
         }
         return Ok(Code::Success);
     }
@@ -52,14 +53,27 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             let outcome = runtime.recover(std::sync::Arc::clone(&registered), run.clone());
             engine::settle(&store, &registered, outcome)
         });
+        // A closed stdout stops the printing, never the recovering.
         match outcome {
             Ok(result) if args.json => {
-                println!("{}", serde_json::to_string(&result).unwrap_or_default())
+                output::print(|out| {
+                    serde_json::to_writer(&mut *out, &result)?;
+                    writeln!(out)
+                })?;
             }
-            Ok(result) => println!("run {run}: recovered, now {}", result.status),
+            Ok(result) => {
+                output::print(|out| {
+                    writeln!(
+                        out,
+                        "run {}: recovered, now {}",
+                        escape(run.as_str()),
+                        result.status
+                    )
+                })?;
+            }
             Err(failure) => {
                 failures += 1;
-                eprintln!("run {run}: cannot recover: {failure}");
+                eprintln!("run {}: cannot recover: {failure}", escape(run.as_str()));
             }
         }
     }

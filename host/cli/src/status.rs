@@ -168,6 +168,15 @@ fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> st
         Event::StepSuspended { path, labels, .. } => {
             format!("{path} labels {}", escape(&labels.join(", ")))
         }
+        Event::StepRetrying {
+            path,
+            attempt,
+            due,
+            at,
+        } => format!(
+            "{path} attempt {attempt} in {} ms",
+            due.micros_since(*at).div_ceil(1000)
+        ),
         Event::Custom { path, event, .. } => {
             format!(
                 "{path} {} {}",

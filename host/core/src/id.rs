@@ -154,7 +154,8 @@ impl RunId {
     /// Validates `id`.
     ///
     /// # Errors
-    /// When `id` is empty, longer than 128 characters, or contains whitespace or `/`.
+    /// When `id` is empty, longer than 128 characters, or contains
+    /// whitespace, control characters or `/`.
     pub fn new(id: &str) -> Result<Self, IdError> {
         let err = |reason| IdError {
             id: id.to_owned(),
@@ -163,8 +164,13 @@ impl RunId {
         if id.is_empty() || id.len() > 128 {
             return Err(err("run ids are 1 to 128 characters long"));
         }
-        if id.chars().any(|c| c.is_whitespace() || c == '/') {
-            return Err(err("run ids contain no whitespace and no `/`"));
+        if id
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(err(
+                "run ids contain no whitespace, control characters or `/`",
+            ));
         }
         Ok(Self(id.into()))
     }
@@ -225,6 +231,14 @@ mod tests {
         assert!(StepId::new("2fast").is_err());
         assert!(StepId::new("a/b").is_err());
         assert!(StepId::new(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn run_ids_refuse_what_could_forge_terminal_output() {
+        assert!(RunId::new("6c1d-order_2.retry").is_ok());
+        for bad in ["", "a b", "a/b", "fake\u{1b}[2J", "a\rb", "a\u{7f}"] {
+            assert!(RunId::new(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

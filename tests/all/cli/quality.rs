@@ -81,7 +81,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
     let db = home.path().join("weft.db");
     let run = finished_run(home.path(), &db);
     let run_id = run["run_id"].as_str().unwrap();
-    let commands: [&[&str]; 9] = [
+    let commands: [&[&str]; 10] = [
         &["events", run_id, "--json"],
         &["events", run_id],
         &["events", run_id, "--follow"],
@@ -91,6 +91,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
         &["runs", "--json"],
         &["validate", EXAMPLE],
         &["run", EXAMPLE, "--input", SMALL_ORDER, "--json"],
+        &["recover"],
     ];
     for args in commands {
         let child = weft(home.path())
