@@ -2,6 +2,7 @@
 //! store, a run id is taken once, a resume or cancel applies exactly once,
 //! and a process whose run was changed under it reports what happened.
 
+use std::path::Path;
 use std::process::{Child, Output, Stdio};
 
 use serde_json::Value;
@@ -18,7 +19,7 @@ fn json_of(out: &Output) -> Value {
 }
 
 /// Starts the example on a big order (it suspends at `approve`); the run id.
-fn suspended_run(home: &std::path::Path, runtime: &str, run_id: Option<&str>) -> String {
+fn suspended_run(home: &Path, runtime: &str, run_id: Option<&str>) -> String {
     let mut cmd = weft(home);
     cmd.args([
         "run",
@@ -44,7 +45,7 @@ fn spawn(cmd: &mut std::process::Command) -> Child {
         .unwrap()
 }
 
-fn resume(home: &std::path::Path, run_id: &str, runtime: &str, who: &str) -> Child {
+fn resume(home: &Path, run_id: &str, runtime: &str, who: &str) -> Child {
     spawn(
         weft(home)
             .args(["resume", run_id, "--json", "--runtime", runtime])
@@ -56,7 +57,7 @@ fn resume(home: &std::path::Path, run_id: &str, runtime: &str, who: &str) -> Chi
 }
 
 /// The types of a run's stored events, via `weft events --json`.
-fn event_types(home: &std::path::Path, run_id: &str) -> Vec<String> {
+fn event_types(home: &Path, run_id: &str) -> Vec<String> {
     let out = weft(home)
         .args(["events", run_id, "--json"])
         .output()
@@ -73,7 +74,7 @@ fn event_types(home: &std::path::Path, run_id: &str) -> Vec<String> {
         .collect()
 }
 
-fn status_of(home: &std::path::Path, run_id: &str) -> Value {
+fn status_of(home: &Path, run_id: &str) -> Value {
     let out = weft(home)
         .args(["status", run_id, "--json"])
         .output()
@@ -230,6 +231,33 @@ fn inspection_commands_see_default_runtime_runs() {
     assert!(!home.path().join("runs").exists());
 }
 
+/// Starts `weft run --json` of a step that spins until its deadline, and
+/// returns once the store shows the run running — polling the store (the
+/// condition), not sleeping a guess.
+fn spinning_run(home: &Path, manifest: &Path, runtime: &str, id: &str) -> Child {
+    let mut driver = spawn(
+        weft(home)
+            .args([
+                "run",
+                manifest.to_str().unwrap(),
+                "--runtime",
+                runtime,
+                "--json",
+            ])
+            .args(["--run-id", id, "--input", r#"{"action": "loop"}"#]),
+    );
+    loop {
+        let out = weft(home).args(["status", id, "--json"]).output().unwrap();
+        if out.status.code() == Some(0) && json_of(&out)["status"] == "running" {
+            return driver;
+        }
+        if let Some(exit) = driver.try_wait().unwrap() {
+            panic!("{runtime}: the run ended ({exit}) before it was seen running");
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// `weft cancel` of a run that another `weft run` is driving: the canceler
 /// and the driver both report the cancellation (exit 4), on both runtimes.
 #[test]
@@ -243,32 +271,7 @@ fn a_run_canceled_from_another_process_is_reported_as_canceled_by_its_driver() {
     );
     for runtime in RUNTIMES {
         let id = format!("spinning-{runtime}");
-        let mut driver = spawn(
-            weft(home.path())
-                .args([
-                    "run",
-                    manifest.to_str().unwrap(),
-                    "--runtime",
-                    runtime,
-                    "--json",
-                ])
-                .args(["--run-id", &id, "--input", r#"{"action": "loop"}"#]),
-        );
-        // Wait (by polling the store, not by sleeping a guess) until the run
-        // is recorded as running.
-        loop {
-            let out = weft(home.path())
-                .args(["status", &id, "--json"])
-                .output()
-                .unwrap();
-            if out.status.code() == Some(0) && json_of(&out)["status"] == "running" {
-                break;
-            }
-            if let Some(exit) = driver.try_wait().unwrap() {
-                panic!("{runtime}: the run ended ({exit}) before it was seen running");
-            }
-            std::thread::yield_now();
-        }
+        let driver = spinning_run(home.path(), &manifest, runtime, &id);
         let out = weft(home.path())
             .args(["cancel", &id, "--reason", "enough"])
             .output()
@@ -294,30 +297,7 @@ fn recover_racing_a_live_run_reports_one_outcome_in_both_processes() {
     let manifest = test_steps_manifest(home.path(), &[("spin", "limits = { deadline-ms = 3000 }")]);
     for runtime in RUNTIMES {
         let id = format!("raced-{runtime}");
-        let mut driver = spawn(
-            weft(home.path())
-                .args([
-                    "run",
-                    manifest.to_str().unwrap(),
-                    "--runtime",
-                    runtime,
-                    "--json",
-                ])
-                .args(["--run-id", &id, "--input", r#"{"action": "loop"}"#]),
-        );
-        loop {
-            let out = weft(home.path())
-                .args(["status", &id, "--json"])
-                .output()
-                .unwrap();
-            if out.status.code() == Some(0) && json_of(&out)["status"] == "running" {
-                break;
-            }
-            if let Some(exit) = driver.try_wait().unwrap() {
-                panic!("{runtime}: the run ended ({exit}) before it was seen running");
-            }
-            std::thread::yield_now();
-        }
+        let driver = spinning_run(home.path(), &manifest, runtime, &id);
         let recovered = weft(home.path())
             .args(["recover", "--json"])
             .output()
