@@ -93,6 +93,10 @@ pub(super) struct Orchestrator {
     runs: HashMap<RunId, Active>,
     /// Attempts waiting for their retry time.
     delayed: Delayed,
+    /// Runs that changed this round (a command, a report, a wake-up): only
+    /// they are advanced and checked, so a round costs what changed, not
+    /// the number of runs in memory.
+    touched: HashSet<RunId>,
 }
 
 impl Orchestrator {
@@ -107,6 +111,7 @@ impl Orchestrator {
             bus,
             runs: HashMap::new(),
             delayed: BinaryHeap::new(),
+            touched: HashSet::new(),
         }
     }
 
@@ -199,6 +204,7 @@ impl Orchestrator {
                         active.waiters.push(reply);
                         self.runs.insert(run.clone(), active);
                         self.take(&run, decided);
+                        self.touched.insert(run);
                     }
                     Err(e) => drop(reply.send(Err(e))),
                 }
@@ -226,8 +232,9 @@ impl Orchestrator {
                 active.waiters.push(reply);
                 active.request = Some(request);
                 let applied = apply(active, event);
-                if let Err(e) = applied {
-                    self.broken(&run, e);
+                match applied {
+                    Ok(()) => drop(self.touched.insert(run)),
+                    Err(e) => self.broken(&run, e),
                 }
             }
             Err(e) => {
@@ -315,6 +322,8 @@ impl Orchestrator {
             return;
         };
         active.in_flight.remove(&done.path);
+        // Even a moot report changes something: the run may now be idle.
+        self.touched.insert(done.run.clone());
         for line in &done.executed.logs {
             tracing::info!(run = %done.run, step = %done.path, level = ?line.level, "{}", line.message);
         }
@@ -348,6 +357,7 @@ impl Orchestrator {
                 && active.wake == Some(due)
             {
                 active.wake = None;
+                self.touched.insert(run);
             }
         }
     }
@@ -375,35 +385,38 @@ impl Orchestrator {
         }
     }
 
-    /// Advances every run, commits all new events in one transaction, then
-    /// lets them take effect.
+    /// Advances every run that changed this round, commits all their new
+    /// events in one transaction, then lets them take effect.
     fn advance_and_commit(&mut self) {
         let now = self.clock.now();
-        let runs: Vec<RunId> = self.runs.keys().cloned().collect();
-        for run in runs {
-            let Some(active) = self.runs.get_mut(&run) else {
+        let touched: Vec<RunId> = self.touched.drain().collect();
+        for run in &touched {
+            let Some(active) = self.runs.get_mut(run) else {
                 continue;
             };
             let decided = active.state.advance(now);
-            self.take(&run, decided);
+            self.take(run, decided);
         }
-        let dirty: Vec<RunId> = self
-            .runs
+        let pending = |runs: &HashMap<RunId, Active>, run: &RunId| {
+            runs.get(run).map(|a| !a.pending.is_empty())
+        };
+        let dirty: Vec<RunId> = touched
             .iter()
-            .filter(|(_, a)| !a.pending.is_empty())
-            .map(|(r, _)| r.clone())
+            .filter(|run| pending(&self.runs, run) == Some(true))
+            .cloned()
             .collect();
         self.commit(&dirty);
         // Runs with nothing left to do here (e.g. recovered already finished,
-        // or a refused resume) answer their waiters too.
-        let settled: Vec<RunId> = self
-            .runs
-            .iter()
-            .filter(|(_, a)| a.pending.is_empty() && a.state.status() != RunStatus::Running)
-            .map(|(r, _)| r.clone())
-            .collect();
-        for run in settled {
-            self.take_effect(&run);
+        // a canceled run whose last attempt reported) answer their waiters
+        // and are forgotten when idle.
+        for run in &touched {
+            let settled = self
+                .runs
+                .get(run)
+                .is_some_and(|a| a.pending.is_empty() && a.state.status() != RunStatus::Running);
+            if settled {
+                self.take_effect(run);
+            }
         }
     }
 
