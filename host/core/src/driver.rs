@@ -69,6 +69,25 @@ impl RunState {
                         advance.decide(self, finish.into_event(now))?;
                         progressed = true;
                     }
+                    Work::StartNode { path, input, items } => {
+                        let event = Event::NodeStarted {
+                            path,
+                            input,
+                            items,
+                            at: now,
+                        };
+                        advance.decide(self, event)?;
+                        progressed = true;
+                    }
+                    Work::CompleteNode { path, output } => {
+                        let event = Event::NodeCompleted {
+                            path,
+                            output: output.into(),
+                            at: now,
+                        };
+                        advance.decide(self, event)?;
+                        progressed = true;
+                    }
                     Work::Retry { path, attempt, due } => {
                         let event = Event::StepRetrying {
                             path,

@@ -137,6 +137,32 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A composite node (a `foreach`) starts at `path` with its input. The
+    /// driver decides its fan-out from the input once, here: `items` is the
+    /// number of items (the input array's length), and replay reads the items
+    /// from `input` instead of recomputing them. Rejected unless the run is
+    /// `running`, the path names a node of the workflow and it has not started.
+    NodeStarted {
+        /// The node's address.
+        path: StepPath,
+        /// Its input.
+        input: Arc<Value>,
+        /// A foreach's number of items.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        items: Option<u32>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A composite node completed with `output` (a foreach: the items'
+    /// outputs in item order). Rejected unless it started and has not completed.
+    NodeCompleted {
+        /// The node's address.
+        path: StepPath,
+        /// Its output.
+        output: Arc<Value>,
+        /// When.
+        at: Timestamp,
+    },
     /// The run has nothing left to do but wait for a resume: status `suspended`.
     /// Rejected unless `running`.
     RunSuspended {
@@ -191,6 +217,8 @@ impl Event {
             Self::StepCompleted { .. } => "step-completed",
             Self::StepFailed { .. } => "step-failed",
             Self::StepRetrying { .. } => "step-retrying",
+            Self::NodeStarted { .. } => "node-started",
+            Self::NodeCompleted { .. } => "node-completed",
             Self::StepSuspended { .. } => "step-suspended",
             Self::StepBailed { .. } => "step-bailed",
             Self::RunSuspended { .. } => "run-suspended",
@@ -210,6 +238,8 @@ impl Event {
             | Self::StepCompleted { at, .. }
             | Self::StepFailed { at, .. }
             | Self::StepRetrying { at, .. }
+            | Self::NodeStarted { at, .. }
+            | Self::NodeCompleted { at, .. }
             | Self::StepSuspended { at, .. }
             | Self::StepBailed { at, .. }
             | Self::RunSuspended { at, .. }

@@ -136,6 +136,18 @@ impl StepPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The smallest path (in path order) of anything nested under this one:
+    /// `self/` (not itself a valid path; a bound for range queries).
+    pub(crate) fn children_start(&self) -> Self {
+        Self(format!("{}/", self.0).into())
+    }
+
+    /// The enclosing scope: the path without its last segment (`items[3]`
+    /// for `items[3]/enrich`); `None` at the top level.
+    pub fn scope(&self) -> Option<Self> {
+        self.0.rsplit_once('/').map(|(scope, _)| Self(scope.into()))
+    }
 }
 
 impl fmt::Display for StepPath {

@@ -35,8 +35,8 @@ pub use runner::{
 pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
 pub use state::{
-    Finish, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus, SuspendedStep,
-    Work,
+    Finish, NodeRecord, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus,
+    SuspendedStep, Work,
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{

@@ -6,7 +6,7 @@
 //! - `ready` is a pure function of the state (and the workflow it was built
 //!   for): the same events always yield the same next work, in any runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,7 +18,9 @@ use crate::error::{FailureKind, ResumeError, RunError, StepError, TransitionErro
 use crate::event::Event;
 use crate::id::{RunId, StepId, StepPath, Timestamp};
 use crate::runner::{StepTask, StepView};
-use crate::workflow::{NodeKind, Workflow};
+
+mod flow;
+use crate::workflow::Workflow;
 
 /// Status of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,6 +152,17 @@ pub struct StepRecord {
     pub resume_payload: Option<Value>,
 }
 
+/// A composite node (a foreach) that started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    /// Its address.
+    pub path: StepPath,
+    /// A foreach's items: its input array, split once when it started.
+    pub items: Vec<Arc<Value>>,
+    /// Its output, once completed.
+    pub output: Option<Arc<Value>>,
+}
+
 /// How a run leaves `running` when no step is left to execute.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Finish {
@@ -177,6 +190,22 @@ impl Finish {
 pub enum Work {
     /// Execute a step attempt: append `step-started`, run it, append its result.
     Execute(StepTask),
+    /// Record a composite node's start and fan-out (`node-started`).
+    StartNode {
+        /// The node.
+        path: StepPath,
+        /// Its input.
+        input: Arc<Value>,
+        /// A foreach's number of items.
+        items: Option<u32>,
+    },
+    /// Record a composite node's completion (`node-completed`).
+    CompleteNode {
+        /// The node.
+        path: StepPath,
+        /// Its output.
+        output: Value,
+    },
     /// Record the decision to retry a failed execution (`step-retrying`).
     Retry {
         /// The execution.
@@ -246,7 +275,14 @@ pub struct RunState {
     input: Arc<Value>,
     state: Arc<Value>,
     steps: IndexMap<StepPath, StepRecord>,
+    /// Composite nodes that started (foreach), by address.
+    nodes: HashMap<StepPath, NodeRecord>,
+    /// Scopes (foreach items) in which something started.
+    scopes: HashSet<StepPath>,
+    /// Outputs of successful top-level executions, by node id.
     results: Arc<BTreeMap<StepId, Arc<Value>>>,
+    /// Outputs of successful executions in nested scopes, by address.
+    scoped: BTreeMap<StepPath, Arc<Value>>,
     output: Option<Value>,
     error: Option<RunError>,
     applied: u64,
@@ -262,7 +298,10 @@ impl RunState {
             input: Arc::new(Value::Null),
             state: Arc::new(Value::Null),
             steps: IndexMap::new(),
+            nodes: HashMap::new(),
+            scopes: HashSet::new(),
             results: Arc::default(),
+            scoped: BTreeMap::new(),
             output: None,
             error: None,
             applied: 0,
@@ -319,13 +358,42 @@ impl RunState {
         self.applied
     }
 
-    /// What a step of this run can read through the host imports.
-    pub fn view(&self) -> StepView {
+    /// What the execution at `path` can read through the host imports.
+    ///
+    /// `step-result(id)` resolves lexically: a result of node `id` in the
+    /// execution's own scope (the same foreach item) first, then in each
+    /// enclosing scope out to the top level — never "whichever ran last".
+    pub fn view(&self, path: &StepPath) -> StepView {
+        let mut results = Arc::clone(&self.results);
+        let mut scope = path.scope();
+        let mut scopes = Vec::new();
+        while let Some(s) = scope {
+            scope = s.scope();
+            scopes.push(s);
+        }
+        // Outermost first, so that inner scopes override.
+        for scope in scopes.iter().rev() {
+            let start = scope.children_start();
+            let prefix = start.as_str();
+            let inner = self
+                .scoped
+                .range(start.clone()..)
+                .take_while(|(p, _)| p.as_str().starts_with(prefix))
+                .filter(|(p, _)| !p.as_str()[prefix.len()..].contains('/'));
+            for (p, output) in inner {
+                Arc::make_mut(&mut results).insert(node_id(p), Arc::clone(output));
+            }
+        }
         StepView {
             workflow_input: Arc::clone(&self.input),
             state: Arc::clone(&self.state),
-            results: Arc::clone(&self.results),
+            results,
         }
+    }
+
+    /// The composite node started at `path`, if it did.
+    pub fn node(&self, path: &StepPath) -> Option<&NodeRecord> {
+        self.nodes.get(path)
     }
 
     fn reject(&self, event: &Event, reason: impl Into<String>) -> TransitionError {
@@ -452,6 +520,33 @@ impl RunState {
                     None => Err(self.reject(event, format!("step `{path}` has not started"))),
                 }
             }
+            Event::NodeStarted {
+                path, input, items, ..
+            } => {
+                self.require_running(event)?;
+                if self.nodes.contains_key(path) {
+                    return Err(self.reject(event, format!("node `{path}` has already started")));
+                }
+                if !self.workflow.has_path(path) {
+                    return Err(self.reject(event, format!("the workflow has no node `{path}`")));
+                }
+                let len = input.as_array().map(|a| a.len() as u64);
+                if items.map(u64::from) != len {
+                    return Err(self.reject(
+                        event,
+                        format!("node `{path}`: {items:?} items for an input of {len:?}"),
+                    ));
+                }
+                Ok(())
+            }
+            Event::NodeCompleted { path, .. } => {
+                self.require_running(event)?;
+                match self.nodes.get(path) {
+                    Some(node) if node.output.is_none() => Ok(()),
+                    Some(_) => Err(self.reject(event, format!("node `{path}` has completed"))),
+                    None => Err(self.reject(event, format!("node `{path}` has not started"))),
+                }
+            }
             Event::RunSuspended { .. } | Event::RunCompleted { .. } | Event::RunFailed { .. } => {
                 self.require_running(event)
             }
@@ -492,6 +587,13 @@ impl RunState {
                 input,
                 at,
             } => {
+                let mut scope = path.scope();
+                while let Some(s) = scope {
+                    scope = s.scope();
+                    if !self.scopes.insert(s) {
+                        break;
+                    }
+                }
                 let record = self
                     .steps
                     .entry(path.clone())
@@ -530,8 +632,11 @@ impl RunState {
                 record.status = StepStatus::Success;
                 record.output = Some(Arc::clone(output));
                 record.ended_at = Some(*at);
-                let node = node_id(path);
-                Arc::make_mut(&mut self.results).insert(node, Arc::clone(output));
+                if path.scope().is_some() {
+                    self.scoped.insert(path.clone(), Arc::clone(output));
+                } else {
+                    Arc::make_mut(&mut self.results).insert(node_id(path), Arc::clone(output));
+                }
             }
             Event::StepFailed { path, error, at } => {
                 let record = &mut self.steps[path];
@@ -569,6 +674,25 @@ impl RunState {
                 record.status = StepStatus::Bailed;
                 record.output = Some(Arc::new(output.clone()));
                 record.ended_at = Some(*at);
+            }
+            Event::NodeStarted { path, input, .. } => {
+                let items = input
+                    .as_array()
+                    .map(|items| items.iter().cloned().map(Arc::new).collect())
+                    .unwrap_or_default();
+                self.nodes.insert(
+                    path.clone(),
+                    NodeRecord {
+                        path: path.clone(),
+                        items,
+                        output: None,
+                    },
+                );
+            }
+            Event::NodeCompleted { path, output, .. } => {
+                if let Some(node) = self.nodes.get_mut(path) {
+                    node.output = Some(Arc::clone(output));
+                }
             }
             Event::RunSuspended { .. } => self.status = RunStatus::Suspended,
             Event::RunResumed { path, payload, .. } => {
@@ -632,6 +756,7 @@ impl RunState {
         path: StepPath,
         step: &StepId,
         input: &Arc<Value>,
+        iteration: Option<u32>,
     ) -> StepTask {
         let run = self
             .run
@@ -671,7 +796,7 @@ impl RunState {
             input,
             resume_payload,
             suspend_payload,
-            iteration: None,
+            iteration,
             not_before,
         }
     }
@@ -683,72 +808,16 @@ impl RunState {
         self.steps
             .values()
             .filter(|r| r.status == StepStatus::Running)
-            .map(|r| self.task(Some(r), r.path.clone(), &r.step, &r.input))
+            .map(|r| {
+                self.task(
+                    Some(r),
+                    r.path.clone(),
+                    &r.step,
+                    &r.input,
+                    iteration_of(&r.path),
+                )
+            })
             .collect()
-    }
-
-    /// The work that is ready now. Empty when the run is not running or
-    /// waits for a step in flight.
-    pub fn ready(&self) -> Vec<Work> {
-        if self.status != RunStatus::Running {
-            return Vec::new();
-        }
-        let null = Arc::new(Value::Null);
-        let mut previous: &Arc<Value> = &self.input;
-        for node in self.workflow.flow() {
-            let NodeKind::Step { step } = &node.kind else {
-                // `WorkflowBuilder::build` rejects every other node kind.
-                let error = StepError::host(
-                    FailureKind::Host,
-                    format!("`{}` nodes are not implemented", node.kind.name()),
-                );
-                return vec![Work::Finish(Finish::Failed(RunError { step: None, error }))];
-            };
-            let path = StepPath::root(&node.id);
-            let Some(record) = self.steps.get(&path) else {
-                return vec![Work::Execute(self.task(None, path, step, previous))];
-            };
-            match record.status {
-                StepStatus::Success => {
-                    previous = record.output.as_ref().unwrap_or(&null);
-                }
-                // A canceled run is not running: `ready` returned above.
-                StepStatus::Running | StepStatus::Canceled => return Vec::new(),
-                StepStatus::Retrying | StepStatus::Resumed => {
-                    return vec![Work::Execute(self.task(Some(record), path, step, previous))];
-                }
-                StepStatus::Suspended => {
-                    return vec![Work::Finish(Finish::Suspended(self.suspended_paths()))];
-                }
-                StepStatus::Failed if self.retries(record) => {
-                    let policy = self
-                        .workflow
-                        .step(step)
-                        .map(|s| s.retry)
-                        .unwrap_or_default();
-                    let failed_at = record.ended_at.unwrap_or(record.started_at);
-                    return vec![Work::Retry {
-                        path,
-                        attempt: record.attempt + 1,
-                        due: failed_at.plus_millis(policy.delay_before(record.attempt + 1)),
-                    }];
-                }
-                StepStatus::Failed => {
-                    let error = record.error.clone().unwrap_or_else(|| {
-                        StepError::host(FailureKind::Host, "step failed without an error")
-                    });
-                    return vec![Work::Finish(Finish::Failed(RunError {
-                        step: Some(path),
-                        error,
-                    }))];
-                }
-                StepStatus::Bailed => {
-                    let output = record.output.as_ref().unwrap_or(&null);
-                    return vec![Work::Finish(self.finish_with(output, Some(path)))];
-                }
-            }
-        }
-        vec![Work::Finish(self.finish_with(previous, None))]
     }
 
     fn finish_with(&self, output: &Value, step: Option<StepPath>) -> Finish {
@@ -924,6 +993,14 @@ impl RunState {
             state: (*self.state).clone(),
         }
     }
+}
+
+/// The index of the innermost foreach item `path` runs in, if any.
+fn iteration_of(path: &StepPath) -> Option<u32> {
+    let scope = path.scope()?;
+    let last = scope.as_str().rsplit('/').next()?;
+    let index = last.strip_suffix(']')?.rsplit_once('[')?.1;
+    index.parse().ok()
 }
 
 /// The node id of the last segment of `path` (without an iteration index):

@@ -350,6 +350,7 @@ fn check_flow(
                     });
                 }
             }
+            NodeKind::Foreach { body, .. } => check_flow(body, &format!("{here}.foreach"), steps)?,
             other => {
                 return Err(GraphError::NotImplemented {
                     at: here,

@@ -245,7 +245,7 @@ impl DefaultRuntime {
                 match effect {
                     Effect::Execute(task) => {
                         executed_any = true;
-                        let view = run.state.view();
+                        let view = run.state.view(&task.path);
                         let executed = execute_step(
                             &workflow.workflow,
                             &*workflow.runner,

@@ -66,6 +66,8 @@ struct Fixture {
     output_schema: Option<Value>,
     input_schema: Option<Value>,
     clock: Option<Arc<dyn Clock>>,
+    /// The flow; by default one step node per step, in order.
+    flow: Option<Vec<Node>>,
 }
 
 impl Fixture {
@@ -76,6 +78,7 @@ impl Fixture {
             output_schema: None,
             input_schema: None,
             clock: None,
+            flow: None,
         }
     }
 
@@ -96,14 +99,15 @@ impl Fixture {
     }
 
     fn build(self, kind: Kind) -> (Driver, Arc<FnRunner>) {
-        let flow = self
-            .defs
-            .iter()
-            .map(|d| Node {
-                id: d.id.clone(),
-                kind: NodeKind::Step { step: d.id.clone() },
-            })
-            .collect();
+        let flow = self.flow.unwrap_or_else(|| {
+            self.defs
+                .iter()
+                .map(|d| Node {
+                    id: d.id.clone(),
+                    kind: NodeKind::Step { step: d.id.clone() },
+                })
+                .collect()
+        });
         let workflow = WorkflowBuilder {
             id: id("wf"),
             description: None,
@@ -696,4 +700,5 @@ on_both_runtimes!(
 
 // After the macro: they use it too.
 mod claims;
+mod foreach;
 mod orchestrator;

@@ -129,6 +129,8 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         }),
         Event::RunCanceled { .. } => Some(StepUpdate::Canceled),
         Event::RunStarted { .. }
+        | Event::NodeStarted { .. }
+        | Event::NodeCompleted { .. }
         | Event::Custom { .. }
         | Event::RunSuspended { .. }
         | Event::RunCompleted { .. }

@@ -474,7 +474,7 @@ impl Orchestrator {
         active.pending.clear();
         active.request = None;
         for task in active.to_dispatch.drain(..) {
-            let view = active.state.view();
+            let view = active.state.view(&task.path);
             self.bus.dispatch(WorkItem {
                 workflow: Arc::clone(&active.workflow),
                 task,
