@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use weft_core::Workflow;
 use weft_manifest::Manifest;
-use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+use weft_sandbox::{Sandbox, SandboxConfig, SandboxError, WorkflowSteps};
 
 use crate::exit::Failure;
 use crate::home::Home;
@@ -41,17 +41,17 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
     })
     .context("cannot start the sandbox")
     .map_err(Failure::other)?;
-    // Load step by step first so that an error points at that step's
-    // `component` field; `WorkflowSteps::load` then finds every component
-    // in the sandbox's in-memory cache.
-    for step in manifest.workflow().steps() {
-        sandbox
-            .load_file(Path::new(&step.component), &step.grants)
-            .map_err(|e| manifest.error_at(&format!("steps.{}.component", step.id), e.to_string()))
-            .map_err(Failure::invalid)?;
-    }
+    // Each distinct component file is read, hashed and compiled once; an
+    // error points at the failing step's `component` field.
     let steps = WorkflowSteps::load(&sandbox, manifest.workflow())
-        .context("cannot load the workflow's components")
+        .map_err(|e| -> anyhow::Error {
+            match e {
+                SandboxError::Step { step, error, .. } => manifest
+                    .error_at(&format!("steps.{step}.component"), error.to_string())
+                    .into(),
+                other => anyhow::Error::new(other).context("cannot load the workflow's components"),
+            }
+        })
         .map_err(Failure::invalid)?;
     let sha256 = hex::encode(Sha256::digest(manifest.text()));
     Ok(Loaded {

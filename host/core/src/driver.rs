@@ -98,12 +98,12 @@ impl RunState {
                         advance.decide(self, event)?;
                         progressed = true;
                     }
-                    Work::Execute(task) => {
+                    Work::Execute(mut task) => {
                         if let Some(due) = task.not_before.filter(|due| *due > now) {
                             wake = Some(wake.map_or(due, |w| w.min(due)));
                             continue;
                         }
-                        advance.decide(self, started(&task, now))?;
+                        advance.decide(self, started(&mut task, now))?;
                         advance.effects.push(Effect::Execute(task));
                         progressed = true;
                     }
@@ -127,8 +127,8 @@ impl RunState {
     /// As [`RunState::advance`].
     pub fn redeliver(&mut self, now: Timestamp) -> Result<Advance, TransitionError> {
         let mut advance = Advance::default();
-        for task in self.in_flight() {
-            advance.decide(self, started(&task, now))?;
+        for mut task in self.in_flight() {
+            advance.decide(self, started(&mut task, now))?;
             advance.effects.push(Effect::Execute(task));
         }
         let next = self.advance(now)?;
@@ -146,7 +146,9 @@ impl RunState {
     }
 }
 
-fn started(task: &StepTask, now: Timestamp) -> Event {
+/// The `step-started` event of `task` at `now`, which becomes the task's start.
+fn started(task: &mut StepTask, now: Timestamp) -> Event {
+    task.started_at = now;
     Event::StepStarted {
         path: task.path.clone(),
         step: task.step.clone(),
@@ -212,6 +214,10 @@ mod tests {
         let first = state.advance(Timestamp(10)).unwrap();
         assert_eq!(names(&first), ["step-started"]);
         assert!(matches!(&first.effects[..], [Effect::Execute(t)] if t.attempt == 1));
+        // The task carries its `step-started` time (the sandbox's wall clock).
+        assert!(
+            matches!(&first.effects[..], [Effect::Execute(t)] if t.started_at == Timestamp(10))
+        );
         // Nothing new until the attempt reports.
         assert_eq!(state.advance(Timestamp(11)).unwrap(), Advance::default());
         let path = StepPath::root(&id("a"));
@@ -258,6 +264,9 @@ mod tests {
         let due = state.advance(Timestamp(6_000)).unwrap();
         assert_eq!(names(&due), ["step-started"]);
         assert!(matches!(&due.effects[..], [Effect::Execute(t)] if t.attempt == 2));
+        assert!(
+            matches!(&due.effects[..], [Effect::Execute(t)] if t.started_at == Timestamp(6_000))
+        );
     }
 
     fn failure(at: u64) -> Event {

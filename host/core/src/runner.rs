@@ -36,6 +36,12 @@ pub struct StepTask {
     pub iteration: Option<u32>,
     /// Do not start before this time (retry delays).
     pub not_before: Option<Timestamp>,
+    /// When this attempt started: the `at` of the `step-started` event the
+    /// driver decided with it (set by [`crate::RunState::advance`] and
+    /// [`crate::RunState::redeliver`]). The sandbox's deterministic wall
+    /// clock reads it.
+    #[serde(default)]
+    pub started_at: Timestamp,
 }
 
 /// What a step can read of its run through the host imports. Cheap to clone.

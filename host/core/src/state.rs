@@ -798,6 +798,8 @@ impl RunState {
             suspend_payload,
             iteration,
             not_before,
+            // Set by the driver when it decides the attempt's `step-started`.
+            started_at: Timestamp::default(),
         }
     }
 

@@ -24,17 +24,22 @@ use crate::schema::{Schema, SchemaError};
 #[serde(transparent)]
 pub struct Expr(pub String);
 
-/// A WASI capability a step may be granted. Nothing is granted by default;
-/// a component importing an interface that is not granted is rejected at load.
+/// A WASI capability a step may be granted. Nothing is granted by default:
+/// a step may import WASI 0.2's cli, io, clocks, random, filesystem and
+/// sockets interfaces without grants, but they are virtualised (no files, no
+/// network, no environment, stdout/stderr discarded, deterministic clocks and
+/// random numbers); a grant makes one area real.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Grant {
-    /// `wasi:cli` stdin (empty), stdout and stderr (captured into the run log),
-    /// an empty environment, `exit`, and the `wasi:io` streams they need.
+    /// `wasi:cli` stdout and stderr captured into the run log (stdin and the
+    /// environment stay empty).
     Stdio,
-    /// `wasi:clocks` wall clock and monotonic clock.
+    /// The host's `wasi:clocks` wall clock and monotonic clock (else the wall
+    /// clock is the attempt's start and the monotonic clock starts at 0).
     Clocks,
-    /// `wasi:random` (secure and insecure random numbers).
+    /// The host's `wasi:random` generators (else a generator seeded by the
+    /// idempotency key and the attempt).
     Random,
 }
 

@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         suspend_payload: None,
         iteration: None,
         not_before: None,
+        started_at: weft_core::Timestamp::default(),
     };
     let view = StepView::default();
     let limits = Limits::default();

@@ -14,15 +14,13 @@ use crate::bindings::{self, Outcome, StepContext, StepPre};
 use crate::cache::{ContentHash, LoadedFrom};
 use crate::deadline::{Deadline, EPOCH_TICK, EpochTicker, TickSchedule};
 use crate::host::{HostState, Leftovers, MemoryCap};
-use crate::imports::NeededGrants;
 use crate::outcome::{self, hostcall_budget, outcome_of, step_error_of};
+use crate::wasi::{AttemptWasi, WasiGrants};
 
 /// What the sandbox keeps per distinct component content, whatever the grants.
 pub(crate) struct Compiled {
     /// Pre-instantiated against the sandbox's linker, `run` type-checked.
     pub(crate) pre: StepPre<HostState>,
-    /// Its imports that need a grant.
-    pub(crate) needs: NeededGrants,
     pub(crate) hash: ContentHash,
 }
 
@@ -31,7 +29,7 @@ pub(crate) struct Compiled {
 pub struct StepComponent {
     compiled: Arc<Compiled>,
     name: String,
-    capture_stdio: bool,
+    grants: WasiGrants,
     loaded_from: LoadedFrom,
     // Deadlines need the epoch to advance for as long as the component exists.
     _ticker: Arc<EpochTicker>,
@@ -42,7 +40,7 @@ impl std::fmt::Debug for StepComponent {
         f.debug_struct("StepComponent")
             .field("name", &self.name)
             .field("content_hash", &self.compiled.hash)
-            .field("capture_stdio", &self.capture_stdio)
+            .field("grants", &self.grants)
             .field("loaded_from", &self.loaded_from)
             .finish_non_exhaustive()
     }
@@ -58,14 +56,14 @@ impl StepComponent {
     pub(crate) fn new(
         compiled: Arc<Compiled>,
         name: String,
-        capture_stdio: bool,
+        grants: WasiGrants,
         loaded_from: LoadedFrom,
         ticker: Arc<EpochTicker>,
     ) -> Self {
         Self {
             compiled,
             name,
-            capture_stdio,
+            grants,
             loaded_from,
             _ticker: ticker,
         }
@@ -118,7 +116,7 @@ impl StepComponent {
         let pre = &self.compiled.pre;
         let mut store = Store::new(
             pre.engine(),
-            HostState::new(view, limits, self.capture_stdio),
+            HostState::new(view, limits, AttemptWasi::new(self.grants, task, limits)),
         );
         store.limiter(|state| &mut state.memory);
         if let Err(error) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {

@@ -5,9 +5,7 @@
 
 use std::path::PathBuf;
 
-use weft_core::{Grant, StepId};
-
-use crate::imports::grant_name;
+use weft_core::StepId;
 
 /// Why the sandbox could not be created or a component could not be loaded.
 /// `component` fields name the component: its path for files, the name given
@@ -60,30 +58,31 @@ pub enum SandboxError {
         reason: String,
     },
 
-    /// The component imports a WASI interface the step is not granted.
+    /// The component imports interfaces steps can never use (read from its
+    /// binary before it is compiled). Every one is named.
     #[error(
-        "`{component}` imports `{import}`, which needs the `{}` grant; add it to the step's \
-         grants or rebuild the component without it",
-        grant_name(*.grant)
+        "`{component}` imports {} steps cannot use: {}",
+        count(imports.len()),
+        list(imports)
     )]
-    ImportNotGranted {
+    ImportsDenied {
         /// The component.
         component: String,
-        /// The full import name, e.g. `wasi:random/random@0.2.6`.
-        import: String,
-        /// The grant that would allow it.
-        grant: Grant,
+        /// Every refused import, in the component's order.
+        imports: Vec<DeniedImport>,
     },
 
-    /// The component imports something steps can never use.
-    #[error("`{component}` imports `{import}`, which steps cannot use: {reason}")]
-    ImportDenied {
+    /// The component uses the component model's async ABI, which the
+    /// sandbox does not run (see the README's decisions).
+    #[error(
+        "`{component}` uses the component model's async ABI ({what}), which weft does not run: \
+         build it synchronously (e.g. `componentize-qjs --sync`, or without async exports)"
+    )]
+    Async {
         /// The component.
         component: String,
-        /// The full import name, e.g. `wasi:filesystem/types@0.2.6`.
-        import: String,
-        /// Why.
-        reason: &'static str,
+        /// The first async construct found, e.g. `task.return`.
+        what: String,
     },
 
     /// The component's exports (or its use of `weft:step/host`) do not match
@@ -128,4 +127,29 @@ pub enum SandboxError {
         /// Why.
         error: Box<SandboxError>,
     },
+}
+
+/// One import a step may not use, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedImport {
+    /// The full import name, e.g. `wasi:http/outgoing-handler@0.2.6`.
+    pub import: String,
+    /// Why it is refused.
+    pub reason: &'static str,
+}
+
+fn count(n: usize) -> String {
+    if n == 1 {
+        "an interface".to_owned()
+    } else {
+        format!("{n} interfaces")
+    }
+}
+
+fn list(imports: &[DeniedImport]) -> String {
+    imports
+        .iter()
+        .map(|d| format!("`{}` ({})", d.import, d.reason))
+        .collect::<Vec<_>>()
+        .join("; ")
 }

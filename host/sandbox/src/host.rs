@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::Value;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use weft_core::{CustomEvent, FailureKind, Limits, LogLevel, LogLine, StepError, StepId, StepView};
 
 use crate::bindings::{self, Json};
 use crate::outcome::truncated;
-use crate::stdio::{Capture, CapturePipe};
+use crate::stdio::Capture;
+use crate::wasi::{self, AttemptWasi};
 
 /// The store data of one attempt.
 pub(crate) struct HostState {
@@ -32,8 +33,8 @@ pub(crate) struct HostState {
     logs: Vec<LogLine>,
     violation: Option<StepError>,
     pub(crate) memory: MemoryCap,
-    /// Whether guest stdout/stderr go to the log (else they are discarded).
-    capture_stdio: bool,
+    /// What the attempt's WASI context is built from, on first use.
+    wasi_setup: AttemptWasi,
     capture: Option<Arc<Mutex<Capture>>>,
     wasi: Option<Wasi>,
 }
@@ -53,7 +54,7 @@ pub(crate) struct Leftovers {
 }
 
 impl HostState {
-    pub(crate) fn new(view: &StepView, limits: &Limits, capture_stdio: bool) -> Self {
+    pub(crate) fn new(view: &StepView, limits: &Limits, wasi_setup: AttemptWasi) -> Self {
         Self {
             view: view.clone(),
             limits: *limits,
@@ -62,7 +63,7 @@ impl HostState {
             logs: Vec::new(),
             violation: None,
             memory: MemoryCap::new(limits.memory_bytes),
-            capture_stdio,
+            wasi_setup,
             capture: None,
             wasi: None,
         }
@@ -232,18 +233,15 @@ impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         // Built on the first WASI call only: most steps never make one.
         let wasi = self.wasi.get_or_insert_with(|| {
-            let mut builder = WasiCtxBuilder::new();
-            if self.capture_stdio {
-                let capture = Arc::new(Mutex::new(Capture::new(
+            let capture = self.wasi_setup.captures_stdio().then(|| {
+                Arc::new(Mutex::new(Capture::new(
                     usize::try_from(self.limits.max_event_bytes).unwrap_or(usize::MAX),
                     self.limits.max_events as usize,
-                )));
-                builder.stdout(CapturePipe::stdout(capture.clone()));
-                builder.stderr(CapturePipe::stderr(capture.clone()));
-                self.capture = Some(capture);
-            }
+                )))
+            });
+            self.capture = capture.clone();
             Wasi {
-                ctx: builder.build(),
+                ctx: wasi::attempt_ctx(&self.wasi_setup, capture),
                 table: ResourceTable::new(),
             }
         });

@@ -4,8 +4,8 @@
 //! [`Linker`](wasmtime::component::Linker) of the process. It loads step
 //! components ([`Sandbox::load_file`], [`Sandbox::load_bytes`]): it compiles
 //! each distinct content once (optionally through an on-disk cache of
-//! precompiled artifacts), checks the component's imports against the step's
-//! [`Grant`](weft_core::Grant)s, checks that it implements the world
+//! precompiled artifacts) after checking its imports against the import
+//! policy (read from the binary, before compiling), checks that it implements the world
 //! `weft:step/step@0.1.0` (`wit/step.wit`), and pre-instantiates it. A loaded
 //! [`StepComponent`] then runs any number of attempts, each in a fresh store
 //! and instance, under the step's [`Limits`](weft_core::Limits): a wall-clock
@@ -26,15 +26,21 @@
 //!   runtimes' and `weft-core`'s job; the sandbox only checks that payloads
 //!   are JSON and within their size limits;
 //! - give steps filesystem, network or HTTP access, host environment
-//!   variables or the host terminal: the only WASI interfaces a step can
-//!   import are stdio (captured into its log), clocks and random numbers,
-//!   each only when granted;
+//!   variables or the host terminal: WASI 0.2 (cli, io, clocks, random,
+//!   filesystem, sockets) is linked but virtualised, deny-by-default — no
+//!   preopened directory, inert sockets, an empty environment, stdout and
+//!   stderr discarded unless granted `stdio`, deterministic clocks and random
+//!   numbers unless granted `clocks`/`random` (see `wasi`); `wasi:http` and
+//!   anything else are refused at load;
+//! - run the component model's async ABI: such components are refused at
+//!   load with a message saying to build them synchronously;
 //! - run guests asynchronously: a step occupies its calling thread until it
 //!   returns, traps or hits its deadline. Only guest code is interrupted at
-//!   the deadline; a granted blocking WASI call (e.g. polling a clock) is not;
+//!   the deadline; a blocking WASI call (e.g. polling a clock) is not;
 //! - evict anything from its compile cache: a process loads a bounded set of
 //!   components.
 
+mod binary;
 mod bindings;
 mod cache;
 mod component;
@@ -46,10 +52,11 @@ mod outcome;
 mod sandbox;
 mod stdio;
 mod steps;
+mod wasi;
 
 pub use cache::LoadedFrom;
 pub use component::StepComponent;
-pub use error::SandboxError;
+pub use error::{DeniedImport, SandboxError};
 pub use imports::STEP_WORLD;
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use steps::WorkflowSteps;

@@ -8,13 +8,15 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use weft_core::{Grant, Limits};
 
+use crate::binary::{self, WasmLayer};
 use crate::bindings::{Step, StepPre};
 use crate::cache::{ContentHash, DiskCache, LoadedFrom, MemoryCache};
 use crate::component::{Compiled, StepComponent};
 use crate::deadline::EpochTicker;
 use crate::error::SandboxError;
 use crate::host::HostState;
-use crate::imports::NeededGrants;
+use crate::imports;
+use crate::wasi::WasiGrants;
 
 /// Linear memory pages the pooling allocator keeps resident (and resets with
 /// `PAGEMAP_SCAN` + memset) between instances, instead of unmapping them.
@@ -95,8 +97,9 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         Step::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             .map_err(engine_error)?;
-        // All of WASI 0.2 is linked once; the import policy decides, per
-        // component and grants, what a step may actually import.
+        // WASI 0.2 is linked once, virtualised (see `wasi`): each attempt's
+        // context gives only what its step is granted, and the import policy
+        // refuses the rest (e.g. `wasi:http`) at load.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
 
         let disk = config.cache_dir.map(|dir| DiskCache::new(dir, &engine));
@@ -148,67 +151,132 @@ impl Sandbox {
         path: &Path,
         grants: &[Grant],
     ) -> Result<Arc<StepComponent>, SandboxError> {
-        let bytes = std::fs::read(path).map_err(|error| SandboxError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
-        self.load_bytes(&bytes, &path.display().to_string(), grants)
+        let (compiled, loaded_from) = self.prepare_file(path)?;
+        Ok(self.step_component(compiled, &path.display().to_string(), grants, loaded_from))
     }
 
     /// Loads a component (or a core module carrying wit-bindgen's component
-    /// metadata, which is encoded into a component first) for a step granted
-    /// `grants`. Each distinct content is compiled once (or read from the
-    /// on-disk cache), checked against the import policy and the world
-    /// `weft:step/step@0.1.0`, and pre-instantiated; loading it again is cheap.
+    /// metadata, which is encoded into a component first, with the WASI
+    /// preview1 adapter if it imports `wasi_snapshot_preview1`) for a step
+    /// granted `grants`. Each distinct content is checked against the import
+    /// policy *before* it is compiled, then compiled once (or read from the
+    /// on-disk cache), checked against the world `weft:step/step@0.1.0`, and
+    /// pre-instantiated; loading it again is cheap. The grants do not change
+    /// what a component may import, only what its WASI imports give (see the
+    /// crate's `wasi` module).
     ///
     /// # Errors
     /// [`SandboxError::NotWasm`], [`SandboxError::Encode`] or
     /// [`SandboxError::Compile`] when the bytes are not a usable component;
-    /// [`SandboxError::ImportDenied`] or [`SandboxError::ImportNotGranted`]
-    /// when it imports something the step may not use;
-    /// [`SandboxError::NotAStep`] when it does not implement the world;
-    /// [`SandboxError::Link`] when an import has another type than the host's.
+    /// [`SandboxError::ImportsDenied`] when it imports anything steps may not
+    /// use (naming every such import); [`SandboxError::Async`] when it uses
+    /// the component model's async ABI; [`SandboxError::NotAStep`] when it
+    /// does not implement the world; [`SandboxError::Link`] when an import
+    /// has another type than the host's.
     pub fn load_bytes(
         &self,
         bytes: &[u8],
         name: &str,
         grants: &[Grant],
     ) -> Result<Arc<StepComponent>, SandboxError> {
-        let hash = ContentHash::of(bytes);
-        let (compiled, loaded_from) = match self.compiled.get(&hash) {
-            Some(compiled) => (compiled, LoadedFrom::Memory),
-            None => {
-                let (compiled, from) = self.compile(bytes, name, hash)?;
-                (self.compiled.insert(hash, Arc::new(compiled)), from)
-            }
-        };
-        compiled.needs.check(name, grants)?;
-        tracing::debug!(component = name, %hash, ?loaded_from, "component loaded");
-        Ok(Arc::new(StepComponent::new(
-            compiled,
-            name.to_owned(),
-            grants.contains(&Grant::Stdio),
-            loaded_from,
-            self.ticker.clone(),
-        )))
+        let (compiled, loaded_from) = self.prepare(bytes, name)?;
+        Ok(self.step_component(compiled, name, grants, loaded_from))
     }
 
-    /// Compiles (or loads from disk) and checks everything that does not
-    /// depend on the grants.
+    /// Reads, hashes and prepares a component file (whatever the grants).
+    pub(crate) fn prepare_file(
+        &self,
+        path: &Path,
+    ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
+        let bytes = std::fs::read(path).map_err(|error| SandboxError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        self.prepare(&bytes, &path.display().to_string())
+    }
+
+    /// A prepared component for a step with `grants`.
+    pub(crate) fn step_component(
+        &self,
+        compiled: Arc<Compiled>,
+        name: &str,
+        grants: &[Grant],
+        loaded_from: LoadedFrom,
+    ) -> Arc<StepComponent> {
+        tracing::debug!(component = name, hash = %compiled.hash, ?loaded_from, "component loaded");
+        Arc::new(StepComponent::new(
+            compiled,
+            name.to_owned(),
+            WasiGrants::of(grants),
+            loaded_from,
+            self.ticker.clone(),
+        ))
+    }
+
+    /// Everything about a component that does not depend on the grants,
+    /// once per distinct content.
+    fn prepare(
+        &self,
+        bytes: &[u8],
+        name: &str,
+    ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
+        let hash = ContentHash::of(bytes);
+        if let Some(compiled) = self.compiled.get(&hash) {
+            return Ok((compiled, LoadedFrom::Memory));
+        }
+        let (compiled, from) = self.compile(bytes, name, hash)?;
+        Ok((self.compiled.insert(hash, Arc::new(compiled)), from))
+    }
+
+    /// Checks the imports, then compiles (or loads from disk), checks the
+    /// exports and pre-instantiates.
     fn compile(
         &self,
         bytes: &[u8],
         name: &str,
         hash: ContentHash,
     ) -> Result<(Compiled, LoadedFrom), SandboxError> {
+        let layer = binary::layer(bytes).ok_or_else(|| SandboxError::NotWasm {
+            component: name.to_owned(),
+        })?;
+        let from_core = layer == WasmLayer::Core;
         let cached = self
             .disk
             .as_ref()
             .and_then(|disk| disk.load(&self.engine, &hash));
         let (component, loaded_from) = match cached {
-            Some(component) => (component, LoadedFrom::Disk),
+            // Artifacts are only written for components that passed the
+            // checks below, by this same crate version (see `cache`); the
+            // import policy is applied again to the compiled type.
+            Some(component) => {
+                let ty = component.component_type();
+                imports::check(name, ty.imports(&self.engine).map(|(import, _)| import))?;
+                (component, LoadedFrom::Disk)
+            }
             None => {
-                let component = self.compile_bytes(bytes, name)?;
+                let encoded;
+                let component_bytes = match layer {
+                    WasmLayer::Component => bytes,
+                    WasmLayer::Core => {
+                        encoded = binary::encode_core(bytes, name)?;
+                        &encoded[..]
+                    }
+                };
+                // Before compiling: a refused component costs no Cranelift time.
+                let inspection = binary::inspect_component(component_bytes, name)?;
+                imports::check(name, inspection.imports.iter().map(String::as_str))?;
+                if let Some(what) = inspection.uses_async {
+                    return Err(SandboxError::Async {
+                        component: name.to_owned(),
+                        what: what.to_owned(),
+                    });
+                }
+                let component = Component::new(&self.engine, component_bytes).map_err(|error| {
+                    SandboxError::Compile {
+                        component: name.to_owned(),
+                        reason: format!("{error:#}"),
+                    }
+                })?;
                 if let Some(disk) = &self.disk {
                     disk.store(&hash, &component);
                 }
@@ -216,9 +284,6 @@ impl Sandbox {
             }
         };
 
-        let ty = component.component_type();
-        let needs = NeededGrants::of(name, ty.imports(&self.engine).map(|(import, _)| import))?;
-        let from_core = matches!(wasm_layer(bytes), Some(WasmLayer::Core));
         check_run_export(&self.engine, &component, name, from_core)?;
         let pre = self
             .linker
@@ -232,48 +297,7 @@ impl Sandbox {
             component: name.to_owned(),
             reason: format!("{error:#}"),
         })?;
-        Ok((Compiled { pre, needs, hash }, loaded_from))
-    }
-
-    fn compile_bytes(&self, bytes: &[u8], name: &str) -> Result<Component, SandboxError> {
-        let encoded;
-        let component = match wasm_layer(bytes) {
-            Some(WasmLayer::Component) => bytes,
-            Some(WasmLayer::Core) => {
-                encoded = wit_component::ComponentEncoder::default()
-                    .module(bytes)
-                    .and_then(|encoder| encoder.validate(true).encode())
-                    .map_err(|error| SandboxError::Encode {
-                        component: name.to_owned(),
-                        reason: format!("{error:#}"),
-                    })?;
-                &encoded[..]
-            }
-            None => {
-                return Err(SandboxError::NotWasm {
-                    component: name.to_owned(),
-                });
-            }
-        };
-        Component::new(&self.engine, component).map_err(|error| SandboxError::Compile {
-            component: name.to_owned(),
-            reason: format!("{error:#}"),
-        })
-    }
-}
-
-enum WasmLayer {
-    Core,
-    Component,
-}
-
-/// Whether `bytes` are a core module or a component, from the binary header
-/// (magic, 2-byte version, 2-byte layer: 0 for modules, 1 for components).
-fn wasm_layer(bytes: &[u8]) -> Option<WasmLayer> {
-    match bytes.get(..8)? {
-        [0x00, 0x61, 0x73, 0x6d, _, _, 0x00, 0x00] => Some(WasmLayer::Core),
-        [0x00, 0x61, 0x73, 0x6d, _, _, 0x01, 0x00] => Some(WasmLayer::Component),
-        _ => None,
+        Ok((Compiled { pre, hash }, loaded_from))
     }
 }
 

@@ -9,7 +9,8 @@ use weft_core::{
     FailureKind, Limits, StepError, StepId, StepReport, StepRunner, StepTask, StepView, Workflow,
 };
 
-use crate::component::StepComponent;
+use crate::cache::LoadedFrom;
+use crate::component::{Compiled, StepComponent};
 use crate::error::SandboxError;
 use crate::sandbox::Sandbox;
 
@@ -31,6 +32,10 @@ impl WorkflowSteps {
     /// the step id and the component path.
     pub fn load(sandbox: &Sandbox, workflow: &Workflow) -> Result<Self, SandboxError> {
         let mut steps = HashMap::new();
+        // Each distinct file is read, hashed and prepared once, however many
+        // steps name it (an 18 MB Python component takes tens of
+        // milliseconds to hash).
+        let mut files: HashMap<&str, Arc<Compiled>> = HashMap::new();
         for def in workflow.steps() {
             let wrap = |error| SandboxError::Step {
                 step: def.id.clone(),
@@ -38,9 +43,18 @@ impl WorkflowSteps {
                 error: Box::new(error),
             };
             sandbox.check_limits(&def.limits).map_err(wrap)?;
-            let component = sandbox
-                .load_file(Path::new(&def.component), &def.grants)
-                .map_err(wrap)?;
+            let (compiled, loaded_from) = match files.get(def.component.as_str()) {
+                Some(compiled) => (compiled.clone(), LoadedFrom::Memory),
+                None => {
+                    let (compiled, loaded_from) = sandbox
+                        .prepare_file(Path::new(&def.component))
+                        .map_err(wrap)?;
+                    files.insert(&def.component, compiled.clone());
+                    (compiled, loaded_from)
+                }
+            };
+            let component =
+                sandbox.step_component(compiled, &def.component, &def.grants, loaded_from);
             steps.insert(def.id.clone(), (component, def.limits));
         }
         Ok(Self { steps })
