@@ -36,3 +36,6 @@ for manifest in */Cargo.toml; do
     fi
     printf '%-32s %8d bytes  %s\n' "$out" "$(stat -c %s "$out")" "$status"
 done
+
+# Guests in other languages, beside the Rust ones.
+./c/build.sh

@@ -1880,3 +1880,25 @@ fn workflow_steps_load_every_component_and_run_by_step_id() {
         matches!(err, SandboxError::Step { ref error, .. } if matches!(**error, SandboxError::MemoryLimit { .. }))
     );
 }
+
+#[test]
+fn the_c_guest_echoes_and_prints_only_when_granted() {
+    let path = crate::support::guest("c-echo");
+    let input = json!({"order": 42, "tags": ["a", "b"]});
+    let quiet = sandbox().load_file(&path, &[]).expect("c-echo loads");
+    let report = run(&quiet, input.clone(), &limits());
+    assert_eq!(completed(&report), &input);
+    assert!(report.logs.is_empty(), "{:?}", report.logs);
+
+    let loud = sandbox().load_file(&path, &[Grant::Stdio]).unwrap();
+    let report = run(&loud, input.clone(), &limits());
+    assert_eq!(completed(&report), &input);
+    let len = input.to_string().len();
+    assert_eq!(
+        report.logs,
+        [LogLine {
+            level: LogLevel::Info,
+            message: format!("c-echo: {len} bytes, attempt 1"),
+        }]
+    );
+}
