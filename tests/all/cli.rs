@@ -8,7 +8,7 @@ mod untrusted;
 
 use serde_json::{Value, json};
 
-use crate::support::{stderr, stdout, test_steps_manifest, weft};
+use crate::support::{event_types, stderr, stdout, test_steps_manifest, weft};
 
 const EXAMPLE: &str = "examples/order-approval/workflow.toml";
 
@@ -330,19 +330,7 @@ fn two_concurrent_resumes_of_one_step_one_wins_one_errors() {
             "unclear error: {err}"
         );
         // The run has exactly one resume and finished once.
-        let out = weft(home.path())
-            .args(["events", &run_id, "--json"])
-            .output()
-            .unwrap();
-        let types: Vec<String> = stdout(&out)
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<Value>(l).unwrap()["type"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let types = event_types(home.path(), &run_id);
         assert_eq!(
             types.iter().filter(|t| *t == "run-resumed").count(),
             1,

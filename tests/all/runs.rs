@@ -7,7 +7,7 @@ use std::process::{Child, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::support::{stderr, stdout, test_steps_manifest, weft};
+use crate::support::{event_types, stderr, stdout, test_steps_manifest, weft};
 
 const EXAMPLE: &str = "examples/order-approval/workflow.toml";
 const BIG_ORDER: &str = "@examples/order-approval/big-order.json";
@@ -54,24 +54,6 @@ fn resume(home: &Path, run_id: &str, runtime: &str, who: &str) -> Child {
                 &format!(r#"{{"approved": true, "approver": "{who}"}}"#),
             ]),
     )
-}
-
-/// The types of a run's stored events, via `weft events --json`.
-fn event_types(home: &Path, run_id: &str) -> Vec<String> {
-    let out = weft(home)
-        .args(["events", run_id, "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
 }
 
 fn status_of(home: &Path, run_id: &str) -> Value {

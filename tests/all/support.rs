@@ -62,3 +62,21 @@ pub fn test_steps_manifest(dir: &Path, steps: &[(&str, &str)]) -> PathBuf {
     std::fs::write(&path, text).expect("write manifest");
     path
 }
+
+/// The types of a stored run's events, via `weft events --json`.
+pub fn event_types(home: &Path, run_id: &str) -> Vec<String> {
+    let out = weft(home)
+        .args(["events", run_id, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}

@@ -65,39 +65,6 @@ impl RunState {
             let mut progressed = false;
             for work in self.ready() {
                 match work {
-                    Work::Finish(finish) => {
-                        advance.decide(self, finish.into_event(now))?;
-                        progressed = true;
-                    }
-                    Work::StartNode { path, input, items } => {
-                        let event = Event::NodeStarted {
-                            path,
-                            input,
-                            items,
-                            at: now,
-                        };
-                        advance.decide(self, event)?;
-                        progressed = true;
-                    }
-                    Work::CompleteNode { path, output } => {
-                        let event = Event::NodeCompleted {
-                            path,
-                            output: output.into(),
-                            at: now,
-                        };
-                        advance.decide(self, event)?;
-                        progressed = true;
-                    }
-                    Work::Retry { path, attempt, due } => {
-                        let event = Event::StepRetrying {
-                            path,
-                            attempt,
-                            due,
-                            at: now,
-                        };
-                        advance.decide(self, event)?;
-                        progressed = true;
-                    }
                     Work::Execute(mut task) => {
                         if let Some(due) = task.not_before.filter(|due| *due > now) {
                             wake = Some(wake.map_or(due, |w| w.min(due)));
@@ -106,6 +73,16 @@ impl RunState {
                         advance.decide(self, started(&mut task, now))?;
                         advance.effects.push(Effect::Execute(task));
                         progressed = true;
+                    }
+                    Work::Finish(finish) => {
+                        advance.decide(self, finish.into_event(now))?;
+                        progressed = true;
+                    }
+                    decision => {
+                        if let Some(event) = recorded(decision, now) {
+                            advance.decide(self, event)?;
+                            progressed = true;
+                        }
                     }
                 }
             }
@@ -147,6 +124,31 @@ impl RunState {
 }
 
 /// The `step-started` event of `task` at `now`, which becomes the task's start.
+/// The event that records a decision of the interpreter (a composite
+/// node's start or completion, a retry), made at `now`.
+fn recorded(work: Work, now: Timestamp) -> Option<Event> {
+    Some(match work {
+        Work::StartNode { path, input, items } => Event::NodeStarted {
+            path,
+            input,
+            items,
+            at: now,
+        },
+        Work::CompleteNode { path, output } => Event::NodeCompleted {
+            path,
+            output: output.into(),
+            at: now,
+        },
+        Work::Retry { path, attempt, due } => Event::StepRetrying {
+            path,
+            attempt,
+            due,
+            at: now,
+        },
+        Work::Execute(_) | Work::Finish(_) => return None,
+    })
+}
+
 fn started(task: &mut StepTask, now: Timestamp) -> Event {
     task.started_at = now;
     Event::StepStarted {
