@@ -14,6 +14,7 @@
 mod driver;
 mod error;
 mod event;
+mod expr;
 mod id;
 mod runner;
 mod schema;
@@ -27,6 +28,7 @@ pub use error::{
     ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,
 };
 pub use event::{CustomEvent, Event};
+pub use expr::Expr;
 pub use id::{IdError, RunId, StepId, StepPath, Timestamp};
 pub use runner::{
     Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,
@@ -40,6 +42,6 @@ pub use state::{
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{
-    Expr, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,
+    Arm, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,
     WorkflowBuilder,
 };

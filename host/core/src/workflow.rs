@@ -14,15 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::GraphError;
+use crate::expr::Expr;
 use crate::id::{StepId, StepPath};
 use crate::schema::{Schema, SchemaError};
-
-/// An expression (CEL syntax) evaluated by the host over the run's data,
-/// e.g. `output.total_cents > 100000`. Used by branch, loop, map and
-/// sleep-until nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Expr(pub String);
 
 /// A WASI capability a step may be granted. Nothing is granted by default:
 /// a step may import WASI 0.2's cli, io, clocks, random, filesystem and
@@ -183,6 +177,17 @@ pub struct Node {
     pub kind: NodeKind,
 }
 
+/// One arm of a branch: its flow runs at `<branch>/<arm id>/…`.
+#[derive(Debug, Clone)]
+pub struct Arm {
+    /// The arm id: unique among the branch's arms; the key of its output.
+    pub id: StepId,
+    /// The condition; `None` for the arm that runs when no other matched.
+    pub when: Option<Expr>,
+    /// The nodes run when the arm is taken.
+    pub flow: Vec<Node>,
+}
+
 /// The control-flow language. Every variant is parsed and validated;
 /// [`WorkflowBuilder::build`] rejects the ones not executed yet with
 /// [`GraphError::NotImplemented`].
@@ -202,8 +207,8 @@ pub enum NodeKind {
     /// Evaluate every arm's condition; run each arm whose condition holds (an
     /// arm without condition runs when no other arm matched).
     Branch {
-        /// `(condition, flow)` pairs.
-        arms: Vec<(Option<Expr>, Vec<Node>)>,
+        /// The arms, in declaration order.
+        arms: Vec<Arm>,
     },
     /// Run `body`, then check `condition` to decide whether to run it again.
     Loop {
@@ -428,7 +433,7 @@ impl Workflow {
             };
             flows = match &node.kind {
                 NodeKind::Parallel { nodes } => vec![nodes.as_slice()],
-                NodeKind::Branch { arms } => arms.iter().map(|(_, flow)| flow.as_slice()).collect(),
+                NodeKind::Branch { arms } => arms.iter().map(|arm| arm.flow.as_slice()).collect(),
                 NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
                     vec![body.as_slice()]
                 }

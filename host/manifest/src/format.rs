@@ -224,6 +224,8 @@ pub struct NodeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ArmSpec {
+    /// The arm id (default: the id of its only node, else `arm-<n>`).
+    pub id: Option<StepId>,
     /// The condition (an expression); an arm without one is the `else` arm.
     pub when: Option<Expr>,
     /// The nodes to run when the arm is taken.

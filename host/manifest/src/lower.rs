@@ -10,7 +10,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value;
 use weft_core::{
-    Expr, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId, WorkflowBuilder,
+    Arm, Expr, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId, WorkflowBuilder,
 };
 
 use crate::error::ManifestError;
@@ -374,7 +374,20 @@ impl Lowering<'_> {
                         None
                     }
                 };
-                arms.push((when, self.nodes(&arm.flow, &format!("{arm_at}.flow"))?));
+                let flow = self.nodes(&arm.flow, &format!("{arm_at}.flow"))?;
+                let id = match (&arm.id, flow.as_slice()) {
+                    (Some(id), _) => id.clone(),
+                    (None, [only]) => only.id.clone(),
+                    (None, _) => StepId::new(&format!("arm-{}", j + 1))
+                        .map_err(|e| self.error(&arm_at, e))?,
+                };
+                if let Some(other) = arms.iter().position(|a: &Arm| a.id == id) {
+                    return Err(self.error(
+                        &format!("{arm_at}.id"),
+                        format!("arm id `{id}` is also the id of `{at}.branch[{other}]`; give one of them another `id`"),
+                    ));
+                }
+                arms.push(Arm { id, when, flow });
             }
             return Ok(NodeKind::Branch { arms });
         }

@@ -133,10 +133,12 @@ fn parses_parallel_and_branch() {
     };
     assert_eq!(flow[1].id.as_str(), "branch-2");
     assert_eq!(arms.len(), 2);
-    assert_eq!(arms[0].0, Some(expr("input.total > 100")));
-    assert_eq!(steps_of(&arms[0].1), ["a"]);
-    assert_eq!(arms[1].0, None);
-    assert_eq!(steps_of(&arms[1].1), ["b", "a"]);
+    assert_eq!(arms[0].when, Some(expr("input.total > 100")));
+    assert_eq!(arms[0].id.as_str(), "a");
+    assert_eq!(steps_of(&arms[0].flow), ["a"]);
+    assert_eq!(arms[1].when, None);
+    assert_eq!(arms[1].id.as_str(), "arm-2");
+    assert_eq!(steps_of(&arms[1].flow), ["b", "a"]);
 }
 
 #[test]
