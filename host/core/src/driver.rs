@@ -139,6 +139,22 @@ fn recorded(work: Work, now: Timestamp) -> Option<Event> {
             output: output.into(),
             at: now,
         },
+        Work::DecideBranch { path, input, arms } => Event::BranchDecided {
+            path,
+            input,
+            arms,
+            at: now,
+        },
+        Work::DecideLoop {
+            path,
+            iteration,
+            again,
+        } => Event::LoopDecided {
+            path,
+            iteration,
+            again,
+            at: now,
+        },
         Work::Retry { path, attempt, due } => Event::StepRetrying {
             path,
             attempt,

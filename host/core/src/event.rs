@@ -137,11 +137,12 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
-    /// A composite node (a `foreach`) starts at `path` with its input. The
-    /// driver decides its fan-out from the input once, here: `items` is the
-    /// number of items (the input array's length), and replay reads the items
-    /// from `input` instead of recomputing them. Rejected unless the run is
-    /// `running`, the path names a node of the workflow and it has not started.
+    /// A composite node (a `foreach`, `parallel` or loop) starts at `path`
+    /// with its input. For a foreach the driver decides its fan-out from the
+    /// input once, here: `items` is the number of items (the input array's
+    /// length), and replay reads the items from `input` instead of
+    /// recomputing them. Rejected unless the run is `running`, the path names
+    /// such a node of the workflow and it has not started.
     NodeStarted {
         /// The node's address.
         path: StepPath,
@@ -154,12 +155,45 @@ pub enum Event {
         at: Timestamp,
     },
     /// A composite node completed with `output` (a foreach: the items'
-    /// outputs in item order). Rejected unless it started and has not completed.
+    /// outputs in item order; a parallel or branch: an object keyed by node
+    /// or arm id; a loop: its last iteration's output), or a `map` node
+    /// computed its output (a map records only this event). Rejected unless
+    /// it started (a map: it has not run) and has not completed.
     NodeCompleted {
         /// The node's address.
         path: StepPath,
         /// Its output.
         output: Arc<Value>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A branch at `path` evaluated its conditions on `input` and runs
+    /// `arms` (arm ids, in declaration order; empty when none matched and
+    /// there is no default arm). Replay reads the choice, never the
+    /// conditions. Rejected unless the run is `running`, the path names a
+    /// branch that has not started and every arm is one of its arms.
+    BranchDecided {
+        /// The branch's address.
+        path: StepPath,
+        /// Its input (each arm's input).
+        input: Arc<Value>,
+        /// The arms that run.
+        arms: Vec<StepId>,
+        /// When.
+        at: Timestamp,
+    },
+    /// A loop at `path` evaluated its condition after iteration `iteration`
+    /// (from 1): `again` runs iteration `iteration + 1` on this iteration's
+    /// output; otherwise the loop completes with it (`node-completed`
+    /// follows). Rejected unless the loop's iteration `iteration` has
+    /// finished and is not decided yet.
+    LoopDecided {
+        /// The loop's address.
+        path: StepPath,
+        /// The iteration just run.
+        iteration: u32,
+        /// Whether another iteration runs.
+        again: bool,
         /// When.
         at: Timestamp,
     },
@@ -219,6 +253,8 @@ impl Event {
             Self::StepRetrying { .. } => "step-retrying",
             Self::NodeStarted { .. } => "node-started",
             Self::NodeCompleted { .. } => "node-completed",
+            Self::BranchDecided { .. } => "branch-decided",
+            Self::LoopDecided { .. } => "loop-decided",
             Self::StepSuspended { .. } => "step-suspended",
             Self::StepBailed { .. } => "step-bailed",
             Self::RunSuspended { .. } => "run-suspended",
@@ -240,6 +276,8 @@ impl Event {
             | Self::StepRetrying { at, .. }
             | Self::NodeStarted { at, .. }
             | Self::NodeCompleted { at, .. }
+            | Self::BranchDecided { at, .. }
+            | Self::LoopDecided { at, .. }
             | Self::StepSuspended { at, .. }
             | Self::StepBailed { at, .. }
             | Self::RunSuspended { at, .. }

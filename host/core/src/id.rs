@@ -79,8 +79,9 @@ impl fmt::Display for StepId {
 }
 
 /// Where a step execution sits in a run: node ids joined by `/`, with
-/// iteration indexes in brackets for nodes inside loops and foreach
-/// (e.g. `approve`, `items[3]/enrich`, `child/charge`).
+/// item indexes in brackets for nodes inside a foreach and iteration numbers
+/// after `#` for nodes inside a loop (e.g. `approve`, `items[3]/enrich`,
+/// `again#2/check`, `checks/fraud`).
 ///
 /// A path is unique within a run; it is the key of a step's record, the
 /// target of `weft resume --step`, and part of the idempotency key.
@@ -99,18 +100,67 @@ impl StepPath {
         Self(format!("{}/{}", self.0, node).into())
     }
 
-    /// The path of iteration `index` of this node.
+    /// The scope of item `index` of this foreach node (`items[3]`).
     pub fn iteration(&self, index: u32) -> Self {
         Self(format!("{}[{index}]", self.0).into())
+    }
+
+    /// The scope of iteration `number` (from 1) of this loop node (`again#2`).
+    pub fn round(&self, number: u32) -> Self {
+        Self(format!("{}#{number}", self.0).into())
+    }
+
+    /// The last segment (`enrich` for `items[3]/enrich`, `items[3]` for `items[3]`).
+    pub fn last(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
+
+    /// The path with every item index and iteration number removed
+    /// (`items/enrich` for `items[3]/enrich`): the node of the workflow it runs.
+    pub fn pattern(&self) -> String {
+        let mut out = String::with_capacity(self.0.len());
+        for (i, segment) in self.0.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            out.push_str(segment.split(['[', '#']).next().unwrap_or_default());
+        }
+        out
+    }
+
+    /// When this path is the scope of a foreach item or a loop iteration:
+    /// the node's path, and the item index (`[n]`) or iteration number (`#n`).
+    pub fn repetition(&self) -> Option<(Self, Repetition)> {
+        let last = self.last();
+        if let Some(rest) = last.strip_suffix(']') {
+            let (_, digits) = rest.rsplit_once('[')?;
+            let index = digits.parse().ok()?;
+            let node = &self.0[..self.0.len() - digits.len() - 2];
+            return Some((Self(node.into()), Repetition::Item(index)));
+        }
+        let (_, digits) = last.rsplit_once('#')?;
+        let number = digits.parse().ok()?;
+        let node = &self.0[..self.0.len() - digits.len() - 1];
+        Some((Self(node.into()), Repetition::Round(number)))
     }
 
     /// Parses a path given by a user (e.g. on the command line). Only the
     /// syntax is checked; whether the run has such a step is up to the caller.
     ///
     /// # Errors
-    /// When a segment is not a valid id optionally followed by `[N]`.
+    /// When a segment is not a valid id optionally followed by `[N]` or `#N`.
     pub fn parse(text: &str) -> Result<Self, IdError> {
         for segment in text.split('/') {
+            if let Some((id, digits)) = segment.split_once('#') {
+                if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+                    return Err(IdError {
+                        id: text.to_owned(),
+                        reason: "an iteration number is written `#N`",
+                    });
+                }
+                StepId::new(id)?;
+                continue;
+            }
             let id = match segment.split_once('[') {
                 Some((id, rest)) => {
                     let digits = rest.strip_suffix(']').ok_or_else(|| IdError {
@@ -148,6 +198,15 @@ impl StepPath {
     pub fn scope(&self) -> Option<Self> {
         self.0.rsplit_once('/').map(|(scope, _)| Self(scope.into()))
     }
+}
+
+/// Which repetition of a node a scope is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repetition {
+    /// A foreach item, by index (from 0).
+    Item(u32),
+    /// A loop iteration, by number (from 1).
+    Round(u32),
 }
 
 impl fmt::Display for StepPath {

@@ -29,7 +29,7 @@ pub use error::{
 };
 pub use event::{CustomEvent, Event};
 pub use expr::Expr;
-pub use id::{IdError, RunId, StepId, StepPath, Timestamp};
+pub use id::{IdError, Repetition, RunId, StepId, StepPath, Timestamp};
 pub use runner::{
     Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,
     SystemClock,

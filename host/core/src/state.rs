@@ -6,7 +6,7 @@
 //! - `ready` is a pure function of the state (and the workflow it was built
 //!   for): the same events always yield the same next work, in any runtime.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
@@ -16,11 +16,13 @@ use serde_json::Value;
 
 use crate::error::{FailureKind, ResumeError, RunError, StepError, TransitionError};
 use crate::event::Event;
-use crate::id::{RunId, StepId, StepPath, Timestamp};
+use crate::id::{Repetition, RunId, StepId, StepPath, Timestamp};
 use crate::runner::{StepTask, StepView};
 
 mod flow;
-use crate::workflow::Workflow;
+#[cfg(test)]
+mod tests;
+use crate::workflow::{NodeKind, Workflow};
 
 /// Status of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,15 +154,76 @@ pub struct StepRecord {
     pub resume_payload: Option<Value>,
 }
 
-/// A composite node (a foreach) that started.
+/// A composite node that started (or a map that computed its output).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
     /// Its address.
     pub path: StepPath,
-    /// A foreach's items: its input array, split once when it started.
-    pub items: Vec<Arc<Value>>,
+    /// Its input.
+    pub input: Arc<Value>,
     /// Its output, once completed.
     pub output: Option<Arc<Value>>,
+    /// How far it got.
+    pub(crate) progress: Progress,
+    /// The state as of its start: each branch of a concurrent node (a
+    /// parallel's node, a branch's arm, a foreach's item) starts from it.
+    pub(crate) fork: Arc<Value>,
+}
+
+impl NodeRecord {
+    /// A foreach's items (its input array, split once when it started).
+    pub fn items(&self) -> &[Arc<Value>] {
+        match &self.progress {
+            Progress::Foreach { items, .. } => items,
+            _ => &[],
+        }
+    }
+}
+
+/// The progress of a composite node, kept up to date by `apply` so that the
+/// interpreter visits only what is unfinished.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Progress {
+    Foreach {
+        items: Vec<Arc<Value>>,
+        /// Each item's output, once its body finished.
+        outputs: Vec<Option<Arc<Value>>>,
+        /// Items started (they start in order: items `..started`).
+        started: usize,
+        /// Items started and not finished.
+        active: BTreeSet<usize>,
+        /// Items finished.
+        done: usize,
+    },
+    Parallel {
+        /// Each node's output, in declaration order.
+        outputs: Vec<Option<Arc<Value>>>,
+    },
+    Branch {
+        /// The arms that run, in declaration order.
+        arms: Vec<StepId>,
+        /// Their outputs.
+        outputs: Vec<Option<Arc<Value>>>,
+    },
+    Loop {
+        /// The current iteration, from 1.
+        iteration: u32,
+        /// Its input.
+        input: Arc<Value>,
+        /// Its body's output, once finished.
+        output: Option<Arc<Value>>,
+        /// Whether the loop decided to stop.
+        stopped: bool,
+    },
+    Map,
+}
+
+/// Where a flow in progress resumes: its first unfinished node and that
+/// node's input.
+#[derive(Debug, Clone)]
+struct Cursor {
+    next: usize,
+    input: Arc<Value>,
 }
 
 /// How a run leaves `running` when no step is left to execute.
@@ -198,6 +261,24 @@ pub enum Work {
         input: Arc<Value>,
         /// A foreach's number of items.
         items: Option<u32>,
+    },
+    /// Record a branch's choice of arms (`branch-decided`).
+    DecideBranch {
+        /// The branch.
+        path: StepPath,
+        /// Its input.
+        input: Arc<Value>,
+        /// The arms that run.
+        arms: Vec<StepId>,
+    },
+    /// Record a loop's decision after an iteration (`loop-decided`).
+    DecideLoop {
+        /// The loop.
+        path: StepPath,
+        /// The iteration just run.
+        iteration: u32,
+        /// Whether another iteration runs.
+        again: bool,
     },
     /// Record a composite node's completion (`node-completed`).
     CompleteNode {
@@ -275,10 +356,14 @@ pub struct RunState {
     input: Arc<Value>,
     state: Arc<Value>,
     steps: IndexMap<StepPath, StepRecord>,
-    /// Composite nodes that started (foreach), by address.
+    /// Composite nodes that started, by address.
     nodes: HashMap<StepPath, NodeRecord>,
-    /// Scopes (foreach items) in which something started.
-    scopes: HashSet<StepPath>,
+    /// Flows in progress (`None`: the top level), by scope.
+    cursors: HashMap<Option<StepPath>, Cursor>,
+    /// The state as written inside each branch of a concurrent node, by
+    /// the branch's scope; merged into the enclosing state when the node
+    /// completes.
+    forks: HashMap<StepPath, Arc<Value>>,
     /// Outputs of successful top-level executions, by node id.
     results: Arc<BTreeMap<StepId, Arc<Value>>>,
     /// Outputs of successful executions in nested scopes, by address.
@@ -299,7 +384,8 @@ impl RunState {
             state: Arc::new(Value::Null),
             steps: IndexMap::new(),
             nodes: HashMap::new(),
-            scopes: HashSet::new(),
+            cursors: HashMap::new(),
+            forks: HashMap::new(),
             results: Arc::default(),
             scoped: BTreeMap::new(),
             output: None,
@@ -371,8 +457,16 @@ impl RunState {
             scope = s.scope();
             scopes.push(s);
         }
-        // Outermost first, so that inner scopes override.
+        // Outermost first, so that inner scopes override. A parallel's
+        // nodes run at once: none sees another's result.
         for scope in scopes.iter().rev() {
+            if self
+                .nodes
+                .get(scope)
+                .is_some_and(|n| matches!(n.progress, Progress::Parallel { .. }))
+            {
+                continue;
+            }
             let start = scope.children_start();
             let prefix = start.as_str();
             let inner = self
@@ -386,7 +480,7 @@ impl RunState {
         }
         StepView {
             workflow_input: Arc::clone(&self.input),
-            state: Arc::clone(&self.state),
+            state: self.state_at(path),
             results,
         }
     }
@@ -527,10 +621,16 @@ impl RunState {
                 if self.nodes.contains_key(path) {
                     return Err(self.reject(event, format!("node `{path}` has already started")));
                 }
-                if !self.workflow.has_path(path) {
-                    return Err(self.reject(event, format!("the workflow has no node `{path}`")));
-                }
-                let len = input.as_array().map(|a| a.len() as u64);
+                let len = match self.workflow.node_at(path).map(|n| &n.kind) {
+                    Some(NodeKind::Foreach { .. }) => input.as_array().map(|a| a.len() as u64),
+                    Some(NodeKind::Parallel { .. } | NodeKind::Loop { .. }) => None,
+                    _ => {
+                        return Err(self.reject(
+                            event,
+                            format!("the workflow has no foreach, parallel or loop `{path}`"),
+                        ));
+                    }
+                };
                 if items.map(u64::from) != len {
                     return Err(self.reject(
                         event,
@@ -539,11 +639,56 @@ impl RunState {
                 }
                 Ok(())
             }
+            Event::BranchDecided { path, arms, .. } => {
+                self.require_running(event)?;
+                if self.nodes.contains_key(path) {
+                    return Err(self.reject(event, format!("branch `{path}` has already started")));
+                }
+                let Some(NodeKind::Branch { arms: declared }) =
+                    self.workflow.node_at(path).map(|n| &n.kind)
+                else {
+                    return Err(self.reject(event, format!("the workflow has no branch `{path}`")));
+                };
+                let mut known = declared.iter().map(|a| &a.id);
+                // Chosen arms are declared arms, in declaration order, once each.
+                if !arms.iter().all(|arm| known.any(|k| k == arm)) {
+                    return Err(self.reject(
+                        event,
+                        format!("branch `{path}`: the arms are not its arms in declaration order"),
+                    ));
+                }
+                Ok(())
+            }
+            Event::LoopDecided {
+                path, iteration, ..
+            } => {
+                self.require_running(event)?;
+                match self.nodes.get(path).map(|n| &n.progress) {
+                    Some(Progress::Loop {
+                        iteration: current,
+                        output: Some(_),
+                        stopped: false,
+                        ..
+                    }) if current == iteration => Ok(()),
+                    Some(Progress::Loop { .. }) => Err(self.reject(
+                        event,
+                        format!("loop `{path}`: iteration {iteration} is not awaiting a decision"),
+                    )),
+                    _ => Err(self.reject(event, format!("loop `{path}` has not started"))),
+                }
+            }
             Event::NodeCompleted { path, .. } => {
                 self.require_running(event)?;
                 match self.nodes.get(path) {
                     Some(node) if node.output.is_none() => Ok(()),
                     Some(_) => Err(self.reject(event, format!("node `{path}` has completed"))),
+                    None if matches!(
+                        self.workflow.node_at(path).map(|n| &n.kind),
+                        Some(NodeKind::Map { .. })
+                    ) =>
+                    {
+                        Ok(())
+                    }
                     None => Err(self.reject(event, format!("node `{path}` has not started"))),
                 }
             }
@@ -587,13 +732,7 @@ impl RunState {
                 input,
                 at,
             } => {
-                let mut scope = path.scope();
-                while let Some(s) = scope {
-                    scope = s.scope();
-                    if !self.scopes.insert(s) {
-                        break;
-                    }
-                }
+                self.entered(path);
                 let record = self
                     .steps
                     .entry(path.clone())
@@ -627,16 +766,12 @@ impl RunState {
                 state,
                 at,
             } => {
-                self.commit_state(state);
+                self.commit_state(path, state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Success;
                 record.output = Some(Arc::clone(output));
                 record.ended_at = Some(*at);
-                if path.scope().is_some() {
-                    self.scoped.insert(path.clone(), Arc::clone(output));
-                } else {
-                    Arc::make_mut(&mut self.results).insert(node_id(path), Arc::clone(output));
-                }
+                self.completed(path, output);
             }
             Event::StepFailed { path, error, at } => {
                 let record = &mut self.steps[path];
@@ -656,7 +791,7 @@ impl RunState {
                 state,
                 at,
             } => {
-                self.commit_state(state);
+                self.commit_state(path, state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Suspended;
                 record.suspend_payload = Some(payload.clone());
@@ -669,30 +804,84 @@ impl RunState {
                 state,
                 at,
             } => {
-                self.commit_state(state);
+                self.commit_state(path, state);
                 let record = &mut self.steps[path];
                 record.status = StepStatus::Bailed;
                 record.output = Some(Arc::new(output.clone()));
                 record.ended_at = Some(*at);
             }
             Event::NodeStarted { path, input, .. } => {
-                let items = input
-                    .as_array()
-                    .map(|items| items.iter().cloned().map(Arc::new).collect())
-                    .unwrap_or_default();
-                self.nodes.insert(
-                    path.clone(),
-                    NodeRecord {
-                        path: path.clone(),
-                        items,
-                        output: None,
+                let progress = match self.workflow.node_at(path).map(|n| &n.kind) {
+                    Some(NodeKind::Parallel { nodes }) => Progress::Parallel {
+                        outputs: vec![None; nodes.len()],
                     },
-                );
+                    Some(NodeKind::Loop { .. }) => Progress::Loop {
+                        iteration: 1,
+                        input: Arc::clone(input),
+                        output: None,
+                        stopped: false,
+                    },
+                    // `check` allows only foreach, parallel and loop nodes.
+                    _ => {
+                        let items: Vec<Arc<Value>> = input
+                            .as_array()
+                            .map(|items| items.iter().cloned().map(Arc::new).collect())
+                            .unwrap_or_default();
+                        Progress::Foreach {
+                            outputs: vec![None; items.len()],
+                            items,
+                            started: 0,
+                            active: BTreeSet::new(),
+                            done: 0,
+                        }
+                    }
+                };
+                self.started_node(path, input, progress);
+            }
+            Event::BranchDecided {
+                path, input, arms, ..
+            } => {
+                let progress = Progress::Branch {
+                    outputs: vec![None; arms.len()],
+                    arms: arms.clone(),
+                };
+                self.started_node(path, input, progress);
+            }
+            Event::LoopDecided { path, again, .. } => {
+                if let Some(Progress::Loop {
+                    iteration,
+                    input,
+                    output,
+                    stopped,
+                }) = self.nodes.get_mut(path).map(|n| &mut n.progress)
+                {
+                    if *again {
+                        *iteration += 1;
+                        *input = output.take().unwrap_or_else(|| Arc::new(Value::Null));
+                    } else {
+                        *stopped = true;
+                    }
+                }
             }
             Event::NodeCompleted { path, output, .. } => {
+                if self.nodes.contains_key(path) {
+                    self.merge(path);
+                } else {
+                    // A map: it records only its output.
+                    self.entered(path);
+                    let record = NodeRecord {
+                        path: path.clone(),
+                        input: Arc::new(Value::Null),
+                        output: None,
+                        progress: Progress::Map,
+                        fork: Arc::new(Value::Null),
+                    };
+                    self.nodes.insert(path.clone(), record);
+                }
                 if let Some(node) = self.nodes.get_mut(path) {
                     node.output = Some(Arc::clone(output));
                 }
+                self.completed(path, output);
             }
             Event::RunSuspended { .. } => self.status = RunStatus::Suspended,
             Event::RunResumed { path, payload, .. } => {
@@ -744,10 +933,196 @@ impl RunState {
         record.error.as_ref().is_some_and(|e| e.retryable) && record.attempt <= policy.max_retries
     }
 
-    fn commit_state(&mut self, state: &Option<Value>) {
+    fn commit_state(&mut self, path: &StepPath, state: &Option<Value>) {
         if let Some(state) = state {
-            self.state = Arc::new(state.clone());
+            self.write_state(path, Arc::new(state.clone()));
         }
+    }
+
+    /// The concurrent branch `path` runs in, innermost first: its scope (a
+    /// parallel's node, a branch's arm `route/high`, a foreach's item
+    /// `items[3]`) and the concurrent node's record.
+    fn branch_of(&self, path: &StepPath) -> Option<(StepPath, &NodeRecord)> {
+        let mut at = Some(path.clone());
+        while let Some(here) = at {
+            if let Some((node, Repetition::Item(_))) = here.repetition() {
+                return self.nodes.get(&node).map(|r| (here, r));
+            }
+            let parent = here.scope();
+            if let Some(record) = parent.as_ref().and_then(|p| self.nodes.get(p))
+                && matches!(
+                    record.progress,
+                    Progress::Parallel { .. } | Progress::Branch { .. }
+                )
+            {
+                return Some((here, record));
+            }
+            at = parent;
+        }
+        None
+    }
+
+    /// The state an execution at `path` sees: the state of its concurrent
+    /// branch (as of the fork, plus the branch's own writes), else the run's.
+    fn state_at(&self, path: &StepPath) -> Arc<Value> {
+        match self.branch_of(path) {
+            Some((scope, record)) => self.forks.get(&scope).unwrap_or(&record.fork).clone(),
+            None => Arc::clone(&self.state),
+        }
+    }
+
+    fn write_state(&mut self, path: &StepPath, state: Arc<Value>) {
+        match self.branch_of(path).map(|(scope, _)| scope) {
+            Some(scope) => {
+                self.forks.insert(scope, state);
+            }
+            None => self.state = state,
+        }
+    }
+
+    /// A composite node starts: its record, with the state it forks from.
+    fn started_node(&mut self, path: &StepPath, input: &Arc<Value>, progress: Progress) {
+        self.entered(path);
+        let record = NodeRecord {
+            path: path.clone(),
+            input: Arc::clone(input),
+            output: None,
+            progress,
+            fork: self.state_at(path),
+        };
+        self.nodes.insert(path.clone(), record);
+    }
+
+    /// Something starts at `path`: when that is inside a foreach item, the
+    /// item has started.
+    fn entered(&mut self, path: &StepPath) {
+        let Some((node, Repetition::Item(i))) = path.scope().and_then(|s| s.repetition()) else {
+            return;
+        };
+        if let Some(Progress::Foreach {
+            outputs,
+            started,
+            active,
+            ..
+        }) = self.nodes.get_mut(&node).map(|n| &mut n.progress)
+        {
+            let i = i as usize;
+            if outputs.get(i).is_some_and(Option::is_none) {
+                active.insert(i);
+                *started = (*started).max(i + 1);
+            }
+        }
+    }
+
+    /// The node at `path` finished with `output`: its result becomes
+    /// visible, its flow moves on, and a flow that finished hands its
+    /// output to the node that runs it.
+    fn completed(&mut self, path: &StepPath, output: &Arc<Value>) {
+        if path.scope().is_some() {
+            self.scoped.insert(path.clone(), Arc::clone(output));
+        } else {
+            Arc::make_mut(&mut self.results).insert(node_id(path), Arc::clone(output));
+        }
+        let Some(place) = self.workflow.place(path) else {
+            return;
+        };
+        let scope = path.scope();
+        if place.parallel {
+            let owner = scope.as_ref().and_then(|s| self.nodes.get_mut(s));
+            if let Some(Progress::Parallel { outputs }) = owner.map(|n| &mut n.progress)
+                && let Some(slot) = outputs.get_mut(place.index)
+            {
+                *slot = Some(Arc::clone(output));
+            }
+            return;
+        }
+        let cursor = Cursor {
+            next: place.index + 1,
+            input: Arc::clone(output),
+        };
+        let Some(scope) = scope else {
+            self.cursors.insert(None, cursor);
+            return;
+        };
+        if place.index + 1 < place.len {
+            self.cursors.insert(Some(scope), cursor);
+            return;
+        }
+        // The flow in `scope` finished: its owner takes it from here.
+        self.cursors.remove(&Some(scope.clone()));
+        if let Some((node, repetition)) = scope.repetition() {
+            match (
+                repetition,
+                self.nodes.get_mut(&node).map(|n| &mut n.progress),
+            ) {
+                (
+                    Repetition::Item(i),
+                    Some(Progress::Foreach {
+                        outputs,
+                        active,
+                        done,
+                        ..
+                    }),
+                ) => {
+                    let i = i as usize;
+                    if let Some(slot @ None) = outputs.get_mut(i) {
+                        *slot = Some(Arc::clone(output));
+                        active.remove(&i);
+                        *done += 1;
+                    }
+                }
+                (
+                    Repetition::Round(n),
+                    Some(Progress::Loop {
+                        iteration,
+                        output: slot,
+                        ..
+                    }),
+                ) if n == *iteration => *slot = Some(Arc::clone(output)),
+                _ => {}
+            }
+        } else if let Some(owner) = scope.scope() {
+            let arm = scope.last();
+            if let Some(Progress::Branch { arms, outputs }) =
+                self.nodes.get_mut(&owner).map(|n| &mut n.progress)
+                && let Some(i) = arms.iter().position(|a| a.as_str() == arm)
+            {
+                outputs[i] = Some(Arc::clone(output));
+            }
+        }
+    }
+
+    /// A concurrent node at `path` completes: the states its branches wrote
+    /// merge into the enclosing state in declaration (item) order. Each
+    /// branch's changes are the top-level keys it added, changed or removed
+    /// relative to the fork; a branch whose state is not an object replaces
+    /// the whole state.
+    fn merge(&mut self, path: &StepPath) {
+        let Some(record) = self.nodes.get(path) else {
+            return;
+        };
+        let scopes: Vec<StepPath> = match (&record.progress, self.workflow.node_at(path)) {
+            (Progress::Foreach { items, .. }, _) => (0..items.len())
+                .map(|i| path.iteration(u32::try_from(i).unwrap_or(u32::MAX)))
+                .collect(),
+            (Progress::Branch { arms, .. }, _) => arms.iter().map(|a| path.child(a)).collect(),
+            (Progress::Parallel { .. }, Some(node)) => match &node.kind {
+                NodeKind::Parallel { nodes } => nodes.iter().map(|n| path.child(&n.id)).collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        if scopes.iter().all(|s| !self.forks.contains_key(s)) {
+            return;
+        }
+        let fork = Arc::clone(&record.fork);
+        let mut merged = Value::clone(&fork);
+        for scope in &scopes {
+            if let Some(written) = self.forks.remove(scope) {
+                merge_changes(&mut merged, &fork, &written);
+            }
+        }
+        self.write_state(path, Arc::new(merged));
     }
 
     fn task(
@@ -756,7 +1131,6 @@ impl RunState {
         path: StepPath,
         step: &StepId,
         input: &Arc<Value>,
-        iteration: Option<u32>,
     ) -> StepTask {
         let run = self
             .run
@@ -788,6 +1162,7 @@ impl RunState {
         };
         StepTask {
             idempotency_key: format!("{run}/{path}"),
+            iteration: iteration_of(&path),
             run,
             workflow: self.workflow.id().clone(),
             step: step.clone(),
@@ -796,7 +1171,6 @@ impl RunState {
             input,
             resume_payload,
             suspend_payload,
-            iteration,
             not_before,
             // Set by the driver when it decides the attempt's `step-started`.
             started_at: Timestamp::default(),
@@ -810,15 +1184,7 @@ impl RunState {
         self.steps
             .values()
             .filter(|r| r.status == StepStatus::Running)
-            .map(|r| {
-                self.task(
-                    Some(r),
-                    r.path.clone(),
-                    &r.step,
-                    &r.input,
-                    iteration_of(&r.path),
-                )
-            })
+            .map(|r| self.task(Some(r), r.path.clone(), &r.step, &r.input))
             .collect()
     }
 
@@ -997,18 +1363,45 @@ impl RunState {
     }
 }
 
-/// The index of the innermost foreach item `path` runs in, if any.
+/// The innermost foreach item index or loop iteration number `path` runs in.
 fn iteration_of(path: &StepPath) -> Option<u32> {
-    let scope = path.scope()?;
-    let last = scope.as_str().rsplit('/').next()?;
-    let index = last.strip_suffix(']')?.rsplit_once('[')?.1;
-    index.parse().ok()
+    let mut scope = path.scope();
+    while let Some(here) = scope {
+        if let Some((_, Repetition::Item(n) | Repetition::Round(n))) = here.repetition() {
+            return Some(n);
+        }
+        scope = here.scope();
+    }
+    None
+}
+
+/// Applies to `merged` the top-level changes `written` makes to `fork`.
+fn merge_changes(merged: &mut Value, fork: &Value, written: &Value) {
+    match (merged, fork, written) {
+        (Value::Object(merged), Value::Object(fork), Value::Object(written)) => {
+            for (key, value) in written {
+                if fork.get(key) != Some(value) {
+                    merged.insert(key.clone(), value.clone());
+                }
+            }
+            for key in fork.keys() {
+                if !written.contains_key(key) {
+                    merged.remove(key);
+                }
+            }
+        }
+        (merged, fork, written) => {
+            if fork != written {
+                *merged = written.clone();
+            }
+        }
+    }
 }
 
 /// The node id of the last segment of `path` (without an iteration index):
 /// the key of `step-result`.
 fn node_id(path: &StepPath) -> StepId {
     let last = path.as_str().rsplit('/').next().unwrap_or_default();
-    let id = last.split('[').next().unwrap_or_default();
+    let id = last.split(['[', '#']).next().unwrap_or_default();
     StepId::new(id).unwrap_or_else(|_| StepId::new("invalid").expect("valid literal id"))
 }

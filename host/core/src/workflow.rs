@@ -6,7 +6,7 @@
 //! paths are unique), and every node kind is one this version executes. Code
 //! holding a `Workflow` never re-checks these.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -286,6 +286,80 @@ pub struct Workflow {
     initial_state: Value,
     steps: IndexMap<StepId, StepDef>,
     flow: Vec<Node>,
+    /// Every node by pattern (its path without item indexes and iteration
+    /// numbers, e.g. `items/enrich`), so that finding the node an execution
+    /// runs costs the path's depth, not the flow's size.
+    plan: HashMap<Box<str>, Entry>,
+}
+
+/// Where a node sits in its flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    /// Its position in its flow (or among a parallel's nodes).
+    pub index: usize,
+    /// The length of its flow.
+    pub len: usize,
+    /// Whether it is one of a parallel's nodes (which run at once, each
+    /// on the parallel's input) rather than part of a sequence.
+    pub parallel: bool,
+}
+
+/// A node in the plan: how to reach it from the top-level flow, and its place.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Child indexes from the top-level flow (a branch takes two: the arm,
+    /// then the node in the arm's flow).
+    route: Box<[u32]>,
+    place: Place,
+}
+
+/// Indexes `flow` (whose pattern prefix is `prefix`, empty at the top level).
+fn index_flow(
+    plan: &mut HashMap<Box<str>, Entry>,
+    flow: &[Node],
+    prefix: &str,
+    route: &[u32],
+    parallel: bool,
+) {
+    for (i, node) in flow.iter().enumerate() {
+        let pattern = if prefix.is_empty() {
+            node.id.to_string()
+        } else {
+            format!("{prefix}/{}", node.id)
+        };
+        let mut here = route.to_vec();
+        here.push(u32::try_from(i).unwrap_or(u32::MAX));
+        match &node.kind {
+            NodeKind::Parallel { nodes } => index_flow(plan, nodes, &pattern, &here, true),
+            NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
+                index_flow(plan, body, &pattern, &here, false);
+            }
+            NodeKind::Branch { arms } => {
+                for (a, arm) in arms.iter().enumerate() {
+                    let mut arm_route = here.clone();
+                    arm_route.push(u32::try_from(a).unwrap_or(u32::MAX));
+                    let arm_prefix = format!("{pattern}/{}", arm.id);
+                    index_flow(plan, &arm.flow, &arm_prefix, &arm_route, false);
+                }
+            }
+            NodeKind::Step { .. }
+            | NodeKind::Map { .. }
+            | NodeKind::Sleep { .. }
+            | NodeKind::SleepUntil { .. }
+            | NodeKind::Workflow { .. } => {}
+        }
+        plan.insert(
+            pattern.into(),
+            Entry {
+                route: here.into(),
+                place: Place {
+                    index: i,
+                    len: flow.len(),
+                    parallel,
+                },
+            },
+        );
+    }
 }
 
 /// The parts of a workflow, checked by [`WorkflowBuilder::build`].
@@ -316,7 +390,10 @@ impl WorkflowBuilder {
     /// The first [`GraphError`] found, naming its field path (e.g. `flow[2].step`).
     pub fn build(self) -> Result<Workflow, GraphError> {
         check_flow(&self.flow, "flow", &self.steps)?;
+        let mut plan = HashMap::new();
+        index_flow(&mut plan, &self.flow, "", &[], false);
         Ok(Workflow {
+            plan,
             id: self.id,
             description: self.description,
             input_schema: self.input_schema,
@@ -361,6 +438,7 @@ fn check_flow(
                 }
             }
             NodeKind::Foreach { body, .. } => check_flow(body, &format!("{here}.foreach"), steps)?,
+            NodeKind::Parallel { nodes } => check_flow(nodes, &format!("{here}.parallel"), steps)?,
             other => {
                 return Err(GraphError::NotImplemented {
                     at: here,
@@ -419,32 +497,31 @@ impl Workflow {
     }
 
     /// Whether `path` names a node of this workflow: each segment (without
-    /// its iteration index) is a node id in the flow its parent encloses.
+    /// its item index or iteration number) is a node id in the flow its
+    /// parent encloses (for a branch: `<branch>/<arm>/<node>`).
     pub fn has_path(&self, path: &StepPath) -> bool {
-        let mut flows: Vec<&[Node]> = vec![&self.flow];
-        for segment in path.as_str().split('/') {
-            let id = segment.split(['[', '#']).next().unwrap_or_default();
-            let Some(node) = flows
-                .iter()
-                .flat_map(|flow| flow.iter())
-                .find(|node| node.id.as_str() == id)
-            else {
-                return false;
-            };
-            flows = match &node.kind {
-                NodeKind::Parallel { nodes } => vec![nodes.as_slice()],
-                NodeKind::Branch { arms } => arms.iter().map(|arm| arm.flow.as_slice()).collect(),
-                NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
-                    vec![body.as_slice()]
-                }
-                NodeKind::Workflow { workflow } => vec![workflow.flow()],
-                NodeKind::Step { .. }
-                | NodeKind::Map { .. }
-                | NodeKind::Sleep { .. }
-                | NodeKind::SleepUntil { .. } => Vec::new(),
+        self.plan.contains_key(path.pattern().as_str())
+    }
+
+    /// The node an execution at `path` runs.
+    pub fn node_at(&self, path: &StepPath) -> Option<&Node> {
+        let entry = self.plan.get(path.pattern().as_str())?;
+        let mut hops = entry.route.iter().map(|&i| i as usize);
+        let mut node = self.flow.get(hops.next()?)?;
+        while let Some(i) = hops.next() {
+            node = match &node.kind {
+                NodeKind::Parallel { nodes } => nodes.get(i)?,
+                NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => body.get(i)?,
+                NodeKind::Branch { arms } => arms.get(i)?.flow.get(hops.next()?)?,
+                _ => return None,
             };
         }
-        true
+        Some(node)
+    }
+
+    /// Where the node an execution at `path` runs sits in its flow.
+    pub(crate) fn place(&self, path: &StepPath) -> Option<Place> {
+        self.plan.get(path.pattern().as_str()).map(|e| e.place)
     }
 
     /// The largest workflow input a run accepts, as JSON text: the largest

@@ -382,8 +382,12 @@ impl Lowering<'_> {
                         .map_err(|e| self.error(&arm_at, e))?,
                 };
                 if let Some(other) = arms.iter().position(|a: &Arm| a.id == id) {
+                    let field = match arm.id {
+                        Some(_) => format!("{arm_at}.id"),
+                        None => arm_at.clone(),
+                    };
                     return Err(self.error(
-                        &format!("{arm_at}.id"),
+                        &field,
                         format!("arm id `{id}` is also the id of `{at}.branch[{other}]`; give one of them another `id`"),
                     ));
                 }

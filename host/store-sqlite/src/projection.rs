@@ -131,6 +131,8 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         Event::RunStarted { .. }
         | Event::NodeStarted { .. }
         | Event::NodeCompleted { .. }
+        | Event::BranchDecided { .. }
+        | Event::LoopDecided { .. }
         | Event::Custom { .. }
         | Event::RunSuspended { .. }
         | Event::RunCompleted { .. }

@@ -5,20 +5,26 @@
 //! input. A node evaluates to one [`Eval`]: done with an output, work to do
 //! now, waiting (attempts in flight, or only suspended executions left),
 //! failed, or bailed. Composite nodes evaluate their nested flows with
-//! nested addresses (`items[3]/enrich`), so every execution has its own
-//! record, its own suspension and its own idempotency key.
+//! nested addresses (`items[3]/enrich`, `checks/fraud`, `again#2/check`,
+//! `route/high/notify`), so every execution has its own record, its own
+//! suspension and its own idempotency key.
+//!
+//! The walk is incremental: a flow resumes at its cursor (the first node not
+//! finished, kept up to date by `apply`), and a composite node visits only
+//! its unfinished parts (a foreach: the items in progress), so finding the
+//! next work costs what is in progress, not the size of the run.
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::{Finish, NodeRecord, RunState, RunStatus, StepStatus, Work};
+use super::{Finish, NodeRecord, Progress, RunState, RunStatus, StepStatus, Work};
 use crate::error::{FailureKind, RunError, StepError};
 use crate::id::{StepId, StepPath};
 use crate::workflow::{Node, NodeKind};
 
 /// What a node (or a flow) amounts to now.
-enum Eval {
+pub(super) enum Eval {
     /// Finished with this output.
     Done(Arc<Value>),
     /// Something can happen now (other parts may be waiting).
@@ -33,6 +39,61 @@ enum Eval {
     Bailed { output: Arc<Value>, path: StepPath },
 }
 
+/// The parts of a concurrent node (a parallel's nodes, a branch's arms, a
+/// foreach's items), joined. A part that failed (or bailed) stops new work
+/// in the node; the node then waits for the parts in flight and ends with
+/// the first such outcome in declaration (item) order, whatever order the
+/// parts finished in.
+#[derive(Default)]
+struct Join {
+    work: Vec<Work>,
+    ended: Option<Eval>,
+    in_flight: bool,
+    suspended: bool,
+    pending: bool,
+}
+
+impl Join {
+    fn add(&mut self, eval: Eval) {
+        match eval {
+            Eval::Done(_) => return,
+            Eval::Work(work) => self.work.extend(work),
+            Eval::Waiting { suspended: true } => self.suspended = true,
+            Eval::Waiting { suspended: false } => self.in_flight = true,
+            ended @ (Eval::Failed(_) | Eval::Bailed { .. }) => {
+                if self.ended.is_none() {
+                    self.ended = Some(ended);
+                }
+            }
+        }
+        self.pending = true;
+    }
+
+    /// Whether a part ended the node: start nothing new.
+    fn stopped(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    fn finish(self, complete: impl FnOnce() -> Work) -> Eval {
+        if let Some(ended) = self.ended {
+            return if self.in_flight {
+                Eval::Waiting { suspended: false }
+            } else {
+                ended
+            };
+        }
+        if !self.work.is_empty() {
+            return Eval::Work(self.work);
+        }
+        if !self.pending {
+            return Eval::Work(vec![complete()]);
+        }
+        Eval::Waiting {
+            suspended: self.suspended && !self.in_flight,
+        }
+    }
+}
+
 impl RunState {
     /// The work that is ready now: attempts to start, decisions to record,
     /// or the run's end. Empty when the run is not running or waits for
@@ -41,7 +102,7 @@ impl RunState {
         if self.status != RunStatus::Running {
             return Vec::new();
         }
-        match self.flow(self.workflow.flow(), None, &self.input, None) {
+        match self.flow(self.workflow.flow(), None, &self.input) {
             Eval::Done(output) => vec![Work::Finish(self.finish_with(&output, None))],
             Eval::Work(work) => work,
             Eval::Waiting { suspended: true } => {
@@ -56,18 +117,15 @@ impl RunState {
     }
 
     /// Runs `nodes` in order in `scope` (`None`: the top level), starting
-    /// from `input`.
-    fn flow(
-        &self,
-        nodes: &[Node],
-        scope: Option<&StepPath>,
-        input: &Arc<Value>,
-        iteration: Option<u32>,
-    ) -> Eval {
-        let mut input = Arc::clone(input);
-        for node in nodes {
+    /// from `input` — or from the flow's cursor, once a node finished.
+    fn flow(&self, nodes: &[Node], scope: Option<&StepPath>, input: &Arc<Value>) -> Eval {
+        let (start, mut input) = match self.cursors.get(&scope.cloned()) {
+            Some(cursor) => (cursor.next, Arc::clone(&cursor.input)),
+            None => (0, Arc::clone(input)),
+        };
+        for node in nodes.iter().skip(start) {
             let path = scope.map_or_else(|| StepPath::root(&node.id), |s| s.child(&node.id));
-            match self.eval_node(node, path, &input, iteration) {
+            match self.eval_node(node, path, &input) {
                 Eval::Done(output) => input = output,
                 other => return other,
             }
@@ -75,21 +133,25 @@ impl RunState {
         Eval::Done(input)
     }
 
-    fn eval_node(
-        &self,
-        node: &Node,
-        path: StepPath,
-        input: &Arc<Value>,
-        iteration: Option<u32>,
-    ) -> Eval {
-        match &node.kind {
-            NodeKind::Step { step } => self.step_node(step, path, input, iteration),
-            NodeKind::Foreach { body, concurrency } => match self.nodes.get(&path) {
-                None => start_foreach(path, input),
-                Some(record) => self.foreach(record, body, *concurrency),
-            },
+    fn eval_node(&self, node: &Node, path: StepPath, input: &Arc<Value>) -> Eval {
+        let record = self.nodes.get(&path);
+        if let Some(output) = record.and_then(|r| r.output.as_ref()) {
+            return Eval::Done(Arc::clone(output));
+        }
+        match (&node.kind, record) {
+            (NodeKind::Step { step }, _) => self.step_node(step, path, input),
+            (NodeKind::Foreach { .. }, None) => start_foreach(path, input),
+            (NodeKind::Parallel { .. }, None) => Eval::Work(vec![Work::StartNode {
+                path,
+                input: Arc::clone(input),
+                items: None,
+            }]),
+            (NodeKind::Foreach { body, concurrency }, Some(record)) => {
+                self.foreach(record, body, *concurrency)
+            }
+            (NodeKind::Parallel { nodes }, Some(record)) => self.parallel(record, nodes),
             // `WorkflowBuilder::build` rejects every other node kind.
-            other => Eval::Failed(RunError {
+            (other, _) => Eval::Failed(RunError {
                 step: Some(path),
                 error: StepError::host(
                     FailureKind::Host,
@@ -99,17 +161,9 @@ impl RunState {
         }
     }
 
-    fn step_node(
-        &self,
-        step: &StepId,
-        path: StepPath,
-        input: &Arc<Value>,
-        iteration: Option<u32>,
-    ) -> Eval {
+    fn step_node(&self, step: &StepId, path: StepPath, input: &Arc<Value>) -> Eval {
         let Some(record) = self.steps.get(&path) else {
-            return Eval::Work(vec![Work::Execute(
-                self.task(None, path, step, input, iteration),
-            )]);
+            return Eval::Work(vec![Work::Execute(self.task(None, path, step, input))]);
         };
         match record.status {
             StepStatus::Success => Eval::Done(
@@ -121,7 +175,7 @@ impl RunState {
             // A canceled run is not running: `ready` returned already.
             StepStatus::Running | StepStatus::Canceled => Eval::Waiting { suspended: false },
             StepStatus::Retrying | StepStatus::Resumed => Eval::Work(vec![Work::Execute(
-                self.task(Some(record), path, step, input, iteration),
+                self.task(Some(record), path, step, input),
             )]),
             StepStatus::Suspended => Eval::Waiting { suspended: true },
             StepStatus::Failed if self.retries(record) => {
@@ -155,50 +209,87 @@ impl RunState {
 
     /// A started foreach: its items run the body in their own scopes
     /// (`path[i]`), at most `concurrency` at once, started in item order.
-    /// The output is the items' outputs in item order; the first failed item
-    /// (in item order) fails the node, and no new item starts after it.
+    /// The output is the items' outputs in item order.
     fn foreach(&self, record: &NodeRecord, body: &[Node], concurrency: u32) -> Eval {
-        if let Some(output) = &record.output {
-            return Eval::Done(Arc::clone(output));
+        let Progress::Foreach {
+            items,
+            outputs,
+            started,
+            active,
+            done,
+        } = &record.progress
+        else {
+            return mismatch(record);
+        };
+        let complete = || Work::CompleteNode {
+            path: record.path.clone(),
+            output: Value::Array(outputs.iter().flatten().map(|o| Value::clone(o)).collect()),
+        };
+        if *done == items.len() {
+            return Eval::Work(vec![complete()]);
         }
-        let mut outputs = Vec::with_capacity(record.items.len());
-        let mut work = Vec::new();
-        let (mut active, mut in_flight, mut suspended) = (0u32, false, false);
-        for (index, item) in record.items.iter().enumerate() {
-            let index = u32::try_from(index).unwrap_or(u32::MAX);
-            let scope = record.path.iteration(index);
-            if !self.scopes.contains(&scope) && active >= concurrency {
-                // Items start in order: no later one has started either.
-                break;
+        let mut join = Join::default();
+        for &i in active {
+            let scope = record.path.iteration(index(i));
+            join.add(self.flow(body, Some(&scope), &items[i]));
+        }
+        let mut next = *started;
+        let mut running = active.len();
+        while !join.stopped() && next < items.len() && running < concurrency as usize {
+            let scope = record.path.iteration(index(next));
+            join.add(self.flow(body, Some(&scope), &items[next]));
+            next += 1;
+            running += 1;
+        }
+        // Items not finished keep the node pending, started or not.
+        join.pending = true;
+        join.finish(complete)
+    }
+
+    /// A started parallel: every node runs on the parallel's input at once;
+    /// the output is an object keyed by node id.
+    fn parallel(&self, record: &NodeRecord, nodes: &[Node]) -> Eval {
+        let Progress::Parallel { outputs, .. } = &record.progress else {
+            return mismatch(record);
+        };
+        let mut join = Join::default();
+        for (node, output) in nodes.iter().zip(outputs) {
+            if output.is_none() {
+                join.add(self.eval_node(node, record.path.child(&node.id), &record.input));
             }
-            match self.flow(body, Some(&scope), item, Some(index)) {
-                Eval::Done(output) => outputs.push(output),
-                Eval::Work(more) => {
-                    active += 1;
-                    work.extend(more);
-                }
-                Eval::Waiting { suspended: s } => {
-                    active += 1;
-                    suspended |= s;
-                    in_flight |= !s;
-                }
-                failed_or_bailed => return failed_or_bailed,
-            }
         }
-        if outputs.len() == record.items.len() {
-            let output = Value::Array(outputs.iter().map(|o| Value::clone(o)).collect());
-            return Eval::Work(vec![Work::CompleteNode {
-                path: record.path.clone(),
-                output,
-            }]);
-        }
-        if !work.is_empty() {
-            return Eval::Work(work);
-        }
-        Eval::Waiting {
-            suspended: suspended && !in_flight,
+        join.finish(|| Work::CompleteNode {
+            path: record.path.clone(),
+            output: keyed(nodes.iter().map(|n| &n.id), outputs),
+        })
+    }
+}
+
+/// An object keyed by `ids` of the finished `outputs`.
+fn keyed<'a>(ids: impl Iterator<Item = &'a StepId>, outputs: &[Option<Arc<Value>>]) -> Value {
+    let mut map = Map::new();
+    for (id, output) in ids.zip(outputs) {
+        if let Some(output) = output {
+            map.insert(id.to_string(), Value::clone(output));
         }
     }
+    Value::Object(map)
+}
+
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+/// A record whose progress does not match its node: a bug, reported as a
+/// host failure rather than a panic.
+fn mismatch(record: &NodeRecord) -> Eval {
+    Eval::Failed(RunError {
+        step: Some(record.path.clone()),
+        error: StepError::host(
+            FailureKind::Host,
+            format!("node `{}`: its record does not match its kind", record.path),
+        ),
+    })
 }
 
 /// A foreach that has not started: record its fan-out, or fail when its
@@ -223,7 +314,7 @@ fn start_foreach(path: StepPath, input: &Arc<Value>) -> Eval {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
+pub(super) fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

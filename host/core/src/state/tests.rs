@@ -1,0 +1,329 @@
+//! The interpreter driven without a runtime: attempts "finish" in an order
+//! chosen by the test, so that every completion order of concurrent parts
+//! can be checked to give one result.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::event::Event;
+use crate::id::{RunId, StepId, StepPath, Timestamp};
+use crate::runner::StepTask;
+use crate::state::{RunResult, RunState, RunStatus, StepStatus};
+use crate::workflow::{Node, NodeKind, StepDef, Workflow, WorkflowBuilder};
+
+fn id(s: &str) -> StepId {
+    StepId::new(s).unwrap()
+}
+
+fn step(name: &str) -> Node {
+    Node {
+        id: id(name),
+        kind: NodeKind::Step { step: id(name) },
+    }
+}
+
+fn parallel(name: &str, nodes: Vec<Node>) -> Node {
+    Node {
+        id: id(name),
+        kind: NodeKind::Parallel { nodes },
+    }
+}
+
+fn foreach(name: &str, body: Vec<Node>, concurrency: u32) -> Node {
+    Node {
+        id: id(name),
+        kind: NodeKind::Foreach { body, concurrency },
+    }
+}
+
+fn workflow(flow: Vec<Node>, steps: &[&str]) -> Arc<Workflow> {
+    Arc::new(
+        WorkflowBuilder {
+            id: id("wf"),
+            description: None,
+            input_schema: None,
+            output_schema: None,
+            state_schema: None,
+            initial_state: json!({"base": 0}),
+            steps: steps
+                .iter()
+                .map(|s| (id(s), StepDef::new(id(s), "/c/s.wasm")))
+                .collect(),
+            flow,
+        }
+        .build()
+        .unwrap(),
+    )
+}
+
+/// What a step does: `suspend` suspends on its first run, `fail` fails,
+/// everything else completes with `{"at": path, "in": input}` and writes
+/// `state[<step id>] = path` over the state it sees.
+fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
+    let path = task.path.clone();
+    match task.step.as_str() {
+        "suspend" if task.resume_payload.is_none() => Event::StepSuspended {
+            path,
+            payload: json!({"at": task.path}),
+            labels: vec![task.path.to_string()],
+            state: None,
+            at: now,
+        },
+        "fail" => Event::StepFailed {
+            path,
+            error: crate::StepError::host(crate::FailureKind::Step, format!("{}", task.path)),
+            at: now,
+        },
+        _ => {
+            let mut seen = state.view(&task.path).state.as_ref().clone();
+            seen[task.step.as_str()] = json!(task.path);
+            Event::StepCompleted {
+                path,
+                output: Arc::new(json!({"at": task.path, "in": *task.input})),
+                state: Some(seen),
+                at: now,
+            }
+        }
+    }
+}
+
+/// Drives a run to rest, finishing in-flight attempts in the order `pick`
+/// chooses (an index into the attempts in flight, modulo their number).
+fn drive(state: &mut RunState, picks: &mut impl Iterator<Item = usize>) {
+    let now = Timestamp(1);
+    let mut in_flight: Vec<StepTask> = Vec::new();
+    loop {
+        let advance = state.advance(now).unwrap();
+        for effect in advance.effects {
+            if let crate::Effect::Execute(task) = effect {
+                in_flight.push(task);
+            }
+        }
+        if in_flight.is_empty() {
+            return;
+        }
+        let i = picks.next().unwrap_or(0) % in_flight.len();
+        let task = in_flight.remove(i);
+        let event = report(state, &task, now);
+        state.apply(&event).unwrap();
+    }
+}
+
+fn start(workflow: &Arc<Workflow>, input: Value) -> RunState {
+    let mut state = RunState::new(Arc::clone(workflow));
+    state
+        .apply(&Event::RunStarted {
+            run: RunId::new("r").unwrap(),
+            workflow: id("wf"),
+            input,
+            state: json!({"base": 0}),
+            at: Timestamp(0),
+        })
+        .unwrap();
+    state
+}
+
+/// Everything that must not depend on the completion order: status,
+/// output, error, state, and each address's record (in path order).
+fn outcome(result: &RunResult) -> Value {
+    let mut steps: Vec<Value> = result
+        .steps
+        .iter()
+        .map(|s| json!([s.path, s.status, s.output, s.attempt]))
+        .collect();
+    steps.sort_by_key(|s| s[0].as_str().unwrap_or_default().to_owned());
+    json!({
+        "status": result.status,
+        "output": result.output,
+        "error": result.error,
+        "state": result.state,
+        "suspended": result.suspended,
+        "steps": steps,
+    })
+}
+
+fn nested() -> Arc<Workflow> {
+    workflow(
+        vec![
+            parallel(
+                "fan",
+                vec![
+                    step("b"),
+                    foreach("items", vec![step("c"), step("d")], 3),
+                    step("e"),
+                ],
+            ),
+            step("f"),
+        ],
+        &["b", "c", "d", "e", "f"],
+    )
+}
+
+#[test]
+fn parallel_output_is_keyed_by_node_and_foreach_keeps_item_order() {
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![step("b"), foreach("items", vec![step("c")], 2)],
+        )],
+        &["b", "c"],
+    );
+    let mut state = start(&wf, json!([1, 2, 3]));
+    drive(&mut state, &mut [3, 2, 1, 0].into_iter().cycle());
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success);
+    let output = result.output.unwrap();
+    assert_eq!(output["b"]["at"], "fan/b");
+    let items: Vec<&Value> = output["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| &o["in"])
+        .collect();
+    assert_eq!(items, [&json!(1), &json!(2), &json!(3)]);
+    // Concurrent branches merge their writes in declaration order.
+    assert_eq!(
+        result.state,
+        json!({"base": 0, "b": "fan/b", "c": "fan/items[2]/c"})
+    );
+}
+
+#[test]
+fn a_failing_node_waits_for_its_siblings_and_fails_with_the_first_in_order() {
+    let wf = workflow(
+        vec![parallel("fan", vec![step("a"), step("fail"), step("b")])],
+        &["a", "fail", "b"],
+    );
+    for picks in [[0usize, 0, 0], [2, 1, 0], [1, 0, 0]] {
+        let mut state = start(&wf, json!(null));
+        drive(&mut state, &mut picks.into_iter());
+        let result = state.result();
+        assert_eq!(result.status, RunStatus::Failed);
+        assert_eq!(result.error.unwrap().step.unwrap().as_str(), "fan/fail");
+        // Every sibling in flight settled before the run failed.
+        assert!(result.steps.iter().all(|s| s.status != StepStatus::Running));
+    }
+}
+
+#[test]
+fn a_suspended_parallel_node_keeps_its_siblings_running_and_resumes_alone() {
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![
+                step("suspend"),
+                step("a"),
+                foreach("items", vec![step("suspend")], 2),
+            ],
+        )],
+        &["suspend", "a"],
+    );
+    let mut state = start(&wf, json!([1, 2]));
+    drive(&mut state, &mut std::iter::repeat(0));
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Suspended);
+    let suspended: Vec<&str> = result.suspended.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        suspended,
+        [
+            "fan/suspend",
+            "fan/items[0]/suspend",
+            "fan/items[1]/suspend"
+        ]
+    );
+    assert_eq!(
+        state.step(&path("fan/a")).unwrap().status,
+        StepStatus::Success
+    );
+
+    for (resume, left) in [("fan/items[1]/suspend", 2), ("fan/suspend", 1)] {
+        let target = crate::ResumeTarget::Path(path(resume));
+        let event = state
+            .resume(&target, json!({"ok": resume}), Timestamp(2))
+            .unwrap();
+        state.apply(&event).unwrap();
+        drive(&mut state, &mut std::iter::repeat(0));
+        let result = state.result();
+        assert_eq!(result.status, RunStatus::Suspended);
+        assert_eq!(result.suspended.len(), left);
+        // The resumed address finished; the others kept their payloads.
+        assert_eq!(
+            state.step(&path(resume)).unwrap().status,
+            StepStatus::Success
+        );
+        for s in &result.suspended {
+            assert_eq!(s.payload, json!({"at": s.path}));
+        }
+    }
+    let target = crate::ResumeTarget::Only;
+    let event = state
+        .resume(&target, json!({"ok": "last"}), Timestamp(3))
+        .unwrap();
+    state.apply(&event).unwrap();
+    drive(&mut state, &mut std::iter::repeat(0));
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success);
+    let output = result.output.unwrap();
+    assert_eq!(output["suspend"]["at"], "fan/suspend");
+    assert_eq!(output["items"][1]["at"], "fan/items[1]/suspend");
+}
+
+fn path(text: &str) -> StepPath {
+    StepPath::parse(text).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever order concurrent attempts finish in, the run ends the same.
+    #[test]
+    fn completion_order_does_not_change_the_outcome(picks in proptest::collection::vec(0usize..8, 0..40)) {
+        let wf = nested();
+        let mut reference = start(&wf, json!([10, 20, 30, 40]));
+        drive(&mut reference, &mut std::iter::repeat(0));
+        let mut state = start(&wf, json!([10, 20, 30, 40]));
+        drive(&mut state, &mut picks.into_iter());
+        prop_assert_eq!(outcome(&state.result()), outcome(&reference.result()));
+        prop_assert_eq!(state.result().status, RunStatus::Success);
+    }
+
+    /// Replaying a run's events rebuilds the same state (no decision is
+    /// re-derived on replay).
+    #[test]
+    fn replay_rebuilds_the_run(picks in proptest::collection::vec(0usize..8, 0..40)) {
+        let wf = nested();
+        let mut state = start(&wf, json!([1, 2, 3]));
+        let mut events = Vec::new();
+        let now = Timestamp(1);
+        let mut in_flight: Vec<StepTask> = Vec::new();
+        let mut picks = picks.into_iter();
+        events.push(Event::RunStarted {
+            run: RunId::new("r").unwrap(),
+            workflow: id("wf"),
+            input: json!([1, 2, 3]),
+            state: json!({"base": 0}),
+            at: Timestamp(0),
+        });
+        loop {
+            let advance = state.advance(now).unwrap();
+            events.extend(advance.events);
+            for effect in advance.effects {
+                if let crate::Effect::Execute(task) = effect {
+                    in_flight.push(task);
+                }
+            }
+            if in_flight.is_empty() {
+                break;
+            }
+            let i = picks.next().unwrap_or(0) % in_flight.len();
+            let task = in_flight.remove(i);
+            let event = report(&state, &task, now);
+            state.apply(&event).unwrap();
+            events.push(event);
+        }
+        let replayed = RunState::replay(Arc::clone(&wf), &events).unwrap();
+        prop_assert_eq!(outcome(&replayed.result()), outcome(&state.result()));
+    }
+}
