@@ -391,15 +391,15 @@ impl Orchestrator {
     /// A worker reported a finished attempt: it applies now, or in the
     /// reordering mode it is held until [`Self::release_held`] draws it.
     fn finished(&mut self, done: Done) {
-        let Some(active) = self.runs.get_mut(&done.run) else {
-            return;
-        };
-        if let Some(held) = &mut active.held {
-            self.holding.insert(done.run.clone());
-            held.reports.push(done);
-            return;
+        if self.reorder_seed.is_none() {
+            return self.report(done);
         }
-        self.report(done);
+        let Some(held) = self.runs.get_mut(&done.run).and_then(|a| a.held.as_mut()) else {
+            // Not a run driven here: `report` drops it.
+            return self.report(done);
+        };
+        self.holding.insert(done.run.clone());
+        held.reports.push(done);
     }
 
     /// Reordering mode: for each run holding reports, once none of its
