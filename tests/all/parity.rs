@@ -1,14 +1,37 @@
 //! The differential parity harness: every scenario under `tests/scenarios/`
 //! runs on BOTH runtimes (default, and evented over a SQLite file), and the
-//! two must agree exactly — status, output, error, per-step results, state and
-//! the event sequence (timestamps excluded) — after the start and after every
-//! action. Each scenario's own expectations are checked too.
+//! two must agree after the start and after every action. Each scenario's own
+//! expectations are checked too (on the default runtime's result).
+//!
+//! **Sequential scenarios** must agree exactly: the action's outcome, status,
+//! output, error, state, suspended steps, the step records in order and the
+//! whole event sequence (timestamps excluded).
+//!
+//! **Concurrent scenarios** — the workflow has a `parallel` or `branch` node
+//! or a `foreach` with `concurrency > 1` at any depth, or the scenario says
+//! `seeds = N` — legitimately finish their steps in different orders on the
+//! two runtimes. The evented runtime runs them once per seed (20 by default;
+//! `seeds = N` in the scenario, or the `WEFT_PARITY_SEEDS` environment
+//! variable for every concurrent scenario, overrides it) in its seeded
+//! reordering mode ([`weft_runtime::EventedOptions::reorder_seed`]: the
+//! reports of a run's attempts are held until none is in flight, then applied
+//! one at a time in an order drawn from the seed), and each seed must agree
+//! with the default runtime on: the action's outcome, status, output, error,
+//! state, the suspended addresses as a set, the step records as a map by
+//! address, and the events grouped by address (`path`; events without one
+//! form the run-level group), each group in order. There, `expect.steps` is
+//! compared as a map too. A failure names the scenario, the seed and what
+//! differs.
+//!
+//! Scenarios run a few at a time, each over its own SQLite files, which do
+//! not sync commits to the disk (durability is `crash.rs`'s business).
 //!
 //! A scenario is one TOML file:
 //!
 //! ```toml
 //! description = "what it shows"
 //! input = { action = "complete", output = 1 }   # or input-json = 'any JSON text'
+//! seeds = 50                        # optional: concurrent, run under this many seeds
 //!
 //! [[actions]]                       # optional, applied in order after the start
 //! resume = { label = "approve", data = { ok = true } }   # or step = "path"; neither = the only one
@@ -21,7 +44,8 @@
 //! status = "success"                # required
 //! output = { n = 1 }                # optional (or output-json)
 //! error = { code = "boom", kind = "step", step = "a", retryable = false, causes = ["root"] }
-//! steps = { a = "success", b = "failed" }   # optional: status per path; unlisted paths must not exist
+//! steps = { a = "success", b = "failed" }   # optional: status per path, in order of first start
+//!                                   #   (any order when concurrent); unlisted paths must not exist
 //! attempts = { a = 3 }              # optional
 //! state = { n = 1 }                 # optional
 //! events = ["run-started", "step-started", "..."]   # optional: the event types, in order
@@ -33,15 +57,21 @@
 //! component = "test-steps"
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, ResumeTarget, RunId, RunResult, StepPath, SystemClock};
+use weft_core::{
+    Event, EventStore as _, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath, SystemClock,
+};
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, EventedRuntime, NoObserver, Registered, Run, RuntimeError};
+use weft_runtime::{
+    DefaultRuntime, EventedOptions, EventedRuntime, NoObserver, Registered, Run, RuntimeError,
+};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
-use weft_store_sqlite::SqliteStore;
+use weft_store_sqlite::{Durability, SqliteStore};
 
 use crate::support::{guest, root};
 
@@ -51,6 +81,26 @@ struct Scenario {
     actions: Vec<toml::Table>,
     expect: toml::Table,
     manifest: Manifest,
+    /// `Some(n)`: concurrent, compared under `n` seeds; `None`: sequential.
+    seeds: Option<u64>,
+}
+
+/// Seeds per concurrent scenario unless it says otherwise.
+const DEFAULT_SEEDS: u64 = 20;
+
+/// Whether steps of a flow may run at the same time: a `parallel` or
+/// `branch` node, or a `foreach` with `concurrency > 1`, at any depth.
+fn concurrent(nodes: &[Node]) -> bool {
+    nodes.iter().any(|node| match &node.kind {
+        NodeKind::Parallel { .. } | NodeKind::Branch { .. } => true,
+        NodeKind::Foreach { body, concurrency } => *concurrency > 1 || concurrent(body),
+        NodeKind::Loop { body, .. } => concurrent(body),
+        NodeKind::Workflow { workflow } => concurrent(workflow.flow()),
+        NodeKind::Step { .. }
+        | NodeKind::Map { .. }
+        | NodeKind::Sleep { .. }
+        | NodeKind::SleepUntil { .. } => false,
+    })
 }
 
 fn to_json(value: &toml::Value) -> Value {
@@ -97,12 +147,28 @@ fn load(path: &Path) -> Scenario {
         .and_then(toml::Value::as_table)
         .cloned()
         .unwrap_or_else(|| panic!("{}: no [expect] table", path.display()));
+    let seeds = match table.get("seeds") {
+        Some(n) => Some(
+            n.as_integer()
+                .and_then(|n| u64::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .unwrap_or_else(|| panic!("{}: seeds must be a positive integer", path.display())),
+        ),
+        None if concurrent(manifest.workflow().flow()) => Some(
+            std::env::var("WEFT_PARITY_SEEDS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(DEFAULT_SEEDS),
+        ),
+        None => None,
+    };
     Scenario {
         path: path.to_owned(),
         input: json_field(&table, "input").unwrap_or(json!({})),
         actions,
         expect,
         manifest,
+        seeds,
     }
 }
 
@@ -186,11 +252,19 @@ fn registered(s: &Scenario, steps: Arc<WorkflowSteps>) -> Arc<Registered> {
     })
 }
 
+/// A SQLite store in `dir`. Commits are not synced to the disk: this
+/// harness compares behaviour, and fsyncs (one per commit, and the seeded
+/// reordering commits once per report) would dominate its time; durability
+/// is `crash.rs`'s business.
+fn store(dir: &Path) -> SqliteStore {
+    SqliteStore::open_with(&dir.join("weft.db"), Durability::Normal).unwrap()
+}
+
 /// The default runtime over its own SQLite file: what it records must be
 /// what the evented runtime records.
 fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("weft.db")).unwrap());
+    let store = Arc::new(store(dir.path()));
     let runtime = DefaultRuntime::new(store.clone(), Arc::new(SystemClock));
     let registered = registered(s, steps);
     let events = || store.load(id).unwrap().1;
@@ -218,10 +292,15 @@ fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
     seen
 }
 
-fn run_evented(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Observed> {
+fn run_evented(
+    s: &Scenario,
+    steps: Arc<WorkflowSteps>,
+    id: &RunId,
+    options: EventedOptions,
+) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("weft.db")).unwrap());
-    let runtime = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 2);
+    let store = Arc::new(store(dir.path()));
+    let runtime = EventedRuntime::with_options(store.clone(), Arc::new(SystemClock), 2, options);
     let registered = registered(s, steps);
     let events = || store.load(id).unwrap().1;
     let mut result = runtime
@@ -294,7 +373,13 @@ fn check_expectations(s: &Scenario, seen: &[Observed]) {
             .collect();
         let want: Vec<(String, Value)> =
             want.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
-        assert_eq!(got, want, "{name}: steps (in order of first start)");
+        if s.seeds.is_some() {
+            let got: BTreeMap<_, _> = got.into_iter().collect();
+            let want: BTreeMap<_, _> = want.into_iter().collect();
+            assert_eq!(got, want, "{name}: steps (by path)");
+        } else {
+            assert_eq!(got, want, "{name}: steps (in order of first start)");
+        }
     }
     if let Some(toml::Value::Table(want)) = e.get("attempts") {
         for (path, n) in want {
@@ -315,6 +400,174 @@ fn check_expectations(s: &Scenario, seen: &[Observed]) {
     }
 }
 
+/// What must agree, part by part: for a sequential scenario, everything in
+/// order; for a concurrent one, the suspended addresses as a set, the step
+/// records by address and the events grouped by address.
+fn parts(observed: &Observed, concurrent: bool) -> BTreeMap<String, Value> {
+    let mut parts = BTreeMap::new();
+    parts.insert(
+        "outcome".to_owned(),
+        match &observed.outcome {
+            Ok(v) => json!({ "ok": v }),
+            Err(e) => json!({ "error": e }),
+        },
+    );
+    let Value::Object(result) = &observed.result else {
+        panic!("a result is an object: {}", observed.result)
+    };
+    for (key, value) in result {
+        let value = match (key.as_str(), value) {
+            ("suspended", Value::Array(items)) if concurrent => {
+                let mut items = items.clone();
+                items.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+                Value::Array(items)
+            }
+            ("steps", Value::Array(records)) if concurrent => {
+                for record in records {
+                    let path = record["path"].as_str().unwrap_or_default();
+                    parts.insert(format!("step {path}"), record.clone());
+                }
+                continue;
+            }
+            _ => value.clone(),
+        };
+        parts.insert(key.clone(), value);
+    }
+    if concurrent {
+        let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        for event in &observed.events {
+            let mut event = event.clone();
+            // Which steps a run suspended on is a set.
+            if let Some(Value::Array(paths)) = event.get_mut("paths") {
+                paths.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            }
+            let group = match event.get("path").and_then(Value::as_str) {
+                Some(path) => format!("events of {path}"),
+                None => "run-level events".to_owned(),
+            };
+            groups.entry(group).or_default().push(event);
+        }
+        parts.extend(groups.into_iter().map(|(k, v)| (k, Value::Array(v))));
+    } else {
+        parts.insert("events".to_owned(), Value::Array(observed.events.clone()));
+    }
+    parts
+}
+
+/// A value as one line, cut short when long.
+fn brief(value: Option<&Value>) -> String {
+    const MAX: usize = 1000;
+    let Some(value) = value else {
+        return "(absent)".to_owned();
+    };
+    let text = value.to_string();
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// Each part on which `default` and `evented` differ, described.
+fn differences(default: &Observed, evented: &Observed, concurrent: bool) -> Vec<String> {
+    let (d, e) = (parts(default, concurrent), parts(evented, concurrent));
+    let mut keys: Vec<&String> = d.keys().chain(e.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut found = Vec::new();
+    for key in keys {
+        let (a, b) = (d.get(key), e.get(key));
+        if a == b {
+            continue;
+        }
+        let text = match (a, b) {
+            (Some(Value::Array(a)), Some(Value::Array(b))) if key.contains("events") => {
+                let at = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+                let types = |list: &[Value]| {
+                    list.iter()
+                        .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                format!(
+                    "{key} differ from #{at}:\n      default: [{}]\n      evented: [{}]\n      \
+                     default #{at}: {}\n      evented #{at}: {}",
+                    types(a),
+                    types(b),
+                    brief(a.get(at)),
+                    brief(b.get(at)),
+                )
+            }
+            _ => format!(
+                "{key}:\n      default: {}\n      evented: {}",
+                brief(a),
+                brief(b),
+            ),
+        };
+        found.push(text);
+    }
+    found
+}
+
+/// Panics naming the scenario, the seed and what differs, if the evented
+/// runtime's observations differ from the default runtime's.
+fn compare(s: &Scenario, seed: Option<u64>, default: &[Observed], evented: &[Observed]) {
+    assert_eq!(default.len(), evented.len());
+    for (i, (d, e)) in default.iter().zip(evented).enumerate() {
+        let found = differences(d, e, s.seeds.is_some());
+        if found.is_empty() {
+            continue;
+        }
+        let when = if i == 0 {
+            "after the start".to_owned()
+        } else {
+            format!("after action {i}")
+        };
+        let run = match seed {
+            Some(seed) => format!("evented runtime with reorder seed {seed}"),
+            None => "evented runtime".to_owned(),
+        };
+        panic!(
+            "{}: the default runtime and the {run} differ {when}:\n  - {}",
+            s.path.display(),
+            found.join("\n  - ")
+        );
+    }
+}
+
+/// Runs one scenario on both runtimes (the evented one under every seed
+/// when it is concurrent) and checks its expectations: why not, if not.
+fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let s = load(path);
+        let steps = Arc::new(WorkflowSteps::load(sandbox, s.manifest.workflow()).unwrap());
+        let id = RunId::new("parity-run").unwrap();
+        let default = run_default(&s, steps.clone(), &id);
+        match s.seeds {
+            None => {
+                let evented = run_evented(&s, steps, &id, EventedOptions::default());
+                compare(&s, None, &default, &evented);
+            }
+            Some(seeds) => {
+                for seed in 0..seeds {
+                    let options = EventedOptions {
+                        reorder_seed: Some(seed),
+                    };
+                    let evented = run_evented(&s, steps.clone(), &id, options);
+                    compare(&s, Some(seed), &default, &evented);
+                }
+            }
+        }
+        check_expectations(&s, &default);
+    }))
+    .map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    })
+}
+
 #[test]
 fn every_scenario_behaves_identically_on_both_runtimes() {
     let dir = root().join("tests/scenarios");
@@ -331,33 +584,25 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
         dir.display()
     );
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
-    let mut failures = Vec::new();
-    for path in &paths {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let s = load(path);
-            let steps = Arc::new(WorkflowSteps::load(&sandbox, s.manifest.workflow()).unwrap());
-            let id = RunId::new("parity-run").unwrap();
-            let default = run_default(&s, steps.clone(), &id);
-            let evented = run_evented(&s, steps, &id);
-            for (i, (d, e)) in default.iter().zip(&evented).enumerate() {
-                let when = if i == 0 {
-                    "after the start".to_owned()
-                } else {
-                    format!("after action {i}")
-                };
-                assert_eq!(d, e, "{}: the runtimes differ {when}", path.display());
-            }
-            check_expectations(&s, &default);
-        }));
-        if let Err(panic) = outcome {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            failures.push(format!("{}:\n{message}", path.display()));
+    // Scenarios run on a few threads at once (each with its own stores and
+    // runtimes; the sandbox and its compile cache are shared).
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(message) = check_scenario(&sandbox, path) {
+                        let failure = format!("{}:\n{message}", path.display());
+                        failures.lock().unwrap().push(failure);
+                    }
+                }
+            });
         }
-    }
+    });
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
     assert!(
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",

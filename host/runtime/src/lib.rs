@@ -24,7 +24,7 @@ mod worker;
 
 pub use default::{DefaultRuntime, NoObserver, Run, RunObserver};
 pub use error::RuntimeError;
-pub use evented::{Bus, Done, EventedRuntime, InProcessBus, Registered, WorkItem};
+pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, Registered, WorkItem};
 pub use memory_store::MemoryStore;
 pub use worker::{Executed, execute_step};
 

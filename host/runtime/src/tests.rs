@@ -12,7 +12,10 @@ use weft_core::{
     Timestamp, Workflow, WorkflowBuilder,
 };
 
-use crate::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered, RuntimeError};
+use crate::{
+    DefaultRuntime, EventedOptions, EventedRuntime, MemoryStore, NoObserver, Registered,
+    RuntimeError,
+};
 
 type Behaviour = dyn Fn(&StepTask, &StepView) -> StepReport + Send + Sync;
 
@@ -68,6 +71,8 @@ struct Fixture {
     clock: Option<Arc<dyn Clock>>,
     /// The flow; by default one step node per step, in order.
     flow: Option<Vec<Node>>,
+    /// The evented runtime's options.
+    evented: EventedOptions,
 }
 
 impl Fixture {
@@ -79,6 +84,7 @@ impl Fixture {
             input_schema: None,
             clock: None,
             flow: None,
+            evented: EventedOptions::default(),
         }
     }
 
@@ -144,7 +150,7 @@ impl Fixture {
                 Driver::Default(DefaultRuntime::new(store.clone(), clock), registered, store)
             }
             Kind::Evented => Driver::Evented(
-                EventedRuntime::new(store.clone(), clock, 2),
+                EventedRuntime::with_options(store.clone(), clock, 2, self.evented),
                 registered,
                 store,
             ),

@@ -14,6 +14,11 @@
 //! Delivery is at-least-once: an attempt in flight when its process died runs
 //! again on recovery, with the same attempt number and idempotency key. An
 //! attempt whose completion was committed never runs again.
+//!
+//! A verification mode, [`EventedOptions::reorder_seed`], makes the
+//! orchestrator apply each run's finished attempts in an order drawn from a
+//! seed instead of the order they happen to finish in, so a test can explore
+//! many interleavings of a run's concurrent steps, reproducibly.
 
 mod bus;
 mod orchestrator;
@@ -33,6 +38,33 @@ use orchestrator::{Command, Orchestrator, Reply, Request};
 use crate::error::RuntimeError;
 use crate::worker::{execute_step, panic_message};
 
+/// How an [`EventedRuntime`] behaves beyond its store, clock and workers.
+/// `EventedOptions::default()` is what [`EventedRuntime::new`] uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventedOptions {
+    /// **Seeded reordering, a test and verification mode** (`None`, the
+    /// default: off, and the orchestrator pays nothing for it).
+    ///
+    /// With `Some(seed)`, the orchestrator holds back the reports of a run's
+    /// finished attempts until none of that run's dispatched attempts is
+    /// still in flight. Then it applies the held reports one at a time, in
+    /// an order drawn from a generator seeded by `seed` and the run id
+    /// (splitmix64, drawing among the held reports sorted by address), and
+    /// advances and commits the run after each, so new work may be
+    /// dispatched between them; that work's reports join the next draw.
+    /// Different seeds thus explore different completion orders of
+    /// concurrent steps (foreach items with `concurrency > 1`), which must
+    /// all lead to the same per-address results. With a given seed the order
+    /// is reproducible as long as the run's steps are (retry delays and
+    /// suspensions are real time, and may change what is held together).
+    ///
+    /// It costs a commit per report and serialises a run's progress on its
+    /// slowest in-flight attempt: never use it in production. The parity
+    /// harness (`tests/all/parity.rs`) runs concurrent scenarios under many
+    /// seeds.
+    pub reorder_seed: Option<u64>,
+}
+
 /// Drives runs through an [`EventStore`] and step workers.
 pub struct EventedRuntime {
     commands: Option<Sender<Command>>,
@@ -43,8 +75,20 @@ pub struct EventedRuntime {
 }
 
 impl EventedRuntime {
-    /// Starts an orchestrator and `workers` step-worker threads (at least 1).
+    /// Starts an orchestrator and `workers` step-worker threads (at least 1),
+    /// with the default options.
     pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>, workers: usize) -> Self {
+        Self::with_options(store, clock, workers, EventedOptions::default())
+    }
+
+    /// Starts an orchestrator and `workers` step-worker threads (at least 1)
+    /// that behave as `options` say (see [`EventedOptions`]).
+    pub fn with_options(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        workers: usize,
+        options: EventedOptions,
+    ) -> Self {
         let (bus, done) = InProcessBus::new();
         let bus: Arc<dyn Bus> = Arc::new(bus);
         let workers = (0..workers.max(1))
@@ -59,7 +103,8 @@ impl EventedRuntime {
             .collect::<Vec<_>>();
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let worker_count = workers.len();
-        let mut orchestrator = Orchestrator::new(store, clock, Arc::clone(&bus));
+        let mut orchestrator =
+            Orchestrator::new(store, clock, Arc::clone(&bus), options.reorder_seed);
         let panicked = Arc::new(Mutex::new(None));
         let why = Arc::clone(&panicked);
         let orchestrator = std::thread::Builder::new()

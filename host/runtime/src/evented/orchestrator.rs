@@ -84,6 +84,65 @@ struct Active {
     waiters: Vec<Reply>,
     /// The request whose event is pending, until it commits.
     request: Option<Request>,
+    /// Reordering mode only ([`super::EventedOptions::reorder_seed`]):
+    /// reports held back until none of the run's attempts is in flight.
+    held: Option<Held>,
+}
+
+/// The reports of a run's finished attempts, held back by the reordering
+/// mode, and the generator that picks which one applies next. Held reports
+/// stay in the run's `in_flight` until they apply, so every check that
+/// waits for a run to go idle waits for them too.
+struct Held {
+    reports: Vec<Done>,
+    rng: SplitMix64,
+}
+
+impl Held {
+    /// One generator per run, from the seed and the run id: a run's order
+    /// does not depend on the other runs the orchestrator drives.
+    fn new(seed: u64, run: &RunId) -> Self {
+        // FNV-1a of the run id.
+        let hash = run
+            .as_str()
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        Self {
+            reports: Vec::new(),
+            rng: SplitMix64(seed ^ hash),
+        }
+    }
+
+    /// Takes the next report to apply, drawn by the generator among the
+    /// held ones sorted by address (so the draw does not depend on the
+    /// order the workers happened to report in).
+    fn draw(&mut self) -> Option<Done> {
+        if self.reports.is_empty() {
+            return None;
+        }
+        self.reports
+            .sort_by(|a, b| (&a.path, a.attempt).cmp(&(&b.path, b.attempt)));
+        let len = self.reports.len() as u64;
+        let pick = usize::try_from(self.rng.next() % len).unwrap_or(0);
+        Some(self.reports.remove(pick))
+    }
+}
+
+/// splitmix64 (Steele, Lea, Flood 2014; the seeding generator of
+/// `java.util.SplittableRandom` and of xoshiro): tiny, and good enough to
+/// pick orders.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
 }
 
 pub(super) struct Orchestrator {
@@ -97,6 +156,10 @@ pub(super) struct Orchestrator {
     /// they are advanced and checked, so a round costs what changed, not
     /// the number of runs in memory.
     touched: HashSet<RunId>,
+    /// The reordering mode's seed ([`super::EventedOptions::reorder_seed`]).
+    reorder_seed: Option<u64>,
+    /// Reordering mode: runs holding reports back.
+    holding: HashSet<RunId>,
 }
 
 impl Orchestrator {
@@ -104,6 +167,7 @@ impl Orchestrator {
         store: Arc<dyn EventStore>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn Bus>,
+        reorder_seed: Option<u64>,
     ) -> Self {
         Self {
             store,
@@ -112,6 +176,8 @@ impl Orchestrator {
             runs: HashMap::new(),
             delayed: BinaryHeap::new(),
             touched: HashSet::new(),
+            reorder_seed,
+            holding: HashSet::new(),
         }
     }
 
@@ -151,6 +217,9 @@ impl Orchestrator {
             }
             self.release_due();
             self.advance_and_commit();
+            if self.reorder_seed.is_some() {
+                self.release_held();
+            }
             if !open
                 && self
                     .runs
@@ -282,6 +351,7 @@ impl Orchestrator {
             wake: None,
             waiters: vec![reply],
             request: None,
+            held: self.reorder_seed.map(|seed| Held::new(seed, &run)),
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
@@ -314,10 +384,53 @@ impl Orchestrator {
             wake: None,
             waiters: Vec::new(),
             request: None,
+            held: self.reorder_seed.map(|seed| Held::new(seed, run)),
         })
     }
 
+    /// A worker reported a finished attempt: it applies now, or in the
+    /// reordering mode it is held until [`Self::release_held`] draws it.
     fn finished(&mut self, done: Done) {
+        if self.reorder_seed.is_none() {
+            return self.report(done);
+        }
+        let Some(held) = self.runs.get_mut(&done.run).and_then(|a| a.held.as_mut()) else {
+            // Not a run driven here: `report` drops it.
+            return self.report(done);
+        };
+        self.holding.insert(done.run.clone());
+        held.reports.push(done);
+    }
+
+    /// Reordering mode: for each run holding reports, once none of its
+    /// attempts is still in flight (every one has reported), applies one
+    /// held report drawn by the run's generator, advances the run and
+    /// commits, so the run may dispatch new work; repeats while the run
+    /// stays quiescent. New work dispatched in between is waited for, and
+    /// its reports join the draw.
+    fn release_held(&mut self) {
+        let holding: Vec<RunId> = self.holding.drain().collect();
+        for run in holding {
+            while let Some(active) = self.runs.get_mut(&run) {
+                let Some(held) = &mut active.held else {
+                    break;
+                };
+                if held.reports.len() < active.in_flight.len() {
+                    // Attempts still run: wait for their reports.
+                    self.holding.insert(run);
+                    break;
+                }
+                let Some(done) = held.draw() else {
+                    break;
+                };
+                self.report(done);
+                self.advance_and_commit();
+            }
+        }
+    }
+
+    /// Applies a finished attempt's report to its run.
+    fn report(&mut self, done: Done) {
         let Some(active) = self.runs.get_mut(&done.run) else {
             return;
         };
@@ -522,6 +635,14 @@ impl Orchestrator {
             Err(e) => return fail(run, old.waiters, e),
         };
         fresh.waiters = old.waiters;
+        // Held reports are of dispatched attempts: they apply (or not) to
+        // the reloaded run like reports still to come.
+        if let Some(held) = old.held {
+            if !held.reports.is_empty() {
+                self.holding.insert(run.clone());
+            }
+            fresh.held = Some(held);
+        }
         // Attempts this process dispatched still report here; what they
         // report applies only if the stored run still expects it. Attempts
         // queued for dispatch after the failed commit never left.
