@@ -69,7 +69,7 @@ fn in_node(node: &str, needle: &str) -> Location {
 }
 
 fn expr(s: &str) -> Expr {
-    Expr(s.to_owned())
+    Expr::compile(s).unwrap()
 }
 
 fn ids(nodes: &[Node]) -> Vec<&str> {
@@ -203,10 +203,7 @@ fn parses_foreach_map_and_sleeps() {
     let NodeKind::Map { fields } = &flow[2].kind else {
         panic!("{:?}", flow[2])
     };
-    let fields: Vec<_> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.0.as_str()))
-        .collect();
+    let fields: Vec<_> = fields.iter().map(|(k, v)| (k.as_str(), v.text())).collect();
     assert_eq!(
         fields,
         [
@@ -216,7 +213,7 @@ fn parses_foreach_map_and_sleeps() {
     );
     assert!(matches!(flow[3].kind, NodeKind::Sleep { duration_ms: 500 }));
     assert!(
-        matches!(&flow[4].kind, NodeKind::SleepUntil { until } if until.0 == "timestamp('2026-12-01T00:00:00Z')")
+        matches!(&flow[4].kind, NodeKind::SleepUntil { until } if until.text() == "timestamp('2026-12-01T00:00:00Z')")
     );
     assert_eq!(
         ids(&flow),
