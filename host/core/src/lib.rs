@@ -28,7 +28,7 @@ pub use error::{
     ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,
 };
 pub use event::{CustomEvent, Event};
-pub use expr::Expr;
+pub use expr::{Expr, ExprError};
 pub use id::{IdError, Repetition, RunId, StepId, StepPath, Timestamp};
 pub use runner::{
     Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,

@@ -3,8 +3,9 @@
 //! TOML and JSON manifests share this model; keys are identical in both
 //! (kebab-case, e.g. `input-schema`). Every table rejects unknown keys. These
 //! types are what is *written*; [`crate::Manifest`] turns them into a
-//! validated [`weft_core::Workflow`] (resolving files, compiling schemas,
-//! merging defaults).
+//! validated [`weft_core::Workflow`] (resolving files, compiling schemas and
+//! expressions, merging defaults). Expressions (`when`, `while`, `until`,
+//! `map` values, `sleep-until`) are CEL text here, compiled when lowered.
 //!
 //! ```toml
 //! id = "order-approval"
@@ -34,7 +35,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use weft_core::{Expr, Grant, Limits, RetryPolicy, StepId};
+use weft_core::{Grant, Limits, RetryPolicy, StepId};
 
 /// A workflow manifest file.
 #[derive(Debug, Clone, Deserialize)]
@@ -199,11 +200,11 @@ pub struct NodeSpec {
     pub dowhile: Option<Vec<NodeSpec>>,
     /// The condition of a `dowhile` node (an expression), checked after each iteration.
     #[serde(rename = "while")]
-    pub while_: Option<Expr>,
+    pub while_: Option<String>,
     /// Run this body, then again until `until` holds.
     pub dountil: Option<Vec<NodeSpec>>,
     /// The condition of a `dountil` node (an expression), checked after each iteration.
-    pub until: Option<Expr>,
+    pub until: Option<String>,
     /// For `dowhile` and `dountil`: fail the run after this many iterations.
     pub max_iterations: Option<u32>,
     /// Run this body once per item of the previous output (an array).
@@ -211,11 +212,11 @@ pub struct NodeSpec {
     /// For `foreach`: how many items run at once (default 1).
     pub concurrency: Option<u32>,
     /// Build the next input: output field → expression over the run's data.
-    pub map: Option<IndexMap<String, Expr>>,
+    pub map: Option<IndexMap<String, String>>,
     /// Pause for this many milliseconds; passes the input through.
     pub sleep_ms: Option<u64>,
     /// Pause until the time this expression yields; passes the input through.
-    pub sleep_until: Option<Expr>,
+    pub sleep_until: Option<String>,
     /// Run another workflow, given as a manifest path relative to this manifest's directory.
     pub workflow: Option<String>,
 }
@@ -227,7 +228,7 @@ pub struct ArmSpec {
     /// The arm id (default: the id of its only node, else `arm-<n>`).
     pub id: Option<StepId>,
     /// The condition (an expression); an arm without one is the `else` arm.
-    pub when: Option<Expr>,
+    pub when: Option<String>,
     /// The nodes to run when the arm is taken.
     pub flow: Vec<NodeSpec>,
 }

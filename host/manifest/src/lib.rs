@@ -4,7 +4,10 @@
 //! serde model in `format.rs`, every field documented there; unknown keys are
 //! errors everywhere). It resolves the files the manifest names (components,
 //! schema files, nested workflow manifests) relative to the manifest's
-//! directory, compiles its JSON Schemas, merges step defaults, and builds the
+//! directory, compiles its JSON Schemas and its expressions (CEL: a syntax
+//! error or a variable not available where the expression is written is
+//! located at its line and column inside the expression, in the manifest's
+//! own coordinates), merges step defaults, and builds the
 //! workflow through [`weft_core::WorkflowBuilder`]. Every error is a
 //! [`ManifestError`] pointing at `file:line:column` and naming the field path
 //! it is about (`steps.validate.input-schema`, `flow[2].step`); the same paths

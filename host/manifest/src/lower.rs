@@ -10,7 +10,8 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value;
 use weft_core::{
-    Arm, Expr, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId, WorkflowBuilder,
+    Arm, Expr, ExprError, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId,
+    WorkflowBuilder,
 };
 
 use crate::error::ManifestError;
@@ -32,6 +33,21 @@ const KINDS: [&str; 10] = [
     "sleep-until",
     "workflow",
 ];
+
+/// The variables every expression may read: the node's input, the
+/// workflow's (`workflow.input`), the state, and the results of the steps
+/// before it (`steps.<node-id>`, resolved lexically).
+const VARIABLES: [&str; 4] = ["input", "workflow", "state", "steps"];
+
+/// Where an expression is written, which decides the variables it may read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Site {
+    /// A branch arm's `when`, a `map` value, a `sleep-until`.
+    Node,
+    /// A loop's `while` or `until`: also `output` (the body's output) and
+    /// `iteration` (the 1-based number of the iteration just run).
+    LoopCondition,
+}
 
 /// A manifest being loaded, as a link of the chain of nested workflows.
 #[derive(Debug, Clone)]
@@ -78,6 +94,9 @@ pub(crate) struct Lowering<'a> {
     pub source: &'a SourceMap,
     /// The manifests being loaded, outermost first; the last one is `file`.
     pub stack: &'a mut Vec<Frame>,
+    /// Whether the nodes being lowered are inside the body of a loop or a
+    /// `foreach` (at any depth), where expressions may read `iteration`.
+    pub iterating: bool,
 }
 
 impl Lowering<'_> {
@@ -361,7 +380,7 @@ impl Lowering<'_> {
             for (j, arm) in branch.iter().enumerate() {
                 let arm_at = format!("{at}.branch[{j}]");
                 let when = match &arm.when {
-                    Some(when) => Some(self.expr(when, &format!("{arm_at}.when"))?),
+                    Some(when) => Some(self.expr(when, &format!("{arm_at}.when"), Site::Node)?),
                     None => {
                         if let Some(first) = otherwise {
                             let other = format!("{at}.branch[{first}]");
@@ -410,8 +429,8 @@ impl Lowering<'_> {
             };
             return Ok(NodeKind::Loop {
                 kind: loop_kind,
-                body: self.nodes(nodes, &body(kind))?,
-                condition: self.expr(condition, &body(name))?,
+                body: self.body(nodes, &body(kind))?,
+                condition: self.expr(condition, &body(name), Site::LoopCondition)?,
                 max_iterations: spec.max_iterations,
             });
         }
@@ -421,14 +440,15 @@ impl Lowering<'_> {
                 return Err(self.error(&body("concurrency"), "must be at least 1"));
             }
             return Ok(NodeKind::Foreach {
-                body: self.nodes(nodes, &body("foreach"))?,
+                body: self.body(nodes, &body("foreach"))?,
                 concurrency,
             });
         }
         if let Some(map) = &spec.map {
             let mut fields = IndexMap::with_capacity(map.len());
             for (name, expr) in map {
-                fields.insert(name.clone(), self.expr(expr, &format!("{at}.map.{name}"))?);
+                let field = format!("{at}.map.{name}");
+                fields.insert(name.clone(), self.expr(expr, &field, Site::Node)?);
             }
             return Ok(NodeKind::Map { fields });
         }
@@ -437,7 +457,7 @@ impl Lowering<'_> {
         }
         if let Some(until) = &spec.sleep_until {
             return Ok(NodeKind::SleepUntil {
-                until: self.expr(until, &body("sleep-until"))?,
+                until: self.expr(until, &body("sleep-until"), Site::Node)?,
             });
         }
         // The caller checked that the node has exactly one kind key: this is `workflow`.
@@ -447,11 +467,51 @@ impl Lowering<'_> {
         })
     }
 
-    fn expr(&self, expr: &Expr, field: &str) -> Result<Expr, ManifestError> {
-        if expr.0.trim().is_empty() {
+    /// Lowers the body of a loop or a `foreach`: its expressions (at any
+    /// depth) may read `iteration`.
+    fn body(&mut self, specs: &[NodeSpec], at: &str) -> Result<Vec<Node>, ManifestError> {
+        let outer = std::mem::replace(&mut self.iterating, true);
+        let nodes = self.nodes(specs, at);
+        self.iterating = outer;
+        nodes
+    }
+
+    /// Compiles the expression `text` written at `field`, checking the
+    /// variables it reads against those available at `site`.
+    fn expr(&self, text: &str, field: &str, site: Site) -> Result<Expr, ManifestError> {
+        if text.trim().is_empty() {
             return Err(self.error(field, "the expression is empty"));
         }
-        Ok(expr.clone())
+        let mut allowed = VARIABLES.to_vec();
+        if site == Site::LoopCondition {
+            allowed.push("output");
+        }
+        if site == Site::LoopCondition || self.iterating {
+            allowed.push("iteration");
+        }
+        Expr::compile(text)
+            .and_then(|expr| expr.check_variables(&allowed).map(|()| expr))
+            .map_err(|e| self.expr_error(field, text, &e))
+    }
+
+    /// An error inside the expression at `field`, located in the manifest at
+    /// the error's own line and column within the expression. That works
+    /// for every string form (see `SourceMap::locate_in_string`: an escape
+    /// counts as the character it stands for and is located at its
+    /// backslash; in a multi-line string, the expression's lines are the
+    /// manifest's); when the value cannot be mapped, the error is located
+    /// at the start of the value.
+    fn expr_error(&self, field: &str, text: &str, error: &ExprError) -> ManifestError {
+        let location = self
+            .source
+            .locate_in_string(field, text, error.line, error.column)
+            .or_else(|| self.source.locate(field));
+        ManifestError::new(
+            self.file,
+            location,
+            Some(field.to_owned()),
+            format!("`{field}`: {}", error.message),
+        )
     }
 
     /// Loads a nested workflow manifest, refusing cycles.

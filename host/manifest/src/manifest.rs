@@ -140,6 +140,7 @@ impl Manifest {
             file: path,
             source: &source,
             stack,
+            iterating: false,
         }
         .lower(&file);
         stack.pop();
@@ -161,6 +162,7 @@ impl Manifest {
             file: path,
             source: &source,
             stack: &mut stack,
+            iterating: false,
         }
         .lower(&file)
     }

@@ -15,6 +15,8 @@ use toml::de::{DeTable, DeValue};
 
 use crate::error::Location;
 
+mod string;
+
 /// One field (or array element) of the document.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
@@ -169,6 +171,24 @@ impl SourceMap {
     /// Where the value of `path` starts.
     pub(crate) fn locate(&self, path: &str) -> Option<Location> {
         self.get(path).map(|e| self.location(e.value.start))
+    }
+
+    /// Where a position inside a string value is: the 1-based `line` and
+    /// `column` (in characters) of the string `value` at `path`. `None` when
+    /// the manifest does not write that field as a string literal holding
+    /// `value` (see [`string::decode`] for the literals understood and how
+    /// escapes and multi-line strings are mapped).
+    pub(crate) fn locate_in_string(
+        &self,
+        path: &str,
+        value: &str,
+        line: usize,
+        column: usize,
+    ) -> Option<Location> {
+        let span = &self.get(path)?.value;
+        let decoded = string::decode(self.text.get(span.clone())?)?;
+        (decoded.value == value)
+            .then(|| self.location(span.start + decoded.offset_of(line, column)))
     }
 
     /// Where the key of `path` starts (its value for array elements).

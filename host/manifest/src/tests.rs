@@ -69,7 +69,7 @@ fn in_node(node: &str, needle: &str) -> Location {
 }
 
 fn expr(s: &str) -> Expr {
-    Expr(s.to_owned())
+    Expr::compile(s).unwrap()
 }
 
 fn ids(nodes: &[Node]) -> Vec<&str> {
@@ -203,10 +203,7 @@ fn parses_foreach_map_and_sleeps() {
     let NodeKind::Map { fields } = &flow[2].kind else {
         panic!("{:?}", flow[2])
     };
-    let fields: Vec<_> = fields
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.0.as_str()))
-        .collect();
+    let fields: Vec<_> = fields.iter().map(|(k, v)| (k.as_str(), v.text())).collect();
     assert_eq!(
         fields,
         [
@@ -216,7 +213,7 @@ fn parses_foreach_map_and_sleeps() {
     );
     assert!(matches!(flow[3].kind, NodeKind::Sleep { duration_ms: 500 }));
     assert!(
-        matches!(&flow[4].kind, NodeKind::SleepUntil { until } if until.0 == "timestamp('2026-12-01T00:00:00Z')")
+        matches!(&flow[4].kind, NodeKind::SleepUntil { until } if until.text() == "timestamp('2026-12-01T00:00:00Z')")
     );
     assert_eq!(
         ids(&flow),
@@ -572,4 +569,122 @@ fn error_at_locates_fields_it_knows() {
         format!("{}: `steps.b.retry`: nope", fx.path("wf.toml").display())
     );
     assert_eq!(manifest.path(), Path::new(&fx.path("wf.toml")));
+}
+
+#[test]
+fn expression_errors_are_located_inside_the_expression() {
+    let fx = Fixture::new();
+    // A basic string: the value's column + 1 (the quote) + the column in the
+    // expression - 1.
+    let node = r#"{ branch = [{ when = "input.total >", flow = [{ step = "a" }] }] }"#;
+    let error = fx.flow(node).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("flow[0].branch[0].when"));
+    assert_eq!(error.location, Some(in_node(node, "\", flow")), "{error}");
+    assert_eq!(
+        error.message,
+        "`flow[0].branch[0].when`: syntax error: mismatched input '<EOF>' expecting an expression"
+    );
+
+    // A literal string.
+    let node = r#"{ map = { total = 'input.a +* 2' } }"#;
+    let error = fx.flow(node).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("flow[0].map.total"));
+    assert_eq!(error.location, Some(in_node(node, "* 2")), "{error}");
+
+    // Escapes count as the character they stand for.
+    let node = r#"{ sleep-until = "timestamp(\"2026\") + foo" }"#;
+    let error = fx.flow(node).unwrap_err();
+    assert_eq!(error.location, Some(in_node(node, "foo")), "{error}");
+    assert_eq!(
+        error.message,
+        "`flow[0].sleep-until`: unknown variable `foo` (available here: input, workflow, state, steps)"
+    );
+
+    // A multi-line string: the expression's second line is the manifest's next line.
+    let text = format!(
+        "id = \"wf\"\nflow = [\n  {{ dowhile = [{{ step = \"a\" }}], while = '''\n    output.n > 1 &&\n      (output.m < 2''' }},\n]\n{STEPS}"
+    );
+    let error = fx.builder(&text).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("flow[0].while"));
+    assert_eq!(error.location, Some(position(&text, "'''", 1)), "{error}");
+    assert_eq!(
+        error.message,
+        "`flow[0].while`: syntax error: missing ')' at '<EOF>'"
+    );
+
+    // JSON.
+    let text = "{\n  \"id\": \"wf\",\n  \"flow\": [\n    {\"map\": {\"x\": \"input.a == \\\"\\u00e9\\\" && nope\"}}\n  ],\n  \"steps\": {\"a\": {\"component\": \"c.component\"}}\n}";
+    let error = Manifest::from_json_str(text, &fx.path("wf.json")).unwrap_err();
+    assert_eq!(error.field.as_deref(), Some("flow[0].map.x"));
+    assert_eq!(error.location, Some(position(text, "nope", 0)), "{error}");
+    assert!(error.message.contains("unknown variable `nope`"), "{error}");
+
+    // An empty expression stays an error of its own.
+    let error = fx.flow(r#"{ map = { x = "" } }"#).unwrap_err();
+    assert_eq!(error.message, "`flow[0].map.x`: the expression is empty");
+}
+
+#[test]
+fn variables_available_depend_on_where_the_expression_is() {
+    let fx = Fixture::new();
+    let accepted = [
+        // Everywhere.
+        r#"{ map = { a = "input.a", b = "workflow.input.b", c = "state.c", d = "steps.a.d" } }"#,
+        // Loop conditions: the body's output and the iteration just run.
+        r#"{ dowhile = [{ step = "a" }], while = "output.more && iteration < 10" }"#,
+        r#"{ dountil = [{ step = "a" }], until = "output.done || iteration == 3" }"#,
+        // Inside a loop's or a foreach's body, at any depth: the iteration.
+        r#"{ foreach = [{ map = { i = "iteration" } }] }"#,
+        r#"{ foreach = [{ parallel = [{ branch = [{ when = "iteration > 1", flow = [{ step = "a" }] }] }] }] }"#,
+        r#"{ dowhile = [{ sleep-until = "timestamp(input.at[iteration])" }], while = "true" }"#,
+        // Names bound by macros are theirs.
+        r#"{ map = { doubled = "input.items.map(output, output * 2)" } }"#,
+    ];
+    for node in accepted {
+        fx.flow(node)
+            .unwrap_or_else(|e| panic!("{node}: refused: {e}"));
+    }
+
+    let refused = [
+        (
+            r#"{ map = { x = "output.total" } }"#,
+            "flow[0].map.x",
+            "output.total",
+            "unknown variable `output` (available here: input, workflow, state, steps)",
+        ),
+        (
+            r#"{ branch = [{ when = "iteration > 1", flow = [{ step = "a" }] }] }"#,
+            "flow[0].branch[0].when",
+            "iteration >",
+            "unknown variable `iteration` (available here: input, workflow, state, steps)",
+        ),
+        (
+            r#"{ foreach = [{ map = { x = "output" } }] }"#,
+            "flow[0].foreach[0].map.x",
+            "output\"",
+            "unknown variable `output` (available here: input, workflow, state, steps, iteration)",
+        ),
+        (
+            r#"{ dowhile = [{ step = "a" }], while = "outptu.more" }"#,
+            "flow[0].while",
+            "outptu",
+            "unknown variable `outptu` (available here: input, workflow, state, steps, output, iteration)",
+        ),
+    ];
+    for (node, field, at, message) in refused {
+        let error = fx.flow(node).unwrap_err();
+        assert_eq!(error.field.as_deref(), Some(field), "{error}");
+        assert_eq!(error.location, Some(in_node(node, at)), "{error}");
+        assert_eq!(error.message, format!("`{field}`: {message}"));
+    }
+
+    // A nested workflow is a scope of its own: no `iteration` there, even
+    // when the node running it is in a foreach body.
+    let child = "id = \"child\"\nflow = [{ map = { i = \"iteration\" } }]\n";
+    fs::write(fx.path("child.toml"), child).unwrap();
+    let error = fx
+        .flow(r#"{ foreach = [{ workflow = "child.toml" }] }"#)
+        .unwrap_err();
+    assert_eq!(error.file, fx.path("child.toml"));
+    assert_eq!(error.field.as_deref(), Some("flow[0].map.i"));
 }
