@@ -864,6 +864,23 @@ fn run_measuring_peak_rss(
         .expect("weft starts");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
+    // The child's own high-water mark, sampled until it exits. (`wait4`'s
+    // `ru_maxrss` would also count the test process's memory: a child
+    // spawned with vfork records its parent's peak when it execs.)
+    let sampled = child.id();
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        let status = format!("/proc/{sampled}/status");
+        while let Some(hwm) = std::fs::read_to_string(&status).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        }) {
+            peak = peak.max(hwm * 1024);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        peak
+    });
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
         stderr.read_to_string(&mut text).map(|_| text)
@@ -884,8 +901,11 @@ fn run_measuring_peak_rss(
     };
     assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    // Linux reports kibibytes.
-    let peak = u64::try_from(usage.ru_maxrss).expect("a size") * 1024;
+    // A zombie has no memory lines: the sampler stopped when the child exited.
+    let peak = sampler.join().expect("no panic");
+    // `ru_maxrss` (kibibytes) bounds the child's peak from above.
+    let bound = u64::try_from(usage.ru_maxrss).expect("a size") * 1024;
+    assert!(peak > 0 && peak <= bound, "sampled {peak}, bound {bound}");
     (code, out, err, peak)
 }
 

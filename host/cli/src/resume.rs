@@ -24,8 +24,11 @@ pub struct Args {
     #[arg(long, value_name = "PATH", conflicts_with = "label")]
     step: Option<String>,
     /// Resume the suspended step that has this resume label
-    #[arg(long, value_name = "LABEL")]
+    #[arg(long, value_name = "LABEL", conflicts_with = "all")]
     label: Option<String>,
+    /// Resume every suspended step, all with the same --data
+    #[arg(long, conflicts_with = "step")]
+    all: bool,
     /// The resume payload: JSON text, or @FILE
     #[arg(long, short, value_name = "JSON|@FILE", default_value = "{}")]
     data: String,
@@ -51,6 +54,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         .map_err(Failure::invalid)?;
     let payload = json_arg(&args.data, "--data").map_err(Failure::invalid)?;
     let target = match (&args.step, &args.label) {
+        _ if args.all => ResumeTarget::All,
         (Some(path), _) => ResumeTarget::Path(
             StepPath::parse(path)
                 .context("--step")

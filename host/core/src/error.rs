@@ -32,6 +32,12 @@ pub enum FailureKind {
     InvalidSuspend,
     /// The host itself failed while running the step (e.g. instantiation).
     Host,
+    /// An expression (a branch or loop condition, a map field) failed to
+    /// evaluate, or a condition did not yield a boolean.
+    Expression,
+    /// A loop reached its `max-iterations` with its condition still saying
+    /// to go on.
+    MaxIterations,
 }
 
 impl FailureKind {
@@ -49,6 +55,8 @@ impl FailureKind {
             Self::InvalidState => "invalid-state",
             Self::InvalidSuspend => "invalid-suspend",
             Self::Host => "host",
+            Self::Expression => "expression",
+            Self::MaxIterations => "max-iterations",
         }
     }
 }
@@ -229,7 +237,7 @@ pub enum ResumeError {
     },
     /// Several steps are suspended; the request must say which.
     #[error(
-        "run {run}: several steps are suspended ({suspended}); say which with a step path or a label"
+        "run {run}: several steps are suspended ({suspended}); say which with a step path or a label, or resume them all"
     )]
     Ambiguous {
         /// The run.

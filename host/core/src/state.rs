@@ -309,6 +309,8 @@ pub enum ResumeTarget {
     Path(StepPath),
     /// A resume label.
     Label(String),
+    /// Every suspended step, with the same payload.
+    All,
 }
 
 /// A suspended step as reported in a result.
@@ -696,7 +698,10 @@ impl RunState {
                 self.require_running(event)
             }
             Event::RunResumed { path, .. } => {
-                if self.status != RunStatus::Suspended {
+                // A running run may have suspended addresses too (a suspended
+                // parallel node while others run): the state machine resumes
+                // an address in either; `resume` decides when a runtime may.
+                if !matches!(self.status, RunStatus::Suspended | RunStatus::Running) {
                     return Err(self.reject(event, format!("the run is {}", self.status)));
                 }
                 match self.steps.get(path) {
@@ -1209,9 +1214,12 @@ impl RunState {
             .collect()
     }
 
-    /// Turns a resume request into the `run-resumed` event to append, after
-    /// checking the run is suspended, resolving the target and validating
-    /// the payload against the step's resume schema.
+    /// Turns a resume request into the `run-resumed` events to append (one,
+    /// or one per suspended address for [`ResumeTarget::All`]), after
+    /// checking the run is suspended — or running with suspended addresses,
+    /// which only the runtime driving it may resume (see
+    /// [`RunState::resume_stored`]) — resolving the target and validating
+    /// the payload against each step's resume schema.
     ///
     /// # Errors
     /// A [`ResumeError`] naming the run, the step and what is wrong.
@@ -1220,18 +1228,25 @@ impl RunState {
         target: &ResumeTarget,
         payload: Value,
         at: Timestamp,
-    ) -> Result<Event, ResumeError> {
+    ) -> Result<Vec<Event>, ResumeError> {
         let run = self
             .run
             .as_ref()
             .map_or_else(|| "-".to_owned(), ToString::to_string);
-        if self.status != RunStatus::Suspended {
+        let suspended = self.suspended_paths();
+        // A running run with suspended addresses (a suspended parallel node
+        // while others run) can be resumed by the runtime driving it.
+        let resumable = match self.status {
+            RunStatus::Suspended => true,
+            RunStatus::Running => !suspended.is_empty(),
+            _ => false,
+        };
+        if !resumable {
             return Err(ResumeError::NotSuspended {
                 run,
                 status: self.status.to_string(),
             });
         }
-        let suspended = self.suspended_paths();
         let list = |paths: &[StepPath]| {
             paths
                 .iter()
@@ -1239,9 +1254,10 @@ impl RunState {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let path = match target {
+        let paths = match target {
+            ResumeTarget::All => suspended.clone(),
             ResumeTarget::Only => match suspended.as_slice() {
-                [only] => only.clone(),
+                [only] => vec![only.clone()],
                 _ => {
                     return Err(ResumeError::Ambiguous {
                         run,
@@ -1249,7 +1265,7 @@ impl RunState {
                     });
                 }
             },
-            ResumeTarget::Path(path) => {
+            ResumeTarget::Path(path) => vec![{
                 if !self.steps.contains_key(path) && !self.workflow.has_path(path) {
                     return Err(ResumeError::UnknownStep {
                         run,
@@ -1265,14 +1281,14 @@ impl RunState {
                     });
                 }
                 path.clone()
-            }
+            }],
             ResumeTarget::Label(label) => {
                 let mut matching = self
                     .steps
                     .values()
                     .filter(|r| r.status == StepStatus::Suspended && r.labels.contains(label));
                 match (matching.next(), matching.next()) {
-                    (Some(r), None) => r.path.clone(),
+                    (Some(r), None) => vec![r.path.clone()],
                     (Some(_), Some(_)) => {
                         return Err(ResumeError::Ambiguous {
                             run,
@@ -1297,21 +1313,53 @@ impl RunState {
                 }
             }
         };
-        let step = &self.steps[&path].step;
-        if let Some(schema) = self
-            .workflow
-            .step(step)
-            .and_then(|s| s.resume_schema.as_ref())
-        {
-            schema
-                .validate(&payload)
-                .map_err(|e| ResumeError::InvalidPayload {
-                    run,
-                    path: path.to_string(),
-                    message: e.message,
-                })?;
+        let mut events = Vec::with_capacity(paths.len());
+        for path in paths {
+            let step = &self.steps[&path].step;
+            if let Some(schema) = self
+                .workflow
+                .step(step)
+                .and_then(|s| s.resume_schema.as_ref())
+            {
+                schema
+                    .validate(&payload)
+                    .map_err(|e| ResumeError::InvalidPayload {
+                        run: run.clone(),
+                        path: path.to_string(),
+                        message: e.message,
+                    })?;
+            }
+            events.push(Event::RunResumed {
+                path,
+                payload: payload.clone(),
+                at,
+            });
         }
-        Ok(Event::RunResumed { path, payload, at })
+        Ok(events)
+    }
+
+    /// [`RunState::resume`] for a runtime that does not drive the run (it
+    /// loaded it from the store): the run must be suspended, since a running
+    /// run is being driven by someone else.
+    ///
+    /// # Errors
+    /// As [`RunState::resume`].
+    pub fn resume_stored(
+        &self,
+        target: &ResumeTarget,
+        payload: Value,
+        at: Timestamp,
+    ) -> Result<Vec<Event>, ResumeError> {
+        if self.status != RunStatus::Suspended {
+            return Err(ResumeError::NotSuspended {
+                run: self
+                    .run
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
+                status: self.status.to_string(),
+            });
+        }
+        self.resume(target, payload, at)
     }
 
     /// The `run-canceled` event that cancels this run, after checking it is
@@ -1364,7 +1412,7 @@ impl RunState {
 }
 
 /// The innermost foreach item index or loop iteration number `path` runs in.
-fn iteration_of(path: &StepPath) -> Option<u32> {
+pub(crate) fn iteration_of(path: &StepPath) -> Option<u32> {
     let mut scope = path.scope();
     while let Some(here) = scope {
         if let Some((_, Repetition::Item(n) | Repetition::Round(n))) = here.repetition() {

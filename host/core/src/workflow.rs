@@ -439,6 +439,26 @@ fn check_flow(
             }
             NodeKind::Foreach { body, .. } => check_flow(body, &format!("{here}.foreach"), steps)?,
             NodeKind::Parallel { nodes } => check_flow(nodes, &format!("{here}.parallel"), steps)?,
+            NodeKind::Branch { arms } => {
+                let mut ids = HashSet::new();
+                for (j, arm) in arms.iter().enumerate() {
+                    if !ids.insert(&arm.id) {
+                        return Err(GraphError::DuplicateNode {
+                            at: format!("{here}.branch[{j}]"),
+                            id: arm.id.clone(),
+                        });
+                    }
+                    check_flow(&arm.flow, &format!("{here}.branch[{j}].flow"), steps)?;
+                }
+            }
+            NodeKind::Loop { kind, body, .. } => {
+                let name = match kind {
+                    LoopKind::DoWhile => "dowhile",
+                    LoopKind::DoUntil => "dountil",
+                };
+                check_flow(body, &format!("{here}.{name}"), steps)?;
+            }
+            NodeKind::Map { .. } => {}
             other => {
                 return Err(GraphError::NotImplemented {
                     at: here,

@@ -160,7 +160,7 @@ impl DefaultRuntime {
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
         let run = self.claim(workflow, run_id, observer, |state, at| {
-            state.resume(target, payload.clone(), at)
+            state.resume_stored(target, payload.clone(), at)
         })?;
         self.drive(workflow, run, observer)
     }
@@ -178,19 +178,19 @@ impl DefaultRuntime {
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
         self.claim(workflow, run_id, observer, |state, at| {
-            state.cancel(reason.clone(), at)
+            state.cancel(reason.clone(), at).map(|e| vec![e])
         })
     }
 
-    /// Loads the run, lets `decide` turn the request into an event and
-    /// appends it. When another process appended first, the request is
+    /// Loads the run, lets `decide` turn the request into events and
+    /// appends them. When another process appended first, the request is
     /// decided again on the run as it is now.
     fn claim(
         &self,
         workflow: &Arc<Registered>,
         run_id: &RunId,
         observer: &mut dyn RunObserver,
-        decide: impl Fn(&RunState, weft_core::Timestamp) -> Result<Event, weft_core::ResumeError>,
+        decide: impl Fn(&RunState, weft_core::Timestamp) -> Result<Vec<Event>, weft_core::ResumeError>,
     ) -> Result<Run, RuntimeError> {
         loop {
             let (state, events) = stored::load(&*self.store, workflow, run_id)?;
@@ -199,8 +199,9 @@ impl DefaultRuntime {
                 committed: events.len() as u64,
                 events,
             };
-            let event = decide(&run.state, self.clock.now())?;
-            run.apply(event, observer)?;
+            for event in decide(&run.state, self.clock.now())? {
+                run.apply(event, observer)?;
+            }
             match self.persist(&mut run) {
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(stored::error(run_id, e)),

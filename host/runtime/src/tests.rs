@@ -708,3 +708,4 @@ on_both_runtimes!(
 mod claims;
 mod foreach;
 mod orchestrator;
+mod running;

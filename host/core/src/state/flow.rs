@@ -16,12 +16,14 @@
 
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::{Finish, NodeRecord, Progress, RunState, RunStatus, StepStatus, Work};
 use crate::error::{FailureKind, RunError, StepError};
+use crate::expr::Expr;
 use crate::id::{StepId, StepPath};
-use crate::workflow::{Node, NodeKind};
+use crate::workflow::{Arm, LoopKind, Node, NodeKind};
 
 /// What a node (or a flow) amounts to now.
 pub(super) enum Eval {
@@ -146,10 +148,33 @@ impl RunState {
                 input: Arc::clone(input),
                 items: None,
             }]),
+            (NodeKind::Loop { .. }, None) => Eval::Work(vec![Work::StartNode {
+                path,
+                input: Arc::clone(input),
+                items: None,
+            }]),
+            (NodeKind::Branch { arms }, None) => self.decide_branch(path, arms, input),
+            (NodeKind::Map { fields }, _) => self.map(path, fields, input),
             (NodeKind::Foreach { body, concurrency }, Some(record)) => {
                 self.foreach(record, body, *concurrency)
             }
             (NodeKind::Parallel { nodes }, Some(record)) => self.parallel(record, nodes),
+            (NodeKind::Branch { arms }, Some(record)) => self.branch(record, arms),
+            (
+                NodeKind::Loop {
+                    kind,
+                    body,
+                    condition,
+                    max_iterations,
+                },
+                Some(record),
+            ) => self.looping(
+                record,
+                *kind,
+                body,
+                condition,
+                max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS),
+            ),
             // `WorkflowBuilder::build` rejects every other node kind.
             (other, _) => Eval::Failed(RunError {
                 step: Some(path),
@@ -263,6 +288,244 @@ impl RunState {
             output: keyed(nodes.iter().map(|n| &n.id), outputs),
         })
     }
+}
+
+/// The `max-iterations` of a loop that does not say.
+pub const DEFAULT_MAX_ITERATIONS: u32 = 1000;
+
+/// The variables of an expression evaluated at an address (see README,
+/// *Expressions*).
+struct Scope<'a> {
+    /// Where it is evaluated: its lexical scope decides `steps` and `state`.
+    at: &'a StepPath,
+    input: &'a Value,
+    output: Option<&'a Value>,
+    iteration: Option<u32>,
+}
+
+impl RunState {
+    /// Evaluates `expr` in `scope`, binding only the variables it reads.
+    fn evaluate(&self, expr: &Expr, scope: &Scope<'_>) -> Result<Value, String> {
+        let workflow = expr
+            .reads("workflow")
+            .then(|| serde_json::json!({ "input": &*self.input }));
+        let steps = expr.reads("steps").then(|| {
+            let view = self.view(scope.at);
+            Value::Object(
+                view.results
+                    .iter()
+                    .map(|(id, output)| (id.to_string(), Value::clone(output)))
+                    .collect(),
+            )
+        });
+        let state = self.state_at(scope.at);
+        let iteration = scope
+            .iteration
+            .or_else(|| super::iteration_of(scope.at))
+            .map(Value::from);
+        let mut variables: Vec<(&str, &Value)> = vec![("input", scope.input), ("state", &state)];
+        if let Some(workflow) = &workflow {
+            variables.push(("workflow", workflow));
+        }
+        if let Some(steps) = &steps {
+            variables.push(("steps", steps));
+        }
+        if let Some(output) = scope.output {
+            variables.push(("output", output));
+        }
+        if let Some(iteration) = &iteration {
+            variables.push(("iteration", iteration));
+        }
+        expr.evaluate(&variables)
+    }
+
+    /// Evaluates a condition (it must yield a boolean).
+    fn condition(&self, expr: &Expr, scope: &Scope<'_>) -> Result<bool, String> {
+        match self.evaluate(expr, scope)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!(
+                "the condition yields {}, not a boolean",
+                kind_of(&other)
+            )),
+        }
+    }
+
+    /// A branch that has not started: evaluate every arm's condition and
+    /// record the arms that run.
+    fn decide_branch(&self, path: StepPath, arms: &[Arm], input: &Arc<Value>) -> Eval {
+        let scope = Scope {
+            at: &path,
+            input,
+            output: None,
+            iteration: None,
+        };
+        let mut chosen = Vec::new();
+        for arm in arms {
+            let Some(when) = &arm.when else { continue };
+            match self.condition(when, &scope) {
+                Ok(true) => chosen.push(arm.id.clone()),
+                Ok(false) => {}
+                Err(message) => {
+                    return expression_failed(
+                        &path,
+                        format!(
+                            "branch `{path}`, arm `{}`: `{}`: {message}",
+                            arm.id,
+                            when.text()
+                        ),
+                    );
+                }
+            }
+        }
+        if chosen.is_empty()
+            && let Some(otherwise) = arms.iter().find(|a| a.when.is_none())
+        {
+            chosen.push(otherwise.id.clone());
+        }
+        Eval::Work(vec![Work::DecideBranch {
+            path,
+            input: Arc::clone(input),
+            arms: chosen,
+        }])
+    }
+
+    /// A decided branch: its arms run at once, each at `<branch>/<arm>/…`
+    /// on the branch's input; the output is an object keyed by arm id.
+    fn branch(&self, record: &NodeRecord, arms: &[Arm]) -> Eval {
+        let Progress::Branch {
+            arms: chosen,
+            outputs,
+        } = &record.progress
+        else {
+            return mismatch(record);
+        };
+        let mut join = Join::default();
+        for (id, output) in chosen.iter().zip(outputs) {
+            let Some(arm) = arms.iter().find(|a| a.id == *id) else {
+                return mismatch(record);
+            };
+            if output.is_none() {
+                let scope = record.path.child(id);
+                join.add(self.flow(&arm.flow, Some(&scope), &record.input));
+            }
+        }
+        join.finish(|| Work::CompleteNode {
+            path: record.path.clone(),
+            output: keyed(chosen.iter(), outputs),
+        })
+    }
+
+    /// A started loop: run the current iteration's body at `<loop>#<n>/…`,
+    /// then decide on the condition whether another iteration runs on the
+    /// body's output.
+    fn looping(
+        &self,
+        record: &NodeRecord,
+        kind: LoopKind,
+        body: &[Node],
+        condition: &Expr,
+        max_iterations: u32,
+    ) -> Eval {
+        let Progress::Loop {
+            iteration,
+            input,
+            output,
+            stopped,
+        } = &record.progress
+        else {
+            return mismatch(record);
+        };
+        let path = &record.path;
+        let round = path.round(*iteration);
+        let output = match output {
+            Some(output) => Arc::clone(output),
+            None => match self.flow(body, Some(&round), input) {
+                Eval::Done(output) => output,
+                other => return other,
+            },
+        };
+        if *stopped {
+            return Eval::Work(vec![Work::CompleteNode {
+                path: path.clone(),
+                output: Value::clone(&output),
+            }]);
+        }
+        // Evaluated inside the iteration just run: `steps` sees its results.
+        let at = round.child(&StepId::new("condition").expect("valid literal id"));
+        let scope = Scope {
+            at: &at,
+            input,
+            output: Some(&output),
+            iteration: Some(*iteration),
+        };
+        let (name, holds) = match kind {
+            LoopKind::DoWhile => ("while", self.condition(condition, &scope)),
+            LoopKind::DoUntil => ("until", self.condition(condition, &scope).map(|b| !b)),
+        };
+        let again = match holds {
+            Ok(again) => again,
+            Err(message) => {
+                return expression_failed(
+                    path,
+                    format!(
+                        "loop `{path}`, `{name}` after iteration {iteration}: `{}`: {message}",
+                        condition.text()
+                    ),
+                );
+            }
+        };
+        if again && *iteration >= max_iterations {
+            return Eval::Failed(RunError {
+                step: Some(path.clone()),
+                error: StepError::host(
+                    FailureKind::MaxIterations,
+                    format!(
+                        "loop `{path}` ran {iteration} iterations (its `max-iterations`) and its `{name}` condition asks for another"
+                    ),
+                ),
+            });
+        }
+        Eval::Work(vec![Work::DecideLoop {
+            path: path.clone(),
+            iteration: *iteration,
+            again,
+        }])
+    }
+
+    /// A map: its output is an object of its fields' values.
+    fn map(&self, path: StepPath, fields: &IndexMap<String, Expr>, input: &Arc<Value>) -> Eval {
+        let scope = Scope {
+            at: &path,
+            input,
+            output: None,
+            iteration: None,
+        };
+        let mut output = Map::new();
+        for (name, expr) in fields {
+            match self.evaluate(expr, &scope) {
+                Ok(value) => {
+                    output.insert(name.clone(), value);
+                }
+                Err(message) => {
+                    return expression_failed(
+                        &path,
+                        format!("map `{path}`, field `{name}`: `{}`: {message}", expr.text()),
+                    );
+                }
+            }
+        }
+        Eval::Work(vec![Work::CompleteNode {
+            path,
+            output: Value::Object(output),
+        }])
+    }
+}
+
+fn expression_failed(path: &StepPath, message: String) -> Eval {
+    Eval::Failed(RunError {
+        step: Some(path.clone()),
+        error: StepError::host(FailureKind::Expression, message),
+    })
 }
 
 /// An object keyed by `ids` of the finished `outputs`.

@@ -43,7 +43,8 @@ pub(super) enum Command {
     },
 }
 
-/// A request the state machine turns into one event. Kept until that event
+/// A request the state machine turns into events (one, or one per
+/// suspended address for a resume of all of them). Kept until they
 /// commits: when another process appended first, it is decided again on the
 /// run as stored now.
 #[derive(Clone)]
@@ -58,10 +59,21 @@ pub(super) enum Request {
 }
 
 impl Request {
-    pub(super) fn decide(&self, state: &RunState, at: Timestamp) -> Result<Event, ResumeError> {
+    /// `driving`: the run is running here, so an address suspended while
+    /// others run may be resumed; a run loaded from the store must be
+    /// suspended (if it is running, another process drives it).
+    pub(super) fn decide(
+        &self,
+        state: &RunState,
+        at: Timestamp,
+        driving: bool,
+    ) -> Result<Vec<Event>, ResumeError> {
         match self {
-            Self::Resume { target, payload } => state.resume(target, payload.clone(), at),
-            Self::Cancel { reason } => state.cancel(reason.clone(), at),
+            Self::Resume { target, payload } if driving => {
+                state.resume(target, payload.clone(), at)
+            }
+            Self::Resume { target, payload } => state.resume_stored(target, payload.clone(), at),
+            Self::Cancel { reason } => state.cancel(reason.clone(), at).map(|e| vec![e]),
         }
     }
 }
@@ -285,7 +297,8 @@ impl Orchestrator {
     /// (resume, cancel) on a run driven here or loaded from the store. The
     /// caller is answered once the event and what follows are committed.
     fn request(&mut self, workflow: Arc<Registered>, run: RunId, reply: Reply, request: Request) {
-        if !self.runs.contains_key(&run) {
+        let driving = self.runs.contains_key(&run);
+        if !driving {
             match self.load(workflow, &run) {
                 Ok(active) => {
                     self.runs.insert(run.clone(), active);
@@ -296,11 +309,11 @@ impl Orchestrator {
         let Some(active) = self.runs.get_mut(&run) else {
             return;
         };
-        match request.decide(&active.state, self.clock.now()) {
-            Ok(event) => {
+        match request.decide(&active.state, self.clock.now(), driving) {
+            Ok(events) => {
                 active.waiters.push(reply);
                 active.request = Some(request);
-                let applied = apply(active, event);
+                let applied = events.into_iter().try_for_each(|e| apply(active, e));
                 match applied {
                     Ok(()) => drop(self.touched.insert(run)),
                     Err(e) => self.broken(&run, e),
@@ -654,10 +667,10 @@ impl Orchestrator {
             .cloned()
             .collect();
         if let Some(request) = old.request {
-            match request.decide(&fresh.state, self.clock.now()) {
-                Ok(event) => {
+            match request.decide(&fresh.state, self.clock.now(), false) {
+                Ok(events) => {
                     fresh.request = Some(request);
-                    let applied = apply(&mut fresh, event);
+                    let applied = events.into_iter().try_for_each(|e| apply(&mut fresh, e));
                     let decided = applied.and_then(|()| fresh.state.advance(self.clock.now()));
                     self.runs.insert(run.clone(), fresh);
                     self.take(run, decided);
