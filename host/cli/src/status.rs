@@ -184,7 +184,32 @@ fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> st
                 escape(&event.data.to_string())
             )
         }
-        Event::RunResumed { path, .. } => path.to_string(),
+        Event::RunResumed { path, .. } | Event::NodeCompleted { path, .. } => path.to_string(),
+        Event::NodeStarted {
+            path,
+            items: Some(items),
+            ..
+        } => format!("{path} ({items} items)"),
+        Event::NodeStarted { path, .. } => path.to_string(),
+        Event::BranchDecided { path, arms, .. } if arms.is_empty() => {
+            format!("{path}: no arm")
+        }
+        Event::BranchDecided { path, arms, .. } => format!(
+            "{path}: {}",
+            arms.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Event::LoopDecided {
+            path,
+            iteration,
+            again,
+            ..
+        } => format!(
+            "{path} after iteration {iteration}: {}",
+            if *again { "again" } else { "stop" }
+        ),
         Event::RunFailed { error, .. } => format!(
             "[{}] {}",
             escape(&error.error.code),
@@ -261,4 +286,50 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
         open = print_events(&new, &mut seen, &mut settled, args.json)?;
     }
     Ok(Code::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use weft_core::{Event, StepId, StepPath, Timestamp};
+
+    use super::write_event;
+
+    fn line(event: &Event) -> String {
+        let mut out = Vec::new();
+        write_event(&mut out, 7, event, false).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn decisions_of_the_interpreter_read_as_lines() {
+        let path = |p: &str| StepPath::parse(p).unwrap();
+        let at = Timestamp(0);
+        let started = Event::NodeStarted {
+            path: path("items"),
+            input: Arc::new(json!([1, 2, 3])),
+            items: Some(3),
+            at,
+        };
+        assert_eq!(line(&started), "    7  node-started    items (3 items)\n");
+        let branch = Event::BranchDecided {
+            path: path("route"),
+            input: Arc::new(json!({})),
+            arms: vec![StepId::new("high").unwrap(), StepId::new("vip").unwrap()],
+            at,
+        };
+        assert_eq!(line(&branch), "    7  branch-decided  route: high, vip\n");
+        let looped = Event::LoopDecided {
+            path: path("items[2]/again"),
+            iteration: 4,
+            again: false,
+            at,
+        };
+        assert_eq!(
+            line(&looped),
+            "    7  loop-decided    items[2]/again after iteration 4: stop\n"
+        );
+    }
 }

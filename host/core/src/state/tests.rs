@@ -538,6 +538,44 @@ fn nested_loops_branches_and_foreach_address_every_execution() {
     assert_eq!(inner.output.as_ref().unwrap()["iteration"], 2);
 }
 
+#[test]
+fn resume_all_resumes_every_suspended_address_with_the_same_data() {
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![step("suspend"), foreach("items", vec![step("suspend")], 2)],
+        )],
+        &["suspend"],
+    );
+    let mut state = start(&wf, json!([1, 2]));
+    drive(&mut state, &mut std::iter::repeat(0));
+    // Without a target, several suspended addresses are an error listing them.
+    let error = state
+        .resume(&crate::ResumeTarget::Only, json!({}), Timestamp(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("fan/suspend, fan/items[0]/suspend, fan/items[1]/suspend"),
+        "{error}"
+    );
+    let events = state
+        .resume(&crate::ResumeTarget::All, json!({"go": true}), Timestamp(2))
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    for event in &events {
+        state.apply(event).unwrap();
+    }
+    drive(&mut state, &mut std::iter::repeat(0));
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success);
+    assert!(
+        result
+            .steps
+            .iter()
+            .all(|s| s.resume_payload == Some(json!({"go": true})))
+    );
+}
+
 fn path(text: &str) -> StepPath {
     StepPath::parse(text).unwrap()
 }
