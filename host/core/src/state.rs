@@ -111,8 +111,9 @@ pub enum StepStatus {
     Resumed,
     /// Bailed: the workflow ends with its output.
     Bailed,
-    /// The run was canceled while this execution was unfinished (in flight,
-    /// waiting for a retry, suspended or resumed): it will never finish.
+    /// The run ended while this execution was unfinished (canceled while in
+    /// flight; canceled, failed or completed by a bail while it waited for a
+    /// retry or a resume): it will never finish.
     Canceled,
 }
 
@@ -896,32 +897,40 @@ impl RunState {
                 record.labels.clear();
                 self.status = RunStatus::Running;
             }
-            Event::RunCompleted { output, .. } => {
+            Event::RunCompleted { output, at } => {
                 self.status = RunStatus::Success;
                 self.output = Some(output.clone());
+                self.end_unfinished(*at);
             }
-            Event::RunFailed { error, .. } => {
+            Event::RunFailed { error, at } => {
                 self.status = RunStatus::Failed;
                 self.error = Some(error.clone());
+                self.end_unfinished(*at);
             }
             Event::RunCanceled { at, .. } => {
                 self.status = RunStatus::Canceled;
-                // Unfinished executions end here too, so that no record of a
-                // canceled run says `running` forever.
-                for record in self.steps.values_mut() {
-                    if matches!(
-                        record.status,
-                        StepStatus::Running
-                            | StepStatus::Retrying
-                            | StepStatus::Suspended
-                            | StepStatus::Resumed
-                    ) {
-                        record.status = StepStatus::Canceled;
-                        record.ended_at = Some(*at);
-                        record.retry_at = None;
-                        record.labels.clear();
-                    }
-                }
+                self.end_unfinished(*at);
+            }
+        }
+    }
+
+    /// The run ended (canceled, failed, or completed by a bail) with
+    /// executions unfinished — waiting for a retry or a resume (or in
+    /// flight, for a cancel): they end `canceled`, so that no record of an
+    /// ended run says it will still run.
+    fn end_unfinished(&mut self, at: Timestamp) {
+        for record in self.steps.values_mut() {
+            if matches!(
+                record.status,
+                StepStatus::Running
+                    | StepStatus::Retrying
+                    | StepStatus::Suspended
+                    | StepStatus::Resumed
+            ) {
+                record.status = StepStatus::Canceled;
+                record.ended_at = Some(at);
+                record.retry_at = None;
+                record.labels.clear();
             }
         }
     }

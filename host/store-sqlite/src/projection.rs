@@ -127,16 +127,16 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         Event::StepRetrying { path, .. } => Some(StepUpdate::Retrying {
             path: path.as_str(),
         }),
-        Event::RunCanceled { .. } => Some(StepUpdate::Canceled),
+        Event::RunCanceled { .. } | Event::RunCompleted { .. } | Event::RunFailed { .. } => {
+            Some(StepUpdate::Canceled)
+        }
         Event::RunStarted { .. }
         | Event::NodeStarted { .. }
         | Event::NodeCompleted { .. }
         | Event::BranchDecided { .. }
         | Event::LoopDecided { .. }
         | Event::Custom { .. }
-        | Event::RunSuspended { .. }
-        | Event::RunCompleted { .. }
-        | Event::RunFailed { .. } => None,
+        | Event::RunSuspended { .. } => None,
     };
     Ok(EncodedEvent {
         name: event.name(),

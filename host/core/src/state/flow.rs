@@ -43,9 +43,9 @@ pub(super) enum Eval {
 
 /// The parts of a concurrent node (a parallel's nodes, a branch's arms, a
 /// foreach's items), joined. A part that failed (or bailed) stops new work
-/// in the node; the node then waits for the parts in flight and ends with
-/// the first such outcome in declaration (item) order, whatever order the
-/// parts finished in.
+/// in the node; the node then records what the other parts already decided,
+/// waits for the parts in flight and ends with the first such outcome in
+/// declaration (item) order, whatever order the parts finished in.
 #[derive(Default)]
 struct Join {
     work: Vec<Work>,
@@ -78,7 +78,23 @@ impl Join {
 
     fn finish(self, complete: impl FnOnce() -> Work) -> Eval {
         if let Some(ended) = self.ended {
-            return if self.in_flight {
+            // What already happened is still recorded (a retry decided for a
+            // failure, a loop's decision, a nested node's completion), so
+            // that the log does not depend on which part finished first;
+            // what would start something new is not.
+            let records: Vec<Work> = self
+                .work
+                .into_iter()
+                .filter(|w| {
+                    matches!(
+                        w,
+                        Work::Retry { .. } | Work::DecideLoop { .. } | Work::CompleteNode { .. }
+                    )
+                })
+                .collect();
+            return if !records.is_empty() {
+                Eval::Work(records)
+            } else if self.in_flight {
                 Eval::Waiting { suspended: false }
             } else {
                 ended
