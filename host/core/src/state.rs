@@ -959,8 +959,17 @@ impl RunState {
     fn branch_of(&self, path: &StepPath) -> Option<(StepPath, &NodeRecord)> {
         let mut at = Some(path.clone());
         while let Some(here) = at {
-            if let Some((node, Repetition::Item(_))) = here.repetition() {
-                return self.nodes.get(&node).map(|r| (here, r));
+            match here.repetition() {
+                Some((node, Repetition::Item(_))) => {
+                    return self.nodes.get(&node).map(|r| (here, r));
+                }
+                // A loop's iterations run one after the other in the loop's
+                // own branch: go on from the loop node.
+                Some((node, Repetition::Round(_))) => {
+                    at = Some(node);
+                    continue;
+                }
+                None => {}
             }
             let parent = here.scope();
             if let Some(record) = parent.as_ref().and_then(|p| self.nodes.get(p))

@@ -133,6 +133,17 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
             state: None,
             at: now,
         },
+        "count" => {
+            let mut seen = state.view(&task.path).state.as_ref().clone();
+            let count = seen["count"].as_i64().unwrap_or(0) + 1;
+            seen["count"] = json!(count);
+            Event::StepCompleted {
+                path,
+                output: Arc::new(json!({"n": count})),
+                state: Some(seen),
+                at: now,
+            }
+        }
         "fail" => Event::StepFailed {
             path,
             error: crate::StepError::host(crate::FailureKind::Step, format!("{}", task.path)),
@@ -574,6 +585,34 @@ fn resume_all_resumes_every_suspended_address_with_the_same_data() {
             .iter()
             .all(|s| s.resume_payload == Some(json!({"go": true})))
     );
+}
+
+#[test]
+fn a_loop_inside_a_parallel_sees_its_own_earlier_iterations_writes() {
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![
+                looping(
+                    "again",
+                    LoopKind::DoWhile,
+                    vec![step("count")],
+                    "output.n < 3",
+                    None,
+                ),
+                step("b"),
+            ],
+        )],
+        &["count", "b"],
+    );
+    for picks in [[0usize; 8], [1; 8]] {
+        let mut state = start(&wf, json!({}));
+        drive(&mut state, &mut picks.into_iter());
+        let result = state.result();
+        assert_eq!(result.status, RunStatus::Success, "{:?}", result.error);
+        assert_eq!(result.output.unwrap()["again"], json!({"n": 3}));
+        assert_eq!(result.state, json!({"base": 0, "count": 3, "b": "fan/b"}));
+    }
 }
 
 fn path(text: &str) -> StepPath {
