@@ -164,23 +164,27 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
 
 /// Drives a run to rest, finishing in-flight attempts in the order `pick`
 /// chooses (an index into the attempts in flight, modulo their number).
-fn drive(state: &mut RunState, picks: &mut impl Iterator<Item = usize>) {
+/// Returns the events recorded on the way.
+fn drive(state: &mut RunState, picks: &mut impl Iterator<Item = usize>) -> Vec<Event> {
     let now = Timestamp(1);
     let mut in_flight: Vec<StepTask> = Vec::new();
+    let mut events = Vec::new();
     loop {
         let advance = state.advance(now).unwrap();
+        events.extend(advance.events);
         for effect in advance.effects {
             if let crate::Effect::Execute(task) = effect {
                 in_flight.push(task);
             }
         }
         if in_flight.is_empty() {
-            return;
+            return events;
         }
         let i = picks.next().unwrap_or(0) % in_flight.len();
         let task = in_flight.remove(i);
         let event = report(state, &task, now);
         state.apply(&event).unwrap();
+        events.push(event);
     }
 }
 
@@ -640,34 +644,14 @@ proptest! {
     fn replay_rebuilds_the_run(picks in proptest::collection::vec(0usize..8, 0..40)) {
         let wf = nested();
         let mut state = start(&wf, json!([1, 2, 3]));
-        let mut events = Vec::new();
-        let now = Timestamp(1);
-        let mut in_flight: Vec<StepTask> = Vec::new();
-        let mut picks = picks.into_iter();
-        events.push(Event::RunStarted {
+        let mut events = vec![Event::RunStarted {
             run: RunId::new("r").unwrap(),
             workflow: id("wf"),
             input: json!([1, 2, 3]),
             state: json!({"base": 0}),
             at: Timestamp(0),
-        });
-        loop {
-            let advance = state.advance(now).unwrap();
-            events.extend(advance.events);
-            for effect in advance.effects {
-                if let crate::Effect::Execute(task) = effect {
-                    in_flight.push(task);
-                }
-            }
-            if in_flight.is_empty() {
-                break;
-            }
-            let i = picks.next().unwrap_or(0) % in_flight.len();
-            let task = in_flight.remove(i);
-            let event = report(&state, &task, now);
-            state.apply(&event).unwrap();
-            events.push(event);
-        }
+        }];
+        events.extend(drive(&mut state, &mut picks.into_iter()));
         let replayed = RunState::replay(Arc::clone(&wf), &events).unwrap();
         prop_assert_eq!(outcome(&replayed.result()), outcome(&state.result()));
     }
