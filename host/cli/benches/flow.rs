@@ -10,7 +10,12 @@
 //! - `rss`: peak RSS of a separate `weft run` process (the release binary
 //!   next to this bench) running the foreach, from `wait4`'s `ru_maxrss`:
 //!   the whole process (engine, compiled component, runtime, store, printing
-//!   the `--json` result).
+//!   the `--json` result). Linux folds the RSS peak of the address space a
+//!   process `exec`s from into its `ru_maxrss`, and std spawns with
+//!   `vfork` semantics, so `weft` spawned from this (large) process would
+//!   report this process's peak: this binary re-executes itself as a small
+//!   helper (`--rss-of CMD…`) that spawns `weft`, reaps it with `wait4` and
+//!   prints its peak.
 //! - `parallel`: a parallel of 10 echo steps then one echo step (the join),
 //!   one run at a time: runs/s.
 //!
@@ -251,13 +256,11 @@ fn foreach(sandbox: &Sandbox, dir: &Path, max: usize) {
     println!();
 }
 
-/// Runs `command` to its end; returns whether it succeeded, its wall time
-/// and its peak resident set size in bytes (from `wait4`).
+/// Runs `command` to its end; returns whether it succeeded and its peak resident set size in bytes (from `wait4`).
 #[allow(unsafe_code)]
 // The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
 #[allow(clippy::zombie_processes)]
-fn run_measuring_peak_rss(command: &mut Command) -> (bool, Duration, u64) {
-    let t = Instant::now();
+fn run_measuring_peak_rss(command: &mut Command) -> (bool, u64) {
     let child = command
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -273,12 +276,11 @@ fn run_measuring_peak_rss(command: &mut Command) -> (bool, Duration, u64) {
         let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
         (reaped, usage)
     };
-    let elapsed = t.elapsed();
     assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     // Linux reports kibibytes.
     let peak = u64::try_from(usage.ru_maxrss).expect("a size") * 1024;
-    (ok, elapsed, peak)
+    (ok, peak)
 }
 
 fn rss(dir: &Path, max: usize) {
@@ -296,6 +298,7 @@ fn rss(dir: &Path, max: usize) {
         .env("WEFT_HOME", &home)
         .arg("validate")
         .arg(&manifest)
+        .stdout(Stdio::null())
         .status()
         .expect("weft validate")
         .success();
@@ -309,17 +312,26 @@ fn rss(dir: &Path, max: usize) {
             std::fs::write(&input, items(n).to_string()).expect("input");
             let db = dir.join(format!("rss-{runtime}-{n}.db"));
             let before = fsync_probe(dir);
-            let (ok, wall, peak) = run_measuring_peak_rss(
-                Command::new(weft)
-                    .env("WEFT_HOME", &home)
-                    .env_remove("RUST_LOG")
-                    .arg("run")
-                    .arg(&manifest)
-                    .args(["--runtime", runtime, "--json", "--db"])
-                    .arg(&db)
-                    .arg("--input")
-                    .arg(format!("@{}", input.display())),
-            );
+            let t = Instant::now();
+            let helper = Command::new(std::env::current_exe().expect("this binary"))
+                .arg("--rss-of")
+                .arg(weft)
+                .env("WEFT_HOME", &home)
+                .env_remove("RUST_LOG")
+                .arg("run")
+                .arg(&manifest)
+                .args(["--runtime", runtime, "--json", "--db"])
+                .arg(&db)
+                .arg("--input")
+                .arg(format!("@{}", input.display()))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("the helper runs");
+            let wall = t.elapsed();
+            let text = String::from_utf8_lossy(&helper.stdout);
+            let mut words = text.split_whitespace();
+            let ok = words.next() == Some("ok");
+            let peak: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
             let after = fsync_probe(dir);
             assert!(ok, "weft run --runtime {runtime} on {n} items failed");
             println!(
@@ -378,6 +390,12 @@ fn parallel(sandbox: &Sandbox, dir: &Path) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // The helper of `rss`: run the command, print "ok|failed PEAK_BYTES".
+    if args.first().is_some_and(|a| a == "--rss-of") {
+        let (ok, peak) = run_measuring_peak_rss(Command::new(&args[1]).args(&args[2..]));
+        println!("{} {peak}", if ok { "ok" } else { "failed" });
+        return;
+    }
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` this
     // binary runs without it and only checks that it starts.
     if !args.iter().any(|a| a == "--bench") {
