@@ -5,16 +5,20 @@
 //! runtime's; no step whose completion was persisted ran again (each step's
 //! custom `exec` event appears exactly once, and no `step-started` follows a
 //! path's `step-completed`); `PRAGMA integrity_check` is ok.
+//!
+//! And a 10,000-item evented `foreach` (concurrency 16) killed a few times
+//! in the middle: recovery completes it with every output in item order, and
+//! no item whose completion was committed before the kill runs again.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_core::{Event, EventStore as _, RunId, RunStatus};
 use weft_store_sqlite::SqliteStore;
 
-use crate::support::{stderr, stdout, test_steps_manifest, weft};
+use crate::support::{guest, stderr, stdout, test_steps_manifest, weft};
 
 const STEPS: usize = 12;
 const KILLS: usize = 50;
@@ -182,4 +186,200 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
         check_run(&events, &run);
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+const ITEMS: usize = 10_000;
+const FOREACH_KILLS: usize = 3;
+
+/// What one address went through in a log: its `step-started` attempts and
+/// `step-completed` count, in order.
+#[derive(Debug, Default)]
+struct Address {
+    started: Vec<u32>,
+    completed: usize,
+}
+
+fn addresses(events: &[Event]) -> HashMap<String, Address> {
+    let mut by_path: HashMap<String, Address> = HashMap::new();
+    for event in events {
+        match event {
+            Event::StepStarted { path, attempt, .. } => by_path
+                .entry(path.to_string())
+                .or_default()
+                .started
+                .push(*attempt),
+            Event::StepCompleted { path, .. } => {
+                by_path.entry(path.to_string()).or_default().completed += 1;
+            }
+            _ => {}
+        }
+    }
+    by_path
+}
+
+fn completions(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::StepCompleted { .. }))
+        .count()
+}
+
+/// Checks a recovered foreach run's log against what was committed before
+/// the kill (`before`, a prefix of `after`).
+fn check_foreach_run(run: &str, before: &[Event], after: &[Event]) {
+    assert!(
+        after.len() > before.len() && after[..before.len()] == *before,
+        "run {run}: the log after recovery does not extend the log committed before the kill"
+    );
+    let before = addresses(before);
+    let after = addresses(after);
+    assert_eq!(after.len(), ITEMS, "run {run}: executed addresses");
+    for i in 0..ITEMS {
+        let path = format!("items[{i}]/echo");
+        let Some(now) = after.get(&path) else {
+            panic!("run {run}: `{path}` never ran");
+        };
+        assert_eq!(now.completed, 1, "run {run}: `{path}` completions");
+        match before.get(&path) {
+            // Committed before the kill: never executed again.
+            Some(then) if then.completed == 1 => assert_eq!(
+                now.started, then.started,
+                "run {run}: `{path}` was completed before the kill and started again"
+            ),
+            // In flight at the kill: redelivered, with the same attempt.
+            Some(then) => assert!(
+                !then.started.is_empty()
+                    && now.started.starts_with(&then.started)
+                    && now.started.iter().all(|a| *a == then.started[0]),
+                "run {run}: `{path}` in flight at the kill: {:?} then {:?}",
+                then.started,
+                now.started
+            ),
+            None => assert_eq!(now.started, [1], "run {run}: `{path}` attempts"),
+        }
+    }
+}
+
+#[test]
+fn a_big_evented_foreach_killed_mid_run_recovers_without_repeating_finished_items() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("workflow.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id = \"fan-out\"\n\
+             flow = [{{ foreach = [{{ step = \"echo\" }}], concurrency = 16, id = \"items\" }}]\n\
+             [steps.echo]\ncomponent = \"{}\"\n",
+            guest("echo").display()
+        ),
+    )
+    .unwrap();
+    let items: Vec<usize> = (0..ITEMS).collect();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, serde_json::to_string(&items).unwrap()).unwrap();
+    let input_arg = format!("@{}", input.display());
+    let db = dir.path().join("weft.db");
+
+    // Compile the component once, into the cache every process below reads.
+    let out = weft(home.path())
+        .arg("validate")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let mut rng = Rng(SEED ^ 0xf0_4e4c);
+    for kill in 0..FOREACH_KILLS {
+        let run = RunId::new(&format!("fan-out-{kill}")).unwrap();
+        // Kill once a seeded number of items between 20 % and 80 % have
+        // committed their completion.
+        let target = ITEMS / 5 + (rng.next() % (3 * ITEMS as u64 / 5)) as usize;
+        let mut child = weft(home.path())
+            .arg("run")
+            .arg(&manifest)
+            .args([
+                "--runtime",
+                "evented",
+                "--json",
+                "--input",
+                &input_arg,
+                "--run-id",
+                run.as_str(),
+                "--db",
+            ])
+            .arg(&db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Poll the store, read-only, reading only the events new since the
+        // last look, until enough completions are committed.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut watcher = None;
+        let mut seen: Vec<Event> = Vec::new();
+        loop {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "kill {kill}: the run ended before {target} items completed"
+            );
+            assert!(Instant::now() < deadline, "kill {kill}: no progress");
+            if watcher.is_none() {
+                watcher = SqliteStore::open_read_only(&db).ok();
+            }
+            if let Some(new) = watcher
+                .as_ref()
+                .and_then(|w| w.events_after(&run, seen.len() as u64).ok())
+            {
+                seen.extend(new);
+            }
+            if completions(&seen) >= target {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+
+        // What the store holds now is exactly what was committed before the kill.
+        let (_, before) = SqliteStore::open_read_only(&db)
+            .unwrap()
+            .load(&run)
+            .unwrap();
+        let done_before = completions(&before);
+        assert!(
+            (target..ITEMS).contains(&done_before),
+            "kill {kill}: {done_before} items completed before the kill (target {target})"
+        );
+        assert_eq!(recover(home.path(), &db), 1, "kill {kill}: recovered runs");
+
+        let store = SqliteStore::open_read_only(&db).unwrap();
+        let (_, after) = store.load(&run).unwrap();
+        check_foreach_run(run.as_str(), &before, &after);
+        let redelivered = addresses(&after)
+            .values()
+            .filter(|a| a.started.len() > 1)
+            .count();
+        assert!(
+            redelivered <= 16,
+            "kill {kill}: {redelivered} items redelivered, more than were in flight"
+        );
+        eprintln!(
+            "kill {kill}: {done_before} of {ITEMS} items committed before the kill, \
+             {redelivered} redelivered"
+        );
+        let out = weft(home.path())
+            .args(["status", run.as_str(), "--json", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["status"], "success", "kill {kill}");
+        assert_eq!(
+            result["output"],
+            json!(items),
+            "kill {kill}: outputs in item order"
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
 }

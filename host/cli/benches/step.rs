@@ -31,7 +31,9 @@ fn bench(c: &mut Criterion) {
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     let input = json!({"workflow": "order-fulfil", "step": "reserve-stock", "order_id": "ord_000123", "amount": 129900, "ok": true});
     let mut group = c.benchmark_group("default-runtime");
-    for steps in [1usize, 10] {
+    // 1000 steps: the per-step cost must not grow with the sequence's length
+    // (the interpreter resumes at the flow's cursor).
+    for steps in [1usize, 10, 1000] {
         let text = workflow(steps);
         let manifest = Manifest::from_toml_str(&text, Path::new("bench.toml")).expect("manifest");
         let runner = WorkflowSteps::load(&sandbox, manifest.workflow()).expect("components");
@@ -43,6 +45,8 @@ fn bench(c: &mut Criterion) {
         });
         let run_id = RunId::new("bench-run").expect("id");
         group.throughput(Throughput::Elements(steps as u64));
+        // A 1000-step run takes ~20 ms: fewer samples keep the bench short.
+        group.sample_size(if steps >= 1000 { 20 } else { 100 });
         group.bench_function(format!("{steps}-step workflow"), |b| {
             b.iter(|| {
                 // A fresh in-memory store per run: the default runtime records

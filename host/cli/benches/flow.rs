@@ -1,0 +1,433 @@
+//! Flow-language figures, printed as Markdown tables:
+//!
+//! - `foreach`: a foreach of 1k, 10k and 100k trivial items (the `echo`
+//!   guest; item `i` is the number `i`), concurrency 1 and 16, on the
+//!   default runtime (in-memory store: the runtime alone; SQLite: what
+//!   `weft run --runtime default` does, one append at the end) and on the
+//!   evented runtime (SQLite file, `synchronous=FULL`; and the in-memory
+//!   store: the orchestration alone). Cost per item = wall time of the whole
+//!   run (start to result) ÷ items.
+//! - `rss`: peak RSS of a separate `weft run` process (the release binary
+//!   next to this bench) running the foreach, from `wait4`'s `ru_maxrss`:
+//!   the whole process (engine, compiled component, runtime, store, printing
+//!   the `--json` result). Linux folds the RSS peak of the address space a
+//!   process `exec`s from into its `ru_maxrss`, and std spawns with
+//!   `vfork` semantics, so `weft` spawned from this (large) process would
+//!   report this process's peak: this binary re-executes itself as a small
+//!   helper (`--rss-of CMD…`) that spawns `weft`, reaps it with `wait4` and
+//!   prints its peak.
+//! - `parallel`: a parallel of 10 echo steps then one echo step (the join),
+//!   one run at a time: runs/s.
+//!
+//! Every figure that commits to a SQLite file comes with the latency of a
+//! 4 KiB `pwrite` + `fsync` on the same file system (the probe of
+//! `shared/reference/perf-floor.md` §4), measured just before and just after
+//! it: the disk's flush latency is bimodal on the reference VM, and a
+//! durable figure means little without it.
+//!
+//! Run with `cargo bench -p weft-cli --bench flow` after
+//! `./guest-examples/build.sh`; `-- foreach rss parallel` (any subset)
+//! selects sections, `-- --max 10000` skips the larger foreach sizes.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_core::{EventStore, RunId, RunStatus, SystemClock};
+use weft_manifest::Manifest;
+use weft_runtime::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered};
+use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+use weft_store_sqlite::SqliteStore;
+
+fn echo() -> PathBuf {
+    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-examples/dist/echo.wasm");
+    assert!(echo.exists(), "run ./guest-examples/build.sh first");
+    echo
+}
+
+fn foreach_manifest(concurrency: u32) -> String {
+    format!(
+        "id = \"bench-foreach\"\n\
+         flow = [{{ foreach = [{{ step = \"echo\" }}], concurrency = {concurrency}, id = \"items\" }}]\n\
+         [steps.echo]\ncomponent = \"{}\"\n",
+        echo().display()
+    )
+}
+
+fn parallel_manifest() -> String {
+    let parts: Vec<String> = (0..10)
+        .map(|i| format!("{{ step = \"echo\", id = \"p{i}\" }}"))
+        .collect();
+    format!(
+        "id = \"bench-parallel\"\n\
+         flow = [{{ parallel = [{}], id = \"fan\" }}, {{ step = \"echo\", id = \"join\" }}]\n\
+         [steps.echo]\ncomponent = \"{}\"\n",
+        parts.join(", "),
+        echo().display()
+    )
+}
+
+fn registered(sandbox: &Sandbox, text: &str) -> Arc<Registered> {
+    let manifest = Manifest::from_toml_str(text, Path::new("bench.toml")).expect("manifest");
+    let runner = WorkflowSteps::load(sandbox, manifest.workflow()).expect("components");
+    Arc::new(Registered {
+        workflow: manifest.workflow().clone(),
+        runner: Arc::new(runner),
+        manifest: "bench.toml".into(),
+        manifest_sha256: String::new(),
+    })
+}
+
+fn items(n: usize) -> Value {
+    Value::Array((0..n).map(|i| json!(i)).collect())
+}
+
+/// p50 and p99 of 200 overwrites of one 4 KiB block followed by `fsync`,
+/// on the file system of `dir`.
+fn fsync_probe(dir: &Path) -> (Duration, Duration) {
+    let path = dir.join("fsync-probe");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("probe file");
+    let block = [0x5a_u8; 4096];
+    file.write_all_at(&block, 0).expect("pwrite");
+    file.sync_all().expect("fsync");
+    let mut samples: Vec<Duration> = (0..200)
+        .map(|_| {
+            let t = Instant::now();
+            file.write_all_at(&block, 0).expect("pwrite");
+            file.sync_all().expect("fsync");
+            t.elapsed()
+        })
+        .collect();
+    samples.sort();
+    (
+        samples[samples.len() / 2],
+        samples[samples.len() * 99 / 100],
+    )
+}
+
+/// "p50 / p99" of a probe in µs.
+fn probe_text((p50, p99): (Duration, Duration)) -> String {
+    format!("{:.0} / {:.0}", us(p50), us(p99))
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Which store a case runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    Memory,
+    SqliteFull,
+}
+
+impl Store {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::SqliteFull => "SQLite FULL",
+        }
+    }
+
+    fn open(self, dir: &Path, name: &str) -> Arc<dyn EventStore> {
+        match self {
+            Self::Memory => Arc::new(MemoryStore::new()),
+            Self::SqliteFull => {
+                Arc::new(SqliteStore::open(&dir.join(format!("{name}.db"))).expect("store"))
+            }
+        }
+    }
+}
+
+/// A runtime under measurement: runs one run to its end.
+enum Runtime {
+    Default(DefaultRuntime),
+    Evented(EventedRuntime),
+}
+
+impl Runtime {
+    fn new(evented: bool, store: Arc<dyn EventStore>) -> Self {
+        if evented {
+            // As `weft run`: one worker per core (2 here).
+            let workers = std::thread::available_parallelism().map_or(2, usize::from);
+            Self::Evented(EventedRuntime::new(store, Arc::new(SystemClock), workers))
+        } else {
+            Self::Default(DefaultRuntime::new(store, Arc::new(SystemClock)))
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Default(_) => "default",
+            Self::Evented(_) => "evented",
+        }
+    }
+
+    /// Runs `workflow` on `input` to its end; returns the wall time.
+    fn run(&self, workflow: &Arc<Registered>, id: RunId, input: Value) -> Duration {
+        let t = Instant::now();
+        let status = match self {
+            Self::Default(rt) => rt
+                .start(workflow, id, input, &mut NoObserver)
+                .expect("run")
+                .state()
+                .status(),
+            Self::Evented(rt) => {
+                rt.start(Arc::clone(workflow), id, input)
+                    .expect("run")
+                    .status
+            }
+        };
+        let elapsed = t.elapsed();
+        assert_eq!(status, RunStatus::Success);
+        elapsed
+    }
+}
+
+struct Ids(u64);
+
+impl Ids {
+    fn next(&mut self) -> RunId {
+        self.0 += 1;
+        RunId::new(&format!("bench-{}", self.0)).expect("id")
+    }
+}
+
+fn foreach(sandbox: &Sandbox, dir: &Path, max: usize) {
+    println!("### foreach of trivial items: cost per item\n");
+    println!(
+        "| runtime | store | concurrency | items | runs | per item (median run) | whole run | fsync p50 / p99 µs, before → after |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---|");
+    let mut ids = Ids(0);
+    let cases = [
+        (false, Store::Memory),
+        (false, Store::SqliteFull),
+        (true, Store::SqliteFull),
+        (true, Store::Memory),
+    ];
+    for (evented, store) in cases {
+        for concurrency in [1u32, 16] {
+            let workflow = registered(sandbox, &foreach_manifest(concurrency));
+            let name = format!("foreach-{evented}-{}-{concurrency}", store.name());
+            let runtime = Runtime::new(evented, store.open(dir, &name.replace(' ', "-")));
+            // Warm-up: the pool, the caches, the store's file.
+            runtime.run(&workflow, ids.next(), items(200));
+            for (n, reps) in [(1_000usize, 5usize), (10_000, 3), (100_000, 1)] {
+                if n > max {
+                    continue;
+                }
+                let input = items(n);
+                let before = (store == Store::SqliteFull).then(|| fsync_probe(dir));
+                let times: Vec<Duration> = (0..reps)
+                    .map(|_| runtime.run(&workflow, ids.next(), input.clone()))
+                    .collect();
+                let after = (store == Store::SqliteFull).then(|| fsync_probe(dir));
+                let run = median(times);
+                let fsync = match (before, after) {
+                    (Some(b), Some(a)) => format!("{} → {}", probe_text(b), probe_text(a)),
+                    _ => "–".to_owned(),
+                };
+                println!(
+                    "| {} | {} | {concurrency} | {n} | {reps} | {:.1} µs | {:.3} s | {fsync} |",
+                    runtime.name(),
+                    store.name(),
+                    us(run) / n as f64,
+                    run.as_secs_f64(),
+                );
+            }
+        }
+    }
+    println!();
+}
+
+/// Runs `command` to its end; returns whether it succeeded and its peak resident set size in bytes (from `wait4`).
+#[allow(unsafe_code)]
+// The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
+#[allow(clippy::zombie_processes)]
+fn run_measuring_peak_rss(command: &mut Command) -> (bool, u64) {
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft starts");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
+    let mut status = 0;
+    // SAFETY: `rusage` is plain integers, valid all zeros; `wait4` writes
+    // into both locals, which outlive the call. The child is ours and not
+    // reaped yet: `child` is never waited on (dropping it does not wait).
+    let (reaped, usage) = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
+        (reaped, usage)
+    };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    // Linux reports kibibytes.
+    let peak = u64::try_from(usage.ru_maxrss).expect("a size") * 1024;
+    (ok, peak)
+}
+
+fn rss(dir: &Path, max: usize) {
+    println!("### foreach: peak RSS of a `weft run` process\n");
+    println!(
+        "| runtime | concurrency | items | peak RSS | process wall time | fsync p50 / p99 µs, before → after |"
+    );
+    println!("|---|---:|---:|---:|---:|---|");
+    let weft = Path::new(env!("CARGO_BIN_EXE_weft"));
+    let home = dir.join("home");
+    let manifest = dir.join("foreach-16.toml");
+    std::fs::write(&manifest, foreach_manifest(16)).expect("manifest");
+    // Compile once into the cache every process below reads.
+    let ok = Command::new(weft)
+        .env("WEFT_HOME", &home)
+        .arg("validate")
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .status()
+        .expect("weft validate")
+        .success();
+    assert!(ok, "weft validate failed");
+    for runtime in ["default", "evented"] {
+        for n in [1_000usize, 10_000, 100_000] {
+            if n > max {
+                continue;
+            }
+            let input = dir.join(format!("items-{n}.json"));
+            std::fs::write(&input, items(n).to_string()).expect("input");
+            let db = dir.join(format!("rss-{runtime}-{n}.db"));
+            let before = fsync_probe(dir);
+            let t = Instant::now();
+            let helper = Command::new(std::env::current_exe().expect("this binary"))
+                .arg("--rss-of")
+                .arg(weft)
+                .env("WEFT_HOME", &home)
+                .env_remove("RUST_LOG")
+                .arg("run")
+                .arg(&manifest)
+                .args(["--runtime", runtime, "--json", "--db"])
+                .arg(&db)
+                .arg("--input")
+                .arg(format!("@{}", input.display()))
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("the helper runs");
+            let wall = t.elapsed();
+            let text = String::from_utf8_lossy(&helper.stdout);
+            let mut words = text.split_whitespace();
+            let ok = words.next() == Some("ok");
+            let peak: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+            let after = fsync_probe(dir);
+            assert!(ok, "weft run --runtime {runtime} on {n} items failed");
+            println!(
+                "| {runtime} | 16 | {n} | {:.1} MiB | {:.2} s | {} → {} |",
+                peak as f64 / (1024.0 * 1024.0),
+                wall.as_secs_f64(),
+                probe_text(before),
+                probe_text(after)
+            );
+        }
+    }
+    println!();
+}
+
+fn parallel(sandbox: &Sandbox, dir: &Path) {
+    println!("### parallel-10 + join, one run at a time\n");
+    println!("| runtime | store | runs | runs/s | per run | fsync p50 / p99 µs, before → after |");
+    println!("|---|---|---:|---:|---:|---|");
+    let workflow = registered(sandbox, &parallel_manifest());
+    let input = json!({"workflow": "order-fulfil", "step": "reserve-stock", "order_id": "ord_000123", "amount": 129900, "ok": true});
+    let mut ids = Ids(1_000_000);
+    let cases = [
+        (false, Store::Memory),
+        (false, Store::SqliteFull),
+        (true, Store::SqliteFull),
+        (true, Store::Memory),
+    ];
+    for (evented, store) in cases {
+        let name = format!("parallel-{evented}-{}", store.name()).replace(' ', "-");
+        let runtime = Runtime::new(evented, store.open(dir, &name));
+        for _ in 0..50 {
+            runtime.run(&workflow, ids.next(), input.clone());
+        }
+        let runs = 1_000;
+        let before = (store == Store::SqliteFull).then(|| fsync_probe(dir));
+        let t = Instant::now();
+        for _ in 0..runs {
+            runtime.run(&workflow, ids.next(), input.clone());
+        }
+        let elapsed = t.elapsed();
+        let after = (store == Store::SqliteFull).then(|| fsync_probe(dir));
+        let fsync = match (before, after) {
+            (Some(b), Some(a)) => format!("{} → {}", probe_text(b), probe_text(a)),
+            _ => "–".to_owned(),
+        };
+        println!(
+            "| {} | {} | {runs} | {:.0} | {:.0} µs | {fsync} |",
+            runtime.name(),
+            store.name(),
+            f64::from(runs) / elapsed.as_secs_f64(),
+            us(elapsed) / f64::from(runs),
+        );
+    }
+    println!();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // The helper of `rss`: run the command, print "ok|failed PEAK_BYTES".
+    if args.first().is_some_and(|a| a == "--rss-of") {
+        let (ok, peak) = run_measuring_peak_rss(Command::new(&args[1]).args(&args[2..]));
+        println!("{} {peak}", if ok { "ok" } else { "failed" });
+        return;
+    }
+    // `cargo bench` passes `--bench`; under `cargo test --all-targets` this
+    // binary runs without it and only checks that it starts.
+    if !args.iter().any(|a| a == "--bench") {
+        return;
+    }
+    let max = args
+        .iter()
+        .position(|a| a == "--max")
+        .and_then(|i| args.get(i + 1))
+        .map_or(usize::MAX, |m| m.parse().expect("--max N"));
+    let sections: Vec<&str> = args
+        .iter()
+        .filter(|a| ["foreach", "rss", "parallel"].contains(&a.as_str()))
+        .map(String::as_str)
+        .collect();
+    let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
+    let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
+    // Beside the target directory (on the same file system as a real
+    // store would be), not in a tmpfs.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    println!(
+        "fsync probe (4 KiB pwrite + fsync, p50 / p99) in {}: {} µs\n",
+        dir.path().display(),
+        probe_text(fsync_probe(dir.path()))
+    );
+    if wanted("foreach") {
+        foreach(&sandbox, dir.path(), max);
+    }
+    if wanted("parallel") {
+        parallel(&sandbox, dir.path());
+    }
+    if wanted("rss") {
+        rss(dir.path(), max);
+    }
+}
