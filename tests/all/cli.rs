@@ -245,6 +245,33 @@ fn validate_names_the_misspelt_field_and_the_missing_component() {
 }
 
 #[test]
+fn validate_locates_an_error_inside_an_expression() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("bad.toml");
+    // `>>` is not CEL: the error is at the second `>`, line 4, column 28.
+    std::fs::write(
+        &manifest,
+        "id = \"x\"\nflow = [\n  { branch = [\n    { when = \"input.total >> 100\", flow = [{ step = \"a\" }] },\n  ] },\n]\n",
+    )
+    .unwrap();
+    let out = weft(home.path())
+        .arg("validate")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}:4:28: `flow[0].branch[0].when`: syntax error: extraneous input '>' ",
+            manifest.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
 fn validate_rejects_a_component_that_does_not_implement_the_contract() {
     let home = tempfile::tempdir().unwrap();
     let dir = tempfile::tempdir().unwrap();
