@@ -39,3 +39,4 @@ done
 
 # Guests in other languages, beside the Rust ones.
 ./c/build.sh
+./go/build.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the C guests: each directory here holding a `<name>.c` becomes
-# ../dist/c-<name>.wasm. clang + wasi-libc + lld from Debian compile it for
+# ../dist/c-<name>.wasm, except `conformance`, the conformance guest
+# (../CONFORMANCE.md), which becomes ../dist/conformance-c.wasm. clang + wasi-libc + lld from Debian compile it for
 # wasm32-wasi (a preview1 *reactor* core module: the host adapts it at load
 # with wasmtime's preview1 adapter); `wit-bindgen c` (crates.io
 # wit-bindgen-cli, pinned) generates the bindings of ../../wit, world `step`,
@@ -24,9 +25,11 @@ if ((${#missing[@]})); then
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
 fi
-if [[ "$(wit-bindgen --version 2>/dev/null)" != "wit-bindgen-cli $WIT_BINDGEN_VERSION"* ]]; then
-    # Only the C generator: a full install builds every language (minutes more).
-    cargo install --locked --no-default-features --features c "wit-bindgen-cli@$WIT_BINDGEN_VERSION"
+if [[ "$(wit-bindgen --version 2>/dev/null)" != "wit-bindgen-cli $WIT_BINDGEN_VERSION"* ]] ||
+    ! wit-bindgen c --help >/dev/null 2>&1 || ! wit-bindgen go --help >/dev/null 2>&1; then
+    # Only the C and Go generators (../go/build.sh needs the same binary): a
+    # full install builds every language (minutes more).
+    cargo install --locked --no-default-features --features c,go "wit-bindgen-cli@$WIT_BINDGEN_VERSION"
 fi
 
 out=../target/c
@@ -45,6 +48,7 @@ for source in */*.c; do
         exit 1
     fi
     dist="../dist/c-$name.wasm"
+    [[ "$name" != conformance ]] || dist=../dist/conformance-c.wasm
     if cmp -s "$built" "$dist"; then
         status="unchanged"
     else

@@ -3,6 +3,7 @@
 //! The submodules test the hardening of issue 6 item by item.
 
 mod inputs;
+mod new;
 mod quality;
 mod untrusted;
 

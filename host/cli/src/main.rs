@@ -9,6 +9,7 @@ mod exit;
 mod home;
 mod input;
 mod load;
+mod new;
 mod output;
 mod recover;
 mod resume;
@@ -60,6 +61,8 @@ enum Command {
     Events(status::EventsArgs),
     /// Check a manifest and every component it names, without running anything
     Validate(validate::Args),
+    /// Write a ready-to-build step project (source, WIT, build.sh, workflow.toml)
+    New(new::Args),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::status(&home, args),
         Command::Runs(args) => status::runs(&home, args),
         Command::Events(args) => status::events(&home, args),
+        Command::New(args) => new::run(args),
     };
     match outcome {
         Ok(code) => code.into(),
