@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the Python guests: each directory here holding an `app.py` becomes
+# ../dist/<name>-python.wasm, a component made by componentize-py (pinned,
+# from PyPI, installed into a venv under ../target/python-venv) against
+# ../../wit, world `step`. The component imports WASI 0.2 (filesystem,
+# sockets, clocks, random, cli), which the host links virtualised.
+# Installs what it needs, idempotently; works from any directory.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+COMPONENTIZE_PY_VERSION=0.25.1
+venv=../target/python-venv
+
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq python3 python3-venv
+fi
+if [[ "$("$venv/bin/componentize-py" --version 2>/dev/null)" != *" $COMPONENTIZE_PY_VERSION"* ]]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check \
+        "componentize-py==$COMPONENTIZE_PY_VERSION"
+fi
+
+out=../target/python
+mkdir -p "$out" ../dist
+for app in */app.py; do
+    name="$(dirname "$app")"
+    built="$out/$name.wasm"
+    "$venv/bin/componentize-py" -d ../../wit -w step componentize \
+        -p "$name" app -o "$built" >/dev/null
+    dist="../dist/$name-python.wasm"
+    if cmp -s "$built" "$dist"; then
+        status="unchanged"
+    else
+        cp "$built" "$dist.tmp"
+        mv "$dist.tmp" "$dist"
+        status="updated"
+    fi
+    printf '%-32s %8d bytes  %s\n' "$dist" "$(stat -c %s "$dist")" "$status"
+done
