@@ -42,9 +42,17 @@ cp ../../wit/step.wit "$wit/deps/weft-step/"
 for app in */app.js; do
     name="$(dirname "$app")"
     built="$out/$name.wasm"
+    dist="../dist/$name-js.wasm"
+    # componentize output is not reproducible (the pre-initialised snapshot
+    # differs from build to build), and each new content costs the host a
+    # fresh compile: rebuild only when the sources, the WIT or the tool change.
+    stamp="$(cat "$name"/*.js $(find "$wit" -name '*.wit' | sort) | sha256sum | cut -d' ' -f1)-$COMPONENTIZE_JS_VERSION"
+    if cmp -s "$built" "$dist" && [[ "$(cat "$out/$name.stamp" 2>/dev/null)" == "$stamp" ]]; then
+        printf '%-32s %8d bytes  %s\n' "$dist" "$(stat -c %s "$dist")" "unchanged"
+        continue
+    fi
     "$cli" --wit "$wit" --world-name step-js -d http fetch-event \
         -o "$built" "$app" >/dev/null
-    dist="../dist/$name-js.wasm"
     if cmp -s "$built" "$dist"; then
         status="unchanged"
     else
@@ -53,4 +61,5 @@ for app in */app.js; do
         status="updated"
     fi
     printf '%-32s %8d bytes  %s\n' "$dist" "$(stat -c %s "$dist")" "$status"
+    echo "$stamp" >"$out/$name.stamp"
 done

@@ -29,9 +29,17 @@ mkdir -p "$out" ../dist
 for app in */app.py; do
     name="$(dirname "$app")"
     built="$out/$name.wasm"
+    dist="../dist/$name-python.wasm"
+    # componentize output is not reproducible (the pre-initialised snapshot
+    # differs from build to build), and each new content costs the host a
+    # fresh compile: rebuild only when the sources, the WIT or the tool change.
+    stamp="$(cat "$name"/*.py ../../wit/step.wit | sha256sum | cut -d' ' -f1)-$COMPONENTIZE_PY_VERSION"
+    if cmp -s "$built" "$dist" && [[ "$(cat "$out/$name.stamp" 2>/dev/null)" == "$stamp" ]]; then
+        printf '%-32s %8d bytes  %s\n' "$dist" "$(stat -c %s "$dist")" "unchanged"
+        continue
+    fi
     "$venv/bin/componentize-py" -d ../../wit -w step componentize \
         -p "$name" app -o "$built" >/dev/null
-    dist="../dist/$name-python.wasm"
     if cmp -s "$built" "$dist"; then
         status="unchanged"
     else
@@ -40,4 +48,5 @@ for app in */app.py; do
         status="updated"
     fi
     printf '%-32s %8d bytes  %s\n' "$dist" "$(stat -c %s "$dist")" "$status"
+    echo "$stamp" >"$out/$name.stamp"
 done
