@@ -1,6 +1,7 @@
 //! weft's integration tests: one test binary, one module per area.
 
 mod cli;
+mod conformance;
 mod crash;
 mod manifest;
 mod parity;

@@ -64,7 +64,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_core::{
-    Event, EventStore as _, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath, SystemClock,
+    Event, EventStore as _, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath, StepRunner,
+    SystemClock,
 };
 use weft_manifest::Manifest;
 use weft_runtime::{
@@ -73,16 +74,17 @@ use weft_runtime::{
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};
 
-use crate::support::{guest, root};
+use crate::support::{cache_dir, guest, root};
 
-struct Scenario {
-    path: PathBuf,
-    input: Value,
-    actions: Vec<toml::Table>,
-    expect: toml::Table,
-    manifest: Manifest,
+/// One scenario file, loaded.
+pub(crate) struct Scenario {
+    pub(crate) path: PathBuf,
+    pub(crate) input: Value,
+    pub(crate) actions: Vec<toml::Table>,
+    pub(crate) expect: toml::Table,
+    pub(crate) manifest: Manifest,
     /// `Some(n)`: concurrent, compared under `n` seeds; `None`: sequential.
-    seeds: Option<u64>,
+    pub(crate) seeds: Option<u64>,
 }
 
 /// Seeds per concurrent scenario unless it says otherwise.
@@ -103,11 +105,11 @@ fn concurrent(nodes: &[Node]) -> bool {
     })
 }
 
-fn to_json(value: &toml::Value) -> Value {
+pub(crate) fn to_json(value: &toml::Value) -> Value {
     serde_json::to_value(value).expect("TOML values are JSON values")
 }
 
-fn json_field(table: &toml::Table, key: &str) -> Option<Value> {
+pub(crate) fn json_field(table: &toml::Table, key: &str) -> Option<Value> {
     if let Some(v) = table.get(key) {
         return Some(to_json(v));
     }
@@ -117,7 +119,18 @@ fn json_field(table: &toml::Table, key: &str) -> Option<Value> {
         .map(|text| serde_json::from_str(text).unwrap_or_else(|e| panic!("{key}-json: {e}")))
 }
 
+/// Loads a scenario whose `component`s name guests in `guest-examples/dist`.
 fn load(path: &Path) -> Scenario {
+    load_with(path, guest, &[])
+}
+
+/// Loads a scenario, with `component(name)` the file of the component
+/// a step names, and `grants` added to every step's.
+pub(crate) fn load_with(
+    path: &Path,
+    component: impl Fn(&str) -> PathBuf,
+    grants: &[&str],
+) -> Scenario {
     let text = std::fs::read_to_string(path).unwrap();
     let mut table: toml::Table =
         toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -128,7 +141,20 @@ fn load(path: &Path) -> Scenario {
     if let Some(toml::Value::Table(steps)) = workflow.get_mut("steps") {
         for (_, step) in steps.iter_mut() {
             if let Some(toml::Value::String(name)) = step.get_mut("component") {
-                *name = guest(name.as_str()).display().to_string();
+                *name = component(name.as_str()).display().to_string();
+            }
+            if !grants.is_empty() {
+                let table = step.as_table_mut().expect("a step is a table");
+                let list = table
+                    .entry("grants")
+                    .or_insert_with(|| toml::Value::Array(Vec::new()))
+                    .as_array_mut()
+                    .expect("grants is an array");
+                for grant in grants {
+                    if !list.iter().any(|g| g.as_str() == Some(grant)) {
+                        list.push(toml::Value::String((*grant).to_owned()));
+                    }
+                }
             }
         }
     }
@@ -191,11 +217,11 @@ fn normalize(mut value: Value) -> Value {
 }
 
 /// What a runtime produced after the start or an action.
-#[derive(Debug, PartialEq)]
-struct Observed {
-    outcome: Result<Value, String>,
-    result: Value,
-    events: Vec<Value>,
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Observed {
+    pub(crate) outcome: Result<Value, String>,
+    pub(crate) result: Value,
+    pub(crate) events: Vec<Value>,
 }
 
 fn observe(outcome: Result<(), RuntimeError>, result: &RunResult, events: &[Event]) -> Observed {
@@ -243,7 +269,7 @@ fn target(action: &toml::Table) -> (ResumeTarget, Value) {
     (target, data)
 }
 
-fn registered(s: &Scenario, steps: Arc<WorkflowSteps>) -> Arc<Registered> {
+fn registered(s: &Scenario, steps: Arc<dyn StepRunner>) -> Arc<Registered> {
     Arc::new(Registered {
         workflow: s.manifest.workflow().clone(),
         runner: steps,
@@ -262,7 +288,7 @@ fn store(dir: &Path) -> SqliteStore {
 
 /// The default runtime over its own SQLite file: what it records must be
 /// what the evented runtime records.
-fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Observed> {
+pub(crate) fn run_default(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
     let runtime = DefaultRuntime::new(store.clone(), Arc::new(SystemClock));
@@ -292,9 +318,9 @@ fn run_default(s: &Scenario, steps: Arc<WorkflowSteps>, id: &RunId) -> Vec<Obser
     seen
 }
 
-fn run_evented(
+pub(crate) fn run_evented(
     s: &Scenario,
-    steps: Arc<WorkflowSteps>,
+    steps: Arc<dyn StepRunner>,
     id: &RunId,
     options: EventedOptions,
 ) -> Vec<Observed> {
@@ -321,7 +347,7 @@ fn run_evented(
     seen
 }
 
-fn check_expectations(s: &Scenario, seen: &[Observed]) {
+pub(crate) fn check_expectations(s: &Scenario, seen: &[Observed]) {
     let name = s.path.display();
     for (i, action) in s.actions.iter().enumerate() {
         let outcome = &seen[i + 1].outcome;
@@ -510,9 +536,25 @@ fn differences(default: &Observed, evented: &Observed, concurrent: bool) -> Vec<
 
 /// Panics naming the scenario, the seed and what differs, if the evented
 /// runtime's observations differ from the default runtime's.
-fn compare(s: &Scenario, seed: Option<u64>, default: &[Observed], evented: &[Observed]) {
-    assert_eq!(default.len(), evented.len());
-    for (i, (d, e)) in default.iter().zip(evented).enumerate() {
+pub(crate) fn compare(s: &Scenario, seed: Option<u64>, default: &[Observed], evented: &[Observed]) {
+    let run = match seed {
+        Some(seed) => format!("the evented runtime with reorder seed {seed}"),
+        None => "the evented runtime".to_owned(),
+    };
+    compare_runs(s, "the default runtime", &run, default, evented);
+}
+
+/// Panics naming the scenario, the two runs and what differs, if their
+/// observations differ.
+pub(crate) fn compare_runs(
+    s: &Scenario,
+    a: &str,
+    b: &str,
+    first: &[Observed],
+    second: &[Observed],
+) {
+    assert_eq!(first.len(), second.len());
+    for (i, (d, e)) in first.iter().zip(second).enumerate() {
         let found = differences(d, e, s.seeds.is_some());
         if found.is_empty() {
             continue;
@@ -522,25 +564,35 @@ fn compare(s: &Scenario, seed: Option<u64>, default: &[Observed], evented: &[Obs
         } else {
             format!("after action {i}")
         };
-        let run = match seed {
-            Some(seed) => format!("evented runtime with reorder seed {seed}"),
-            None => "evented runtime".to_owned(),
-        };
         panic!(
-            "{}: the default runtime and the {run} differ {when}:\n  - {}",
+            "{}: {a} and {b} differ {when}:\n  - {}",
             s.path.display(),
             found.join("\n  - ")
         );
     }
 }
 
+/// The run id every scenario runs under, on both runtimes.
+pub(crate) const RUN_ID: &str = "parity-run";
+
+/// Runs `check`, turning a panic into its message.
+pub(crate) fn catch(check: impl FnOnce()) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).map_err(|panic| {
+        panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_default()
+    })
+}
+
 /// Runs one scenario on both runtimes (the evented one under every seed
 /// when it is concurrent) and checks its expectations: why not, if not.
 fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    catch(|| {
         let s = load(path);
         let steps = Arc::new(WorkflowSteps::load(sandbox, s.manifest.workflow()).unwrap());
-        let id = RunId::new("parity-run").unwrap();
+        let id = RunId::new(RUN_ID).unwrap();
         let default = run_default(&s, steps.clone(), &id);
         match s.seeds {
             None => {
@@ -558,43 +610,36 @@ fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
             }
         }
         check_expectations(&s, &default);
-    }))
-    .map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-            .unwrap_or_default()
     })
 }
 
-#[test]
-fn every_scenario_behaves_identically_on_both_runtimes() {
-    let dir = root().join("tests/scenarios");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
+/// The `*.toml` files in `dir`, sorted.
+pub(crate) fn scenario_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     paths.sort();
-    assert!(
-        paths.len() >= 30,
-        "only {} scenarios in {}",
-        paths.len(),
-        dir.display()
-    );
-    let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
-    // Scenarios run on a few threads at once (each with its own stores and
-    // runtimes; the sandbox and its compile cache are shared).
+    paths
+}
+
+/// Runs `check` on every item, on a few threads at once; returns the
+/// failures (`name` of the item and why), sorted.
+pub(crate) fn run_parallel<T: Sync>(
+    items: &[T],
+    name: impl Fn(&T) -> String + Sync,
+    check: impl Fn(&T) -> Result<(), String> + Sync,
+) -> Vec<String> {
     let next = AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                while let Some(path) = paths.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(message) = check_scenario(&sandbox, path) {
-                        let failure = format!("{}:\n{message}", path.display());
+                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if let Err(message) = check(item) {
+                        let failure = format!("{}:\n{message}", name(item));
                         failures.lock().unwrap().push(failure);
                     }
                 }
@@ -603,6 +648,31 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
+    failures
+}
+
+#[test]
+fn every_scenario_behaves_identically_on_both_runtimes() {
+    let dir = root().join("tests/scenarios");
+    let paths = scenario_paths(&dir);
+    assert!(
+        paths.len() >= 30,
+        "only {} scenarios in {}",
+        paths.len(),
+        dir.display()
+    );
+    let sandbox = Sandbox::new(SandboxConfig {
+        cache_dir: Some(cache_dir()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
+    // Scenarios run on a few threads at once (each with its own stores and
+    // runtimes; the sandbox and its compile cache are shared).
+    let failures = run_parallel(
+        &paths,
+        |path| path.display().to_string(),
+        |path| check_scenario(&sandbox, path),
+    );
     assert!(
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",

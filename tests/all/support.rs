@@ -24,6 +24,15 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// The on-disk compile cache the tests share, under the target directory:
+/// the debug-built test binary compiles a large guest (an 18 MB Python
+/// component takes minutes in a debug host) once per machine and host
+/// version, not once per test run. The sandbox keys its artifacts by the
+/// engine's configuration and version, so a changed host never reads them.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("weft-compile-cache")
+}
+
 /// The `weft` binary, with its home in `home`.
 pub fn weft(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
