@@ -219,9 +219,16 @@ static bool read_number(reader_t *r, jvalue_t *v) {
         if (r->p >= r->end || !is_digit(*r->p)) return false;
         while (r->p < r->end && is_digit(*r->p)) r->p++;
     }
+    // Copied: the text parsed may be freed before the value is used
+    // (`parse_owned`), so a number must not point into it.
+    size_t len = (size_t)(r->p - start);
+    char *copy = arena_alloc(r->arena, len + 1);
+    if (!copy) return false;
+    memcpy(copy, start, len);
+    copy[len] = '\0';
     v->type = J_NUMBER;
-    v->text = (const char *)start;
-    v->len = (size_t)(r->p - start);
+    v->text = copy;
+    v->len = len;
     return true;
 }
 
