@@ -9,3 +9,4 @@ mod runs;
 mod runtime;
 mod sandbox;
 mod support;
+mod timers;

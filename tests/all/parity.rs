@@ -24,7 +24,9 @@
 //! differs.
 //!
 //! Scenarios run a few at a time, each over its own SQLite files, which do
-//! not sync commits to the disk (durability is `crash.rs`'s business).
+//! not sync commits to the disk (durability is `crash.rs`'s business), on a
+//! manual clock starting at 2026-01-01T00:00:00Z that jumps instead of
+//! sleeping (sleeps and retry delays take no time).
 //!
 //! A scenario is one TOML file:
 //!
@@ -64,8 +66,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_core::{
-    Event, EventStore as _, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath, StepRunner,
-    SystemClock,
+    Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath,
+    StepRunner, Timestamp,
 };
 use weft_manifest::Manifest;
 use weft_runtime::{
@@ -203,7 +205,7 @@ fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for key in ["at", "due", "started_at", "ended_at", "retry_at"] {
+                for key in ["at", "due", "until", "started_at", "ended_at", "retry_at"] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);
@@ -286,12 +288,19 @@ fn store(dir: &Path) -> SqliteStore {
     SqliteStore::open_with(&dir.join("weft.db"), Durability::Normal).unwrap()
 }
 
+/// Both runtimes run on a manual clock starting at 2026-01-01T00:00:00Z: a
+/// sleep or a retry delay jumps it instead of waiting, and `sleep-until`
+/// scenarios name times relative to that start.
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Timestamp(1_767_225_600_000_000)))
+}
+
 /// The default runtime over its own SQLite file: what it records must be
 /// what the evented runtime records.
 pub(crate) fn run_default(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
-    let runtime = DefaultRuntime::new(store.clone(), Arc::new(SystemClock));
+    let runtime = DefaultRuntime::new(store.clone(), clock());
     let registered = registered(s, steps);
     let events = || store.load(id).unwrap().1;
     let run: Run = runtime
@@ -326,7 +335,7 @@ pub(crate) fn run_evented(
 ) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
-    let runtime = EventedRuntime::with_options(store.clone(), Arc::new(SystemClock), 2, options);
+    let runtime = EventedRuntime::with_options(store.clone(), clock(), 2, options);
     let registered = registered(s, steps);
     let events = || store.load(id).unwrap().1;
     let mut result = runtime

@@ -90,7 +90,7 @@ fn measure(name: &str, store: Arc<dyn EventStore>, sandbox: &Sandbox) {
     for _ in 0..3 {
         let t = Instant::now();
         let pending: Vec<_> = (0..100)
-            .map(|_| runtime.start_detached(ten.clone(), id(), input.clone()))
+            .map(|_| runtime.submit_start(ten.clone(), id(), input.clone()))
             .collect();
         for rx in pending {
             let r = rx.recv().expect("result").expect("run");

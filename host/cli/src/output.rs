@@ -17,7 +17,9 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use serde_json::Value;
-use weft_core::{Event, LogLine, RunId, RunResult, RunStatus, StepPath, StepRecord, StepStatus};
+use weft_core::{
+    Event, LogLine, RunId, RunResult, RunStatus, StepPath, StepRecord, StepStatus, Timestamp,
+};
 use weft_runtime::RunObserver;
 
 use crate::exit::Failure;
@@ -114,9 +116,33 @@ pub fn compact(value: &Value) -> String {
 pub struct LogObserver;
 
 impl RunObserver for LogObserver {
+    fn event(&mut self, _run: &RunId, event: &Event) {
+        if let Event::SleepStarted { path, until, .. } = event {
+            sleeping_note(path, *until);
+        }
+    }
+
     fn log(&mut self, run: &RunId, path: &StepPath, line: &LogLine) {
         tracing::info!(run = %run, step = %path, level = ?line.level, "{}", line.message);
     }
+}
+
+/// Says on stderr that the run sleeps (the foreground `weft run` waits).
+pub fn sleeping_note(path: &StepPath, until: Timestamp) {
+    eprintln!("sleeping until {} ({path})", until.rfc3339());
+}
+
+/// The sleeps `events` started and did not finish: (address, wake time).
+pub fn sleeping(events: &[Event]) -> Vec<(StepPath, Timestamp)> {
+    let mut asleep: Vec<(StepPath, Timestamp)> = Vec::new();
+    for event in events {
+        match event {
+            Event::SleepStarted { path, until, .. } => asleep.push((path.clone(), *until)),
+            Event::NodeCompleted { path, .. } => asleep.retain(|(p, _)| p != path),
+            _ => {}
+        }
+    }
+    asleep
 }
 
 fn step_line(record: &StepRecord) -> String {
@@ -225,6 +251,10 @@ fn write_summary(out: &mut dyn Write, result: &RunResult, events: &[Event]) -> i
         RunStatus::Canceled => writeln!(out, "run {run} was canceled")?,
         RunStatus::Pending | RunStatus::Running => {
             writeln!(out, "run {run} is {}", result.status)?;
+            for (path, until) in sleeping(events) {
+                writeln!(out, "  {path}: sleeping until {}", until.rfc3339())?;
+            }
+            writeln!(out, "`weft recover` continues it")?;
         }
     }
     Ok(())

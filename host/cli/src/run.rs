@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use weft_core::{Event, RunId, RunResult};
+use weft_core::{Event, RunId, RunResult, RunStatus};
 use weft_runtime::RuntimeError;
 
 use crate::engine::{self, RuntimeKind};
@@ -34,6 +34,11 @@ pub struct Args {
     /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
+    /// Return once the run has nothing to do but wait for a timer (a sleep,
+    /// a retry delay), leaving it `running` (exit 0); `weft recover`
+    /// continues it
+    #[arg(long)]
+    detach: bool,
 }
 
 /// Maps a runtime error to an exit code: bad requests are invalid input.
@@ -62,17 +67,35 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let loaded = load(home, &args.manifest)?;
     let registered = engine::registered(&loaded)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let outcome = match args.runtime {
-        RuntimeKind::Evented => {
-            engine::evented(store.clone()).start(Arc::clone(&registered), run_id, input)
+    let registered_run = Arc::clone(&registered);
+    let outcome = match (args.runtime, args.detach) {
+        (RuntimeKind::Evented, false) => {
+            engine::evented(store.clone()).start(registered_run, run_id, input)
         }
-        RuntimeKind::Default => engine::default(store.clone())
-            .start(&registered, run_id, input, &mut LogObserver)
-            .map(|run| run.result()),
+        (RuntimeKind::Evented, true) => {
+            engine::evented(store.clone()).start_detached(registered_run, run_id, input)
+        }
+        (RuntimeKind::Default, detach) => {
+            let runtime = engine::default(store.clone());
+            if detach {
+                runtime.start_detached(&registered, run_id, input, &mut LogObserver)
+            } else {
+                runtime.start(&registered, run_id, input, &mut LogObserver)
+            }
+            .map(|run| run.result())
+        }
     };
-    let result = engine::settle(&store, &registered, outcome)?;
+    let result = if args.detach {
+        outcome.map_err(failure)?
+    } else {
+        engine::settle(&store, &registered, outcome)?
+    };
     let events = engine::stored_events(&store, &result.run_id);
-    Ok(report(&result, &events, args.json))
+    let code = report(&result, &events, args.json);
+    Ok(match result.status {
+        RunStatus::Running if args.detach => Code::Success,
+        _ => code,
+    })
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

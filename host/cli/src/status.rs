@@ -191,6 +191,7 @@ fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> st
             ..
         } => format!("{path} ({items} items)"),
         Event::NodeStarted { path, .. } => path.to_string(),
+        Event::SleepStarted { path, until, .. } => format!("{path} until {}", until.rfc3339()),
         Event::BranchDecided { path, arms, .. } if arms.is_empty() => {
             format!("{path}: no arm")
         }

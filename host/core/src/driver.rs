@@ -12,7 +12,7 @@ use crate::error::TransitionError;
 use crate::event::Event;
 use crate::id::Timestamp;
 use crate::runner::StepTask;
-use crate::state::{RunState, StepStatus, Work};
+use crate::state::{RunState, StepStatus, Wake, Work};
 
 /// Something a runtime must do for a run, as decided by the driver.
 //
@@ -24,7 +24,8 @@ pub enum Effect {
     /// Execute this attempt (its `step-started` is among the events decided
     /// with it), then apply the events the execution produced.
     Execute(StepTask),
-    /// Nothing can happen before this time (a retry is due then): advance
+    /// Nothing can happen before this time (a retry is due, or a sleep
+    /// wakes, then): advance
     /// the run again at or after it.
     WakeAt(Timestamp),
 }
@@ -72,6 +73,19 @@ impl RunState {
                         }
                         advance.decide(self, started(&mut task, now))?;
                         advance.effects.push(Effect::Execute(task));
+                        progressed = true;
+                    }
+                    Work::Wake { path, due, output } => {
+                        if due > now {
+                            wake = Some(wake.map_or(due, |w| w.min(due)));
+                            continue;
+                        }
+                        let completed = Event::NodeCompleted {
+                            path,
+                            output,
+                            at: now,
+                        };
+                        advance.decide(self, completed)?;
                         progressed = true;
                     }
                     Work::Finish(finish) => {
@@ -161,7 +175,16 @@ fn recorded(work: Work, now: Timestamp) -> Option<Event> {
             due,
             at: now,
         },
-        Work::Execute(_) | Work::Finish(_) => return None,
+        Work::Sleep { path, input, wake } => Event::SleepStarted {
+            path,
+            input,
+            until: match wake {
+                Wake::After(millis) => now.plus_millis(millis),
+                Wake::At(until) => until,
+            },
+            at: now,
+        },
+        Work::Execute(_) | Work::Wake { .. } | Work::Finish(_) => return None,
     })
 }
 

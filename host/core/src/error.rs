@@ -155,14 +155,6 @@ pub enum GraphError {
         /// The duplicated id.
         id: StepId,
     },
-    /// The node kind is part of the flow language but not implemented yet.
-    #[error("`{kind}` nodes are not implemented yet (see the README's flow reference)")]
-    NotImplemented {
-        /// Where, as a field path such as `flow[1]`.
-        at: String,
-        /// The node kind, e.g. `parallel`.
-        kind: &'static str,
-    },
 }
 
 impl GraphError {
@@ -171,8 +163,7 @@ impl GraphError {
         match self {
             Self::EmptyFlow { at }
             | Self::UnknownStep { at, .. }
-            | Self::DuplicateNode { at, .. }
-            | Self::NotImplemented { at, .. } => at,
+            | Self::DuplicateNode { at, .. } => at,
         }
     }
 }

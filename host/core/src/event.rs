@@ -48,7 +48,8 @@ pub enum Event {
     StepStarted {
         /// The execution's path.
         path: StepPath,
-        /// The step it runs.
+        /// The step it runs. (qualified inside a nested workflow: `charge-flow/charge`).
+        #[serde(deserialize_with = "StepId::deserialize_qualified")]
         step: StepId,
         /// 1 for the first attempt.
         attempt: u32,
@@ -154,6 +155,22 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A sleep node at `path` started on `input`; it wakes at `until`. The
+    /// wake time is decided once, here (a `sleep-ms` adds its duration to
+    /// `at`, a `sleep-until` evaluated its expression), so replay and
+    /// recovery never recompute it. Its `node-completed` (output: its input)
+    /// is recorded once `until` has passed. Rejected unless the run is
+    /// `running` and the path names a sleep node that has not started.
+    SleepStarted {
+        /// The node's address.
+        path: StepPath,
+        /// Its input (also its output).
+        input: Arc<Value>,
+        /// When it wakes.
+        until: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
     /// A composite node completed with `output` (a foreach: the items'
     /// outputs in item order; a parallel or branch: an object keyed by node
     /// or arm id; a loop: its last iteration's output), or a `map` node
@@ -253,6 +270,7 @@ impl Event {
             Self::StepRetrying { .. } => "step-retrying",
             Self::NodeStarted { .. } => "node-started",
             Self::NodeCompleted { .. } => "node-completed",
+            Self::SleepStarted { .. } => "sleep-started",
             Self::BranchDecided { .. } => "branch-decided",
             Self::LoopDecided { .. } => "loop-decided",
             Self::StepSuspended { .. } => "step-suspended",
@@ -276,6 +294,7 @@ impl Event {
             | Self::StepRetrying { at, .. }
             | Self::NodeStarted { at, .. }
             | Self::NodeCompleted { at, .. }
+            | Self::SleepStarted { at, .. }
             | Self::BranchDecided { at, .. }
             | Self::LoopDecided { at, .. }
             | Self::StepSuspended { at, .. }

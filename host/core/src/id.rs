@@ -57,12 +57,49 @@ impl StepId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of step `id` of a workflow nested at node pattern `prefix`
+    /// (`charge-flow/charge`): a nested workflow's steps join its parent's
+    /// under such ids, so that each names one definition. Manifests cannot
+    /// write them ([`StepId::new`] refuses `/`).
+    pub(crate) fn qualified(prefix: &str, id: &StepId) -> Self {
+        Self(format!("{prefix}/{id}").into())
+    }
+
+    /// The id as the step's manifest declared it: the last segment of a
+    /// qualified id (`charge` for `charge-flow/charge`), else the id.
+    pub fn declared(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or_default()
+    }
 }
 
 impl TryFrom<String> for StepId {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {
         Self::new(&s)
+    }
+}
+
+impl StepId {
+    /// Parses a step id as recorded in events: a plain id, or a qualified
+    /// one (`charge-flow/charge`: `/`-separated segments, each a valid id).
+    ///
+    /// # Errors
+    /// When a segment is not a valid id.
+    pub fn parse_qualified(s: &str) -> Result<Self, IdError> {
+        for segment in s.split('/') {
+            Self::new(segment)?;
+        }
+        Ok(Self(s.into()))
+    }
+
+    /// `#[serde(deserialize_with)]` for fields holding a step id that may be
+    /// qualified (the `step` of events and records).
+    pub(crate) fn deserialize_qualified<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse_qualified(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -285,6 +322,16 @@ impl Timestamp {
         Self(self.0.saturating_add(millis.saturating_mul(1000)))
     }
 
+    /// The time in RFC 3339, UTC, to the millisecond
+    /// (`2026-11-29T14:03:07.250Z`).
+    pub fn rfc3339(self) -> String {
+        let micros = i64::try_from(self.0).unwrap_or(i64::MAX);
+        chrono::DateTime::from_timestamp_micros(micros).map_or_else(
+            || format!("{} µs after the Unix epoch", self.0),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+    }
+
     /// Microseconds from `earlier` to `self` (0 if `earlier` is later).
     pub fn micros_since(self, earlier: Timestamp) -> u64 {
         self.0.saturating_sub(earlier.0)
@@ -294,6 +341,15 @@ impl Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339() {
+        assert_eq!(
+            Timestamp(1_764_424_987_250_000).rfc3339(),
+            "2025-11-29T14:03:07.250Z"
+        );
+        assert_eq!(Timestamp(0).rfc3339(), "1970-01-01T00:00:00.000Z");
+    }
 
     #[test]
     fn step_ids_are_validated() {

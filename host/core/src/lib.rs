@@ -38,7 +38,7 @@ pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
 pub use state::{
     Finish, NodeRecord, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus,
-    SuspendedStep, Work,
+    SuspendedStep, Wake, Work,
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
 pub use workflow::{

@@ -18,7 +18,8 @@ pub struct StepTask {
     pub run: RunId,
     /// The workflow.
     pub workflow: StepId,
-    /// The step to run.
+    /// The step to run. (qualified inside a nested workflow: `charge-flow/charge`).
+    #[serde(deserialize_with = "StepId::deserialize_qualified")]
     pub step: StepId,
     /// The execution's path.
     pub path: StepPath,

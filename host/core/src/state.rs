@@ -122,7 +122,8 @@ pub enum StepStatus {
 pub struct StepRecord {
     /// The execution's path.
     pub path: StepPath,
-    /// The step it runs.
+    /// The step it runs. (qualified inside a nested workflow: `charge-flow/charge`).
+    #[serde(deserialize_with = "StepId::deserialize_qualified")]
     pub step: StepId,
     /// Its status.
     pub status: StepStatus,
@@ -217,6 +218,15 @@ pub(crate) enum Progress {
         stopped: bool,
     },
     Map,
+    /// A sleep that started; it wakes at `until`.
+    Sleep {
+        until: Timestamp,
+    },
+    /// A nested workflow that started.
+    Workflow {
+        /// Its flow's output, once the flow finished.
+        output: Option<Arc<Value>>,
+    },
 }
 
 /// Where a flow in progress resumes: its first unfinished node and that
@@ -281,6 +291,25 @@ pub enum Work {
         /// Whether another iteration runs.
         again: bool,
     },
+    /// Record a sleep's start and wake time (`sleep-started`).
+    Sleep {
+        /// The sleep node.
+        path: StepPath,
+        /// Its input (and output).
+        input: Arc<Value>,
+        /// When it wakes.
+        wake: Wake,
+    },
+    /// A sleep wakes at `due`: then record its completion (`node-completed`
+    /// with `output`, its input).
+    Wake {
+        /// The sleep node.
+        path: StepPath,
+        /// When it wakes.
+        due: Timestamp,
+        /// Its output.
+        output: Arc<Value>,
+    },
     /// Record a composite node's completion (`node-completed`).
     CompleteNode {
         /// The node.
@@ -299,6 +328,15 @@ pub enum Work {
     },
     /// Append the run's finishing event.
     Finish(Finish),
+}
+
+/// When a sleep that starts wakes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// This many milliseconds after it starts (`sleep-ms`).
+    After(u64),
+    /// At this time (`sleep-until`; a time already past wakes at once).
+    At(Timestamp),
 }
 
 /// Which suspended step a resume is for.
@@ -453,12 +491,22 @@ impl RunState {
     /// execution's own scope (the same foreach item) first, then in each
     /// enclosing scope out to the top level — never "whichever ran last".
     pub fn view(&self, path: &StepPath) -> StepView {
-        let mut results = Arc::clone(&self.results);
+        // A nested workflow is a world of its own: its steps see its input
+        // and its results only.
+        let boundary = self.nested_at(path).map(|(node, _)| node);
+        let mut results = match boundary {
+            Some(_) => Arc::default(),
+            None => Arc::clone(&self.results),
+        };
         let mut scope = path.scope();
         let mut scopes = Vec::new();
         while let Some(s) = scope {
             scope = s.scope();
+            let last = Some(&s) == boundary.as_ref();
             scopes.push(s);
+            if last {
+                break;
+            }
         }
         // Outermost first, so that inner scopes override. A parallel's
         // nodes run at once: none sees another's result.
@@ -482,10 +530,53 @@ impl RunState {
             }
         }
         StepView {
-            workflow_input: Arc::clone(&self.input),
+            workflow_input: self.workflow_input_at(path),
             state: self.state_at(path),
             results,
         }
+    }
+
+    /// The innermost nested workflow node `path` runs in (its address and
+    /// workflow), if any.
+    pub(crate) fn nested_at(&self, path: &StepPath) -> Option<(StepPath, &Arc<Workflow>)> {
+        let mut scope = path.scope();
+        while let Some(here) = scope {
+            if let Some(NodeKind::Workflow { workflow }) =
+                self.workflow.node_at(&here).map(|n| &n.kind)
+            {
+                return Some((here, workflow));
+            }
+            scope = here.scope();
+        }
+        None
+    }
+
+    /// The workflow input an execution at `path` sees: its nested
+    /// workflow's input, else the run's.
+    pub(crate) fn workflow_input_at(&self, path: &StepPath) -> Arc<Value> {
+        self.nested_at(path)
+            .and_then(|(node, _)| self.nodes.get(&node))
+            .map_or_else(|| Arc::clone(&self.input), |n| Arc::clone(&n.input))
+    }
+
+    /// The innermost foreach item index or loop iteration number `path`
+    /// runs in, within its own workflow (a nested workflow does not see
+    /// the iteration of the node that runs it).
+    pub(crate) fn iteration_at(&self, path: &StepPath) -> Option<u32> {
+        let mut scope = path.scope();
+        while let Some(here) = scope {
+            if let Some((_, Repetition::Item(n) | Repetition::Round(n))) = here.repetition() {
+                return Some(n);
+            }
+            if matches!(
+                self.workflow.node_at(&here).map(|n| &n.kind),
+                Some(NodeKind::Workflow { .. })
+            ) {
+                return None;
+            }
+            scope = here.scope();
+        }
+        None
     }
 
     /// The composite node started at `path`, if it did.
@@ -626,11 +717,17 @@ impl RunState {
                 }
                 let len = match self.workflow.node_at(path).map(|n| &n.kind) {
                     Some(NodeKind::Foreach { .. }) => input.as_array().map(|a| a.len() as u64),
-                    Some(NodeKind::Parallel { .. } | NodeKind::Loop { .. }) => None,
+                    Some(
+                        NodeKind::Parallel { .. }
+                        | NodeKind::Loop { .. }
+                        | NodeKind::Workflow { .. },
+                    ) => None,
                     _ => {
                         return Err(self.reject(
                             event,
-                            format!("the workflow has no foreach, parallel or loop `{path}`"),
+                            format!(
+                                "the workflow has no foreach, parallel, loop or nested workflow `{path}`"
+                            ),
                         ));
                     }
                 };
@@ -641,6 +738,16 @@ impl RunState {
                     ));
                 }
                 Ok(())
+            }
+            Event::SleepStarted { path, .. } => {
+                self.require_running(event)?;
+                if self.nodes.contains_key(path) {
+                    return Err(self.reject(event, format!("sleep `{path}` has already started")));
+                }
+                match self.workflow.node_at(path).map(|n| &n.kind) {
+                    Some(NodeKind::Sleep { .. } | NodeKind::SleepUntil { .. }) => Ok(()),
+                    _ => Err(self.reject(event, format!("the workflow has no sleep `{path}`"))),
+                }
             }
             Event::BranchDecided { path, arms, .. } => {
                 self.require_running(event)?;
@@ -827,7 +934,8 @@ impl RunState {
                         output: None,
                         stopped: false,
                     },
-                    // `check` allows only foreach, parallel and loop nodes.
+                    Some(NodeKind::Workflow { .. }) => Progress::Workflow { output: None },
+                    // `check` allows only foreach, parallel, loop and nested workflow nodes.
                     _ => {
                         let items: Vec<Arc<Value>> = input
                             .as_array()
@@ -853,6 +961,9 @@ impl RunState {
                 };
                 self.started_node(path, input, progress);
             }
+            Event::SleepStarted {
+                path, input, until, ..
+            } => self.started_node(path, input, Progress::Sleep { until: *until }),
             Event::LoopDecided { path, again, .. } => {
                 if let Some(Progress::Loop {
                     iteration,
@@ -1073,6 +1184,12 @@ impl RunState {
         }
         // The flow in `scope` finished: its owner takes it from here.
         self.cursors.remove(&Some(scope.clone()));
+        if let Some(Progress::Workflow { output: slot }) =
+            self.nodes.get_mut(&scope).map(|n| &mut n.progress)
+        {
+            *slot = Some(Arc::clone(output));
+            return;
+        }
         if let Some((node, repetition)) = scope.repetition() {
             match (
                 repetition,
@@ -1183,11 +1300,15 @@ impl RunState {
                 None,
             ),
         };
+        let workflow = self
+            .nested_at(&path)
+            .map_or_else(|| self.workflow.id(), |(_, w)| w.id())
+            .clone();
         StepTask {
             idempotency_key: format!("{run}/{path}"),
-            iteration: iteration_of(&path),
+            iteration: self.iteration_at(&path),
             run,
-            workflow: self.workflow.id().clone(),
+            workflow,
             step: step.clone(),
             path,
             attempt,
@@ -1427,18 +1548,6 @@ impl RunState {
             state: (*self.state).clone(),
         }
     }
-}
-
-/// The innermost foreach item index or loop iteration number `path` runs in.
-pub(crate) fn iteration_of(path: &StepPath) -> Option<u32> {
-    let mut scope = path.scope();
-    while let Some(here) = scope {
-        if let Some((_, Repetition::Item(n) | Repetition::Round(n))) = here.repetition() {
-            return Some(n);
-        }
-        scope = here.scope();
-    }
-    None
 }
 
 /// Applies to `merged` the top-level changes `written` makes to `fork`.

@@ -2,9 +2,13 @@
 //!
 //! A [`Workflow`] can only be obtained from [`WorkflowBuilder::build`], which
 //! checks every invariant the state machine relies on: the flow is not empty,
-//! every node names a declared step, sibling node ids are unique (so step
-//! paths are unique), and every node kind is one this version executes. Code
-//! holding a `Workflow` never re-checks these.
+//! every node names a declared step, and sibling node ids are unique (so step
+//! paths are unique). Code holding a `Workflow` never re-checks these.
+//!
+//! A nested workflow's steps join the parent's step table under qualified
+//! ids (`charge-flow/charge`, see [`StepId::declared`]) and its nodes join
+//! the parent's plan under the node's pattern, so one table and one plan
+//! describe the whole tree.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -188,9 +192,7 @@ pub struct Arm {
     pub flow: Vec<Node>,
 }
 
-/// The control-flow language. Every variant is parsed and validated;
-/// [`WorkflowBuilder::build`] rejects the ones not executed yet with
-/// [`GraphError::NotImplemented`].
+/// The control-flow language.
 #[derive(Debug, Clone)]
 pub enum NodeKind {
     /// Run a step. Its input is the previous node's output (the workflow input
@@ -334,6 +336,9 @@ fn index_flow(
             NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
                 index_flow(plan, body, &pattern, &here, false);
             }
+            NodeKind::Workflow { workflow } => {
+                index_flow(plan, workflow.flow(), &pattern, &here, false);
+            }
             NodeKind::Branch { arms } => {
                 for (a, arm) in arms.iter().enumerate() {
                     let mut arm_route = here.clone();
@@ -345,8 +350,7 @@ fn index_flow(
             NodeKind::Step { .. }
             | NodeKind::Map { .. }
             | NodeKind::Sleep { .. }
-            | NodeKind::SleepUntil { .. }
-            | NodeKind::Workflow { .. } => {}
+            | NodeKind::SleepUntil { .. } => {}
         }
         plan.insert(
             pattern.into(),
@@ -388,8 +392,9 @@ impl WorkflowBuilder {
     ///
     /// # Errors
     /// The first [`GraphError`] found, naming its field path (e.g. `flow[2].step`).
-    pub fn build(self) -> Result<Workflow, GraphError> {
+    pub fn build(mut self) -> Result<Workflow, GraphError> {
         check_flow(&self.flow, "flow", &self.steps)?;
+        absorb(&mut self.flow, "", &mut self.steps);
         let mut plan = HashMap::new();
         index_flow(&mut plan, &self.flow, "", &[], false);
         Ok(Workflow {
@@ -403,6 +408,61 @@ impl WorkflowBuilder {
             steps: self.steps,
             flow: self.flow,
         })
+    }
+}
+
+/// Gives the steps of every workflow nested in `flow` (whose pattern
+/// prefix is `prefix`) qualified ids (`charge-flow/charge`) and adds them
+/// to `steps`, so that the whole tree's steps are one table and a step
+/// node's id names its definition wherever it sits.
+fn absorb(flow: &mut [Node], prefix: &str, steps: &mut IndexMap<StepId, StepDef>) {
+    for node in flow {
+        let pattern = if prefix.is_empty() {
+            node.id.to_string()
+        } else {
+            format!("{prefix}/{}", node.id)
+        };
+        match &mut node.kind {
+            NodeKind::Parallel { nodes } => absorb(nodes, &pattern, steps),
+            NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
+                absorb(body, &pattern, steps);
+            }
+            NodeKind::Branch { arms } => {
+                for arm in arms {
+                    absorb(&mut arm.flow, &format!("{pattern}/{}", arm.id), steps);
+                }
+            }
+            NodeKind::Workflow { workflow } => {
+                let qualified = workflow.qualified(&pattern);
+                steps.extend(qualified.steps.iter().map(|(k, v)| (k.clone(), v.clone())));
+                *workflow = Arc::new(qualified);
+            }
+            NodeKind::Step { .. }
+            | NodeKind::Map { .. }
+            | NodeKind::Sleep { .. }
+            | NodeKind::SleepUntil { .. } => {}
+        }
+    }
+}
+
+/// Renames every step node of `flow` (at any depth, nested workflows
+/// included) to `prefix/<step>`.
+fn qualify_flow(flow: &mut [Node], prefix: &str) {
+    for node in flow {
+        match &mut node.kind {
+            NodeKind::Step { step } => *step = StepId::qualified(prefix, step),
+            NodeKind::Parallel { nodes } => qualify_flow(nodes, prefix),
+            NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => {
+                qualify_flow(body, prefix);
+            }
+            NodeKind::Branch { arms } => {
+                for arm in arms {
+                    qualify_flow(&mut arm.flow, prefix);
+                }
+            }
+            NodeKind::Workflow { workflow } => *workflow = Arc::new(workflow.qualified(prefix)),
+            NodeKind::Map { .. } | NodeKind::Sleep { .. } | NodeKind::SleepUntil { .. } => {}
+        }
     }
 }
 
@@ -458,13 +518,11 @@ fn check_flow(
                 };
                 check_flow(body, &format!("{here}.{name}"), steps)?;
             }
-            NodeKind::Map { .. } => {}
-            other => {
-                return Err(GraphError::NotImplemented {
-                    at: here,
-                    kind: other.name(),
-                });
-            }
+            // A nested workflow was checked when it was built.
+            NodeKind::Map { .. }
+            | NodeKind::Sleep { .. }
+            | NodeKind::SleepUntil { .. }
+            | NodeKind::Workflow { .. } => {}
         }
     }
     Ok(())
@@ -523,6 +581,24 @@ impl Workflow {
         self.plan.contains_key(path.pattern().as_str())
     }
 
+    /// This workflow as nested at node pattern `prefix` of another: its
+    /// steps (its own nested workflows' too) renamed `prefix/<id>`.
+    fn qualified(&self, prefix: &str) -> Workflow {
+        let mut copy = self.clone();
+        copy.steps = self
+            .steps
+            .iter()
+            .map(|(id, def)| {
+                let id = StepId::qualified(prefix, id);
+                let mut def = def.clone();
+                def.id = id.clone();
+                (id, def)
+            })
+            .collect();
+        qualify_flow(&mut copy.flow, prefix);
+        copy
+    }
+
     /// The node an execution at `path` runs.
     pub fn node_at(&self, path: &StepPath) -> Option<&Node> {
         let entry = self.plan.get(path.pattern().as_str())?;
@@ -533,6 +609,7 @@ impl Workflow {
                 NodeKind::Parallel { nodes } => nodes.get(i)?,
                 NodeKind::Loop { body, .. } | NodeKind::Foreach { body, .. } => body.get(i)?,
                 NodeKind::Branch { arms } => arms.get(i)?.flow.get(hops.next()?)?,
+                NodeKind::Workflow { workflow } => workflow.flow().get(i)?,
                 _ => return None,
             };
         }
@@ -648,7 +725,7 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unknown_steps_duplicates_and_unimplemented_nodes() {
+    fn rejects_unknown_steps_and_duplicates() {
         let err = builder(vec![step("a", "a"), step("b", "b")])
             .build()
             .unwrap_err();
@@ -662,19 +739,6 @@ mod tests {
 
         let err = builder(vec![]).build().unwrap_err();
         assert_eq!(err.at(), "flow");
-
-        let sleep = Node {
-            id: id("nap"),
-            kind: NodeKind::Sleep { duration_ms: 5 },
-        };
-        let err = builder(vec![step("a", "a"), sleep]).build().unwrap_err();
-        assert_eq!(
-            err,
-            GraphError::NotImplemented {
-                at: "flow[1]".into(),
-                kind: "sleep-ms"
-            }
-        );
 
         assert!(
             builder(vec![step("a", "a"), step("again", "a")])

@@ -116,6 +116,34 @@ impl DefaultRuntime {
         input: Value,
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
+        self.begin(workflow, run_id, input, observer, false)
+    }
+
+    /// [`DefaultRuntime::start`], but returns (with the run recorded as
+    /// `running`) once the run has nothing to do but wait for a timer (a
+    /// sleep, a retry delay), instead of waiting in this process; `weft
+    /// recover` continues it.
+    ///
+    /// # Errors
+    /// As [`DefaultRuntime::start`].
+    pub fn start_detached(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: RunId,
+        input: Value,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Run, RuntimeError> {
+        self.begin(workflow, run_id, input, observer, true)
+    }
+
+    fn begin(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: RunId,
+        input: Value,
+        observer: &mut dyn RunObserver,
+        detach: bool,
+    ) -> Result<Run, RuntimeError> {
         let wf = &workflow.workflow;
         wf.check_input(&input)
             .map_err(|reason| RuntimeError::InvalidInput {
@@ -139,7 +167,7 @@ impl DefaultRuntime {
             .create_run(&workflow.meta(&run_id), &run.events)
             .map_err(|e| stored::error(&run_id, e))?;
         run.committed = 1;
-        self.drive(workflow, run, observer)
+        self.drive(workflow, run, observer, detach)
     }
 
     /// Resumes a suspended step of a stored run with `payload` and drives the
@@ -162,7 +190,7 @@ impl DefaultRuntime {
         let run = self.claim(workflow, run_id, observer, |state, at| {
             state.resume_stored(target, payload.clone(), at)
         })?;
-        self.drive(workflow, run, observer)
+        self.drive(workflow, run, observer, false)
     }
 
     /// Cancels a stored running or suspended run: nothing more runs.
@@ -210,6 +238,34 @@ impl DefaultRuntime {
         }
     }
 
+    /// Waits until `due` (a sleep, a retry delay), checking every second
+    /// whether another process changed the stored run (`weft cancel`).
+    /// Returns `false` when it did: the run's new events will not commit,
+    /// and what is stored is the caller's answer.
+    fn wait(&self, run: &Run, due: weft_core::Timestamp) -> bool {
+        loop {
+            let now = self.clock.now();
+            if now >= due {
+                return true;
+            }
+            if self.clock.wait_bound(due).is_zero() {
+                // A clock that jumps (tests): nothing can happen meanwhile.
+                self.clock.sleep_until(due);
+                return true;
+            }
+            self.clock.sleep_until(now.plus_millis(1000).min(due));
+            let id = run.state.run_id();
+            let changed = id.is_some_and(|id| {
+                self.store
+                    .events_after(id, run.committed)
+                    .is_ok_and(|events| !events.is_empty())
+            });
+            if changed {
+                return false;
+            }
+        }
+    }
+
     /// Appends the run's uncommitted events in one transaction.
     fn persist(&self, run: &mut Run) -> Result<(), StoreError> {
         let Some(id) = run.state.run_id() else {
@@ -236,10 +292,13 @@ impl DefaultRuntime {
         workflow: &Arc<Registered>,
         mut run: Run,
         observer: &mut dyn RunObserver,
+        detach: bool,
     ) -> Result<Run, RuntimeError> {
         loop {
             let advance = run.state.advance(self.clock.now())?;
             let mut executed_any = false;
+            let mut waits = false;
+            let mut changed = false;
             let idle = advance.effects.is_empty();
             run.record(advance.events, observer);
             for effect in advance.effects {
@@ -265,13 +324,17 @@ impl DefaultRuntime {
                         }
                     }
                     // Only when nothing else ran: what ran may change the plan.
-                    Effect::WakeAt(due) if !executed_any => self.clock.sleep_until(due),
+                    Effect::WakeAt(_) if detach && !executed_any => waits = true,
+                    Effect::WakeAt(due) if !executed_any => {
+                        changed = !self.wait(&run, due);
+                    }
                     Effect::WakeAt(_) => {}
                 }
             }
-            // Settled, or (never for runs this runtime drives) waiting for
-            // an attempt it does not execute.
-            if idle || run.state.status() != RunStatus::Running {
+            // Settled, detached while it only waits for a timer, or (never
+            // for runs this runtime drives) waiting for an attempt it does
+            // not execute.
+            if idle || waits || changed || run.state.status() != RunStatus::Running {
                 break;
             }
         }

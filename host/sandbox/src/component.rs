@@ -104,7 +104,7 @@ impl StepComponent {
         let ctx = StepContext {
             run_id: task.run.to_string(),
             workflow_id: task.workflow.to_string(),
-            step_id: task.step.to_string(),
+            step_id: task.step.declared().to_owned(),
             step_path: task.path.to_string(),
             attempt: task.attempt,
             idempotency_key: task.idempotency_key.clone(),

@@ -133,6 +133,7 @@ pub(crate) fn encode<'e>(run: &str, event: &'e Event) -> Result<EncodedEvent<'e>
         Event::RunStarted { .. }
         | Event::NodeStarted { .. }
         | Event::NodeCompleted { .. }
+        | Event::SleepStarted { .. }
         | Event::BranchDecided { .. }
         | Event::LoopDecided { .. }
         | Event::Custom { .. }

@@ -19,11 +19,11 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::{Finish, NodeRecord, Progress, RunState, RunStatus, StepStatus, Work};
-use crate::error::{FailureKind, RunError, StepError};
+use super::{Finish, NodeRecord, Progress, RunState, RunStatus, StepStatus, Wake, Work};
+use crate::error::{ErrorCause, FailureKind, RunError, StepError};
 use crate::expr::Expr;
-use crate::id::{StepId, StepPath};
-use crate::workflow::{Arm, LoopKind, Node, NodeKind};
+use crate::id::{StepId, StepPath, Timestamp};
+use crate::workflow::{Arm, LoopKind, Node, NodeKind, Workflow};
 
 /// What a node (or a flow) amounts to now.
 pub(super) enum Eval {
@@ -171,6 +171,42 @@ impl RunState {
             }]),
             (NodeKind::Branch { arms }, None) => self.decide_branch(path, arms, input),
             (NodeKind::Map { fields }, _) => self.map(path, fields, input),
+            (NodeKind::Sleep { duration_ms }, None) => Eval::Work(vec![Work::Sleep {
+                path,
+                input: Arc::clone(input),
+                wake: Wake::After(*duration_ms),
+            }]),
+            (NodeKind::SleepUntil { until }, None) => self.sleep_until(path, until, input),
+            (NodeKind::Workflow { workflow }, None) => {
+                match workflow.input_schema().map(|s| s.validate(input)) {
+                    Some(Err(e)) => Eval::Failed(RunError {
+                        error: StepError::host(
+                            FailureKind::InvalidInput,
+                            format!(
+                                "nested workflow `{}` at `{path}`: its input fails the workflow's input schema: {e}",
+                                workflow.id()
+                            ),
+                        ),
+                        step: Some(path),
+                    }),
+                    _ => Eval::Work(vec![Work::StartNode {
+                        path,
+                        input: Arc::clone(input),
+                        items: None,
+                    }]),
+                }
+            }
+            (NodeKind::Workflow { workflow }, Some(record)) => self.nested(record, workflow),
+            (NodeKind::Sleep { .. } | NodeKind::SleepUntil { .. }, Some(record)) => {
+                let Progress::Sleep { until } = record.progress else {
+                    return mismatch(record);
+                };
+                Eval::Work(vec![Work::Wake {
+                    path,
+                    due: until,
+                    output: Arc::clone(&record.input),
+                }])
+            }
             (NodeKind::Foreach { body, concurrency }, Some(record)) => {
                 self.foreach(record, body, *concurrency)
             }
@@ -191,14 +227,6 @@ impl RunState {
                 condition,
                 max_iterations.unwrap_or(DEFAULT_MAX_ITERATIONS),
             ),
-            // `WorkflowBuilder::build` rejects every other node kind.
-            (other, _) => Eval::Failed(RunError {
-                step: Some(path),
-                error: StepError::host(
-                    FailureKind::Host,
-                    format!("`{}` nodes are not implemented", other.name()),
-                ),
-            }),
         }
     }
 
@@ -287,6 +315,42 @@ impl RunState {
         join.finish(complete)
     }
 
+    /// A started nested workflow: its flow runs at `<node>/…` on the node's
+    /// input; its output (checked against the workflow's output schema) is
+    /// the node's. A bail inside ends the nested workflow (its output is the
+    /// bail's), not the run; a failure inside fails the node with the
+    /// failure as its first cause.
+    fn nested(&self, record: &NodeRecord, workflow: &Workflow) -> Eval {
+        let Progress::Workflow { output } = &record.progress else {
+            return mismatch(record);
+        };
+        let path = &record.path;
+        let output = match output {
+            Some(output) => Arc::clone(output),
+            None => match self.flow(workflow.flow(), Some(path), &record.input) {
+                Eval::Done(output) | Eval::Bailed { output, .. } => output,
+                Eval::Failed(inner) => return Eval::Failed(nested_failure(path, workflow, inner)),
+                other => return other,
+            },
+        };
+        if let Some(Err(e)) = workflow.output_schema().map(|s| s.validate(&output)) {
+            return Eval::Failed(RunError {
+                step: Some(path.clone()),
+                error: StepError::host(
+                    FailureKind::InvalidOutput,
+                    format!(
+                        "nested workflow `{}` at `{path}`: its output fails the workflow's output schema: {e}",
+                        workflow.id()
+                    ),
+                ),
+            });
+        }
+        Eval::Work(vec![Work::CompleteNode {
+            path: path.clone(),
+            output: Value::clone(&output),
+        }])
+    }
+
     /// A started parallel: every node runs on the parallel's input at once;
     /// the output is an object keyed by node id.
     fn parallel(&self, record: &NodeRecord, nodes: &[Node]) -> Eval {
@@ -324,7 +388,7 @@ impl RunState {
     fn evaluate(&self, expr: &Expr, scope: &Scope<'_>) -> Result<Value, String> {
         let workflow = expr
             .reads("workflow")
-            .then(|| serde_json::json!({ "input": &*self.input }));
+            .then(|| serde_json::json!({ "input": &*self.workflow_input_at(scope.at) }));
         let steps = expr.reads("steps").then(|| {
             let view = self.view(scope.at);
             Value::Object(
@@ -337,7 +401,7 @@ impl RunState {
         let state = self.state_at(scope.at);
         let iteration = scope
             .iteration
-            .or_else(|| super::iteration_of(scope.at))
+            .or_else(|| self.iteration_at(scope.at))
             .map(Value::from);
         let mut variables: Vec<(&str, &Value)> = vec![("input", scope.input), ("state", &state)];
         if let Some(workflow) = &workflow {
@@ -534,6 +598,83 @@ impl RunState {
             path,
             output: Value::Object(output),
         }])
+    }
+}
+
+impl RunState {
+    /// A `sleep-until` that has not started: its expression decides the
+    /// wake time, once (recorded in `sleep-started`).
+    fn sleep_until(&self, path: StepPath, until: &Expr, input: &Arc<Value>) -> Eval {
+        let scope = Scope {
+            at: &path,
+            input,
+            output: None,
+            iteration: None,
+        };
+        let wake = self
+            .evaluate(until, &scope)
+            .and_then(|value| wake_time(&value));
+        match wake {
+            Ok(at) => Eval::Work(vec![Work::Sleep {
+                path,
+                input: Arc::clone(input),
+                wake: Wake::At(at),
+            }]),
+            Err(message) => expression_failed(
+                &path,
+                format!("sleep-until `{path}`: `{}`: {message}", until.text()),
+            ),
+        }
+    }
+}
+
+/// The time a `sleep-until` expression's value names: a timestamp (CEL
+/// `timestamp(…)`, which reaches JSON as RFC 3339 text), RFC 3339 text, or
+/// an integer of milliseconds since the Unix epoch.
+fn wake_time(value: &Value) -> Result<Timestamp, String> {
+    match value {
+        Value::String(text) => chrono::DateTime::parse_from_rfc3339(text)
+            .map_err(|e| format!("`{text}` is not an RFC 3339 timestamp: {e}"))
+            .map(|t| Timestamp(u64::try_from(t.timestamp_micros()).unwrap_or(0))),
+        Value::Number(n) => match n.as_u64() {
+            Some(millis) => Ok(Timestamp(0).plus_millis(millis)),
+            None => Err(format!(
+                "{n} is not a time (milliseconds since the Unix epoch must be a non-negative integer)"
+            )),
+        },
+        other => Err(format!("yields {}, not a timestamp", kind_of(other))),
+    }
+}
+
+/// The failure of a nested workflow node at `path` whose flow failed with
+/// `inner`: same kind and code, the inner failure as its first cause.
+fn nested_failure(path: &StepPath, workflow: &Workflow, inner: RunError) -> RunError {
+    let at = inner
+        .step
+        .as_ref()
+        .map_or_else(|| path.to_string(), ToString::to_string);
+    let error = inner.error;
+    let mut causes = Vec::with_capacity(error.causes.len() + 1);
+    causes.push(ErrorCause {
+        code: error.code.clone(),
+        message: error.message.clone(),
+        details: error.details.clone(),
+    });
+    causes.extend(error.causes);
+    RunError {
+        step: Some(path.clone()),
+        error: StepError {
+            kind: error.kind,
+            code: error.code,
+            message: format!(
+                "nested workflow `{}` failed at `{at}`: {}",
+                workflow.id(),
+                error.message
+            ),
+            details: error.details,
+            retryable: false,
+            causes,
+        },
     }
 }
 

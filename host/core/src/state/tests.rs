@@ -116,7 +116,7 @@ fn workflow(flow: Vec<Node>, steps: &[&str]) -> Arc<Workflow> {
 /// `state[<step id>] = path` over the state it sees.
 fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
     let path = task.path.clone();
-    match task.step.as_str() {
+    match task.step.declared() {
         "suspend" if task.resume_payload.is_none() => Event::StepSuspended {
             path,
             payload: json!({"at": task.path}),
@@ -151,7 +151,7 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
         },
         _ => {
             let mut seen = state.view(&task.path).state.as_ref().clone();
-            seen[task.step.as_str()] = json!(task.path);
+            seen[task.step.declared()] = json!(task.path);
             Event::StepCompleted {
                 path,
                 output: Arc::new(json!({"at": task.path, "in": *task.input})),
@@ -655,4 +655,359 @@ proptest! {
         let replayed = RunState::replay(Arc::clone(&wf), &events).unwrap();
         prop_assert_eq!(outcome(&replayed.result()), outcome(&state.result()));
     }
+}
+
+fn sleep(name: &str, kind: NodeKind) -> Node {
+    Node { id: id(name), kind }
+}
+
+/// Advances at `now` and returns the events and the wake-up asked for.
+fn advance_at(state: &mut RunState, now: u64) -> (Vec<Event>, Option<Timestamp>) {
+    let advance = state.advance(Timestamp(now)).unwrap();
+    let wake = advance.effects.iter().find_map(|e| match e {
+        crate::Effect::WakeAt(due) => Some(*due),
+        crate::Effect::Execute(_) => None,
+    });
+    (advance.events, wake)
+}
+
+#[test]
+fn a_sleep_records_its_wake_time_once_and_completes_when_it_passes() {
+    let wf = workflow(
+        vec![sleep("nap", NodeKind::Sleep { duration_ms: 2_000 })],
+        &["a"],
+    );
+    let mut state = start(&wf, json!({"x": 1}));
+    let (events, wake) = advance_at(&mut state, 1_000);
+    assert_eq!(
+        events,
+        vec![Event::SleepStarted {
+            path: path("nap"),
+            input: Arc::new(json!({"x": 1})),
+            until: Timestamp(2_001_000),
+            at: Timestamp(1_000),
+        }]
+    );
+    assert_eq!(wake, Some(Timestamp(2_001_000)));
+    // Before the wake time nothing happens, however often it is asked.
+    assert_eq!(
+        advance_at(&mut state, 2_000_999),
+        (vec![], Some(Timestamp(2_001_000)))
+    );
+    // A replay reads the recorded wake time, whatever the clock says.
+    let mut replayed = start(&wf, json!({"x": 1}));
+    replayed.apply(&events[0]).unwrap();
+    assert_eq!(
+        advance_at(&mut replayed, 5_000),
+        (vec![], Some(Timestamp(2_001_000)))
+    );
+    // Once it passed (even long after), the sleep completes once, with its input.
+    let (events, wake) = advance_at(&mut state, 9_000_000);
+    assert_eq!(wake, None);
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        matches!(&events[0], Event::NodeCompleted { path: p, output, .. } if *p == path("nap") && **output == json!({"x": 1}))
+    );
+    assert!(matches!(&events[1], Event::RunCompleted { output, .. } if *output == json!({"x": 1})));
+    assert_eq!(advance_at(&mut state, 9_000_001), (vec![], None));
+}
+
+#[test]
+fn sleep_until_evaluates_once_and_a_past_time_wakes_at_once() {
+    let until = |text: &str| sleep("wait", NodeKind::SleepUntil { until: expr(text) });
+    // A CEL timestamp, RFC 3339 text, epoch milliseconds.
+    for (text, micros) in [
+        ("timestamp(input.at)", 1_767_225_600_000_000),
+        ("input.at", 1_767_225_600_000_000),
+        ("input.ms", 1_767_225_600_000_000),
+    ] {
+        let wf = workflow(vec![until(text), step("a")], &["a"]);
+        let mut state = start(
+            &wf,
+            json!({"at": "2026-01-01T00:00:00Z", "ms": 1_767_225_600_000_u64}),
+        );
+        let (events, wake) = advance_at(&mut state, 1);
+        assert!(
+            matches!(&events[0], Event::SleepStarted { until, .. } if *until == Timestamp(micros)),
+            "{text}: {events:?}"
+        );
+        assert_eq!(wake, Some(Timestamp(micros)), "{text}");
+    }
+    // A time already past: the sleep completes in the same advance.
+    let wf = workflow(vec![until("input.at"), step("a")], &["a"]);
+    let mut state = start(&wf, json!({"at": "2020-01-01T00:00:00Z"}));
+    let (events, _) = advance_at(&mut state, 1_767_225_600_000_000);
+    let names: Vec<&str> = events.iter().map(Event::name).collect();
+    assert_eq!(names, ["sleep-started", "node-completed", "step-started"]);
+    // Not a time: the run fails with kind `expression`, naming the node.
+    for (input, says) in [
+        (json!({"at": "tomorrow"}), "is not an RFC 3339 timestamp"),
+        (json!({"at": true}), "yields a boolean, not a timestamp"),
+        (json!({"at": -5}), "non-negative integer"),
+    ] {
+        let wf = workflow(vec![until("input.at")], &["a"]);
+        let mut state = start(&wf, input);
+        advance_at(&mut state, 1);
+        let error = state.result().error.unwrap();
+        assert_eq!(error.error.kind, FailureKind::Expression);
+        assert_eq!(error.step, Some(path("wait")));
+        assert!(
+            error.error.message.contains(says),
+            "{}",
+            error.error.message
+        );
+        assert!(error.error.message.contains("sleep-until `wait`"));
+    }
+}
+
+#[test]
+fn sleeping_parts_of_a_parallel_wake_in_time_order_and_a_failure_does_not_wait_for_them() {
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![
+                sleep("long", NodeKind::Sleep { duration_ms: 5 }),
+                sleep("short", NodeKind::Sleep { duration_ms: 1 }),
+                step("a"),
+            ],
+        )],
+        &["a"],
+    );
+    let mut state = start(&wf, json!(7));
+    let events = drive(&mut state, &mut std::iter::repeat(0));
+    assert_eq!(state.status(), RunStatus::Running, "{events:?}");
+    let (events, wake) = advance_at(&mut state, 1_001);
+    assert_eq!(events.len(), 1);
+    assert_eq!(wake, Some(Timestamp(5_001)));
+    let (events, _) = advance_at(&mut state, 5_001);
+    assert_eq!(
+        events.iter().map(Event::name).collect::<Vec<_>>(),
+        ["node-completed", "node-completed", "run-completed"]
+    );
+    assert_eq!(state.result().output.unwrap()["long"], json!(7));
+
+    let wf = workflow(
+        vec![parallel(
+            "fan",
+            vec![
+                sleep(
+                    "long",
+                    NodeKind::Sleep {
+                        duration_ms: 60_000,
+                    },
+                ),
+                step("fail"),
+            ],
+        )],
+        &["fail"],
+    );
+    let mut state = start(&wf, json!(7));
+    drive(&mut state, &mut std::iter::repeat(0));
+    assert_eq!(state.status(), RunStatus::Failed);
+    assert_eq!(state.result().error.unwrap().step, Some(path("fan/fail")));
+}
+
+/// A node running the workflow `id` whose flow is `flow` over `steps`.
+fn nested_node(node: &str, id_: &str, flow: Vec<Node>, steps: &[&str]) -> Node {
+    let child = WorkflowBuilder {
+        id: id(id_),
+        description: None,
+        input_schema: None,
+        output_schema: None,
+        state_schema: None,
+        initial_state: json!({}),
+        steps: steps
+            .iter()
+            .map(|s| (id(s), StepDef::new(id(s), format!("/c/{id_}-{s}.wasm"))))
+            .collect(),
+        flow,
+    }
+    .build()
+    .unwrap();
+    Node {
+        id: id(node),
+        kind: NodeKind::Workflow {
+            workflow: Arc::new(child),
+        },
+    }
+}
+
+#[test]
+fn a_nested_workflow_runs_under_its_node_and_sees_only_its_own_world() {
+    let inner = nested_node("inner", "grandchild", vec![step("a")], &["a"]);
+    let child = nested_node("cf", "child", vec![step("a"), inner], &["a"]);
+    let wf = workflow(vec![step("a"), child, step("b")], &["a", "b"]);
+    // Each level's step `a` is its own definition, under a qualified id.
+    let ids: Vec<&str> = wf.steps().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["a", "b", "cf/a", "cf/inner/a"]);
+    assert_eq!(
+        wf.step(&StepId::parse_qualified("cf/inner/a").unwrap())
+            .unwrap()
+            .component,
+        "/c/grandchild-a.wasm"
+    );
+    let mut state = start(&wf, json!("top"));
+    let mut tasks = Vec::new();
+    let now = Timestamp(1);
+    loop {
+        let advance = state.advance(now).unwrap();
+        let mut ran = false;
+        for effect in advance.effects {
+            if let crate::Effect::Execute(task) = effect {
+                tasks.push(task.clone());
+                let event = report(&state, &task, now);
+                state.apply(&event).unwrap();
+                ran = true;
+            }
+        }
+        if !ran {
+            break;
+        }
+    }
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success, "{result:?}");
+    let paths: Vec<&str> = tasks.iter().map(|t| t.path.as_str()).collect();
+    assert_eq!(paths, ["a", "cf/a", "cf/inner/a", "b"]);
+    let workflows: Vec<&str> = tasks.iter().map(|t| t.workflow.as_str()).collect();
+    assert_eq!(workflows, ["wf", "child", "grandchild", "wf"]);
+    // The child's first step gets the node's input and sees the node's input
+    // as its workflow input; the parent's results are not visible inside.
+    let view = state.view(&path("cf/inner/a"));
+    assert_eq!(
+        *view.workflow_input,
+        json!({"at": "cf/a", "in": {"at": "a", "in": "top"}})
+    );
+    // Only the grandchild's own `a` (the top-level `a` and the child's are
+    // not visible).
+    assert_eq!(
+        view.results.keys().map(StepId::as_str).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(view.results[&id("a")]["at"], json!("cf/inner/a"));
+    let view = state.view(&path("cf/x"));
+    assert_eq!(
+        view.results.keys().map(StepId::as_str).collect::<Vec<_>>(),
+        ["a", "inner"]
+    );
+    assert_eq!(view.results[&id("a")]["at"], json!("cf/a"));
+    // The node's output is its flow's; the next node gets it.
+    assert_eq!(result.output.unwrap()["in"]["at"], json!("cf/inner/a"));
+    // State is the run's, shared with the nested workflows.
+    assert_eq!(result.state["a"], json!("cf/inner/a"));
+}
+
+#[test]
+fn a_suspension_two_levels_deep_resumes_by_its_full_path() {
+    let inner = nested_node("approval", "leaf", vec![step("suspend")], &["suspend"]);
+    let child = nested_node("cf", "child", vec![inner, step("a")], &["a"]);
+    let wf = workflow(vec![child, step("b")], &["b"]);
+    let mut state = start(&wf, json!(1));
+    drive(&mut state, &mut std::iter::repeat(0));
+    assert_eq!(state.status(), RunStatus::Suspended);
+    let suspended: Vec<String> = state
+        .result()
+        .suspended
+        .iter()
+        .map(|s| s.path.to_string())
+        .collect();
+    assert_eq!(suspended, ["cf/approval/suspend"]);
+    let target = crate::ResumeTarget::Path(path("cf/approval/suspend"));
+    for event in state
+        .resume(&target, json!({"ok": true}), Timestamp(2))
+        .unwrap()
+    {
+        state.apply(&event).unwrap();
+    }
+    drive(&mut state, &mut std::iter::repeat(0));
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success);
+    let done: Vec<&str> = result.steps.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(done, ["cf/approval/suspend", "cf/a", "b"]);
+}
+
+#[test]
+fn a_failure_inside_fails_the_node_with_it_as_first_cause_and_a_bail_ends_only_the_child() {
+    let inner = nested_node("inner", "leaf", vec![step("fail")], &["fail"]);
+    let child = nested_node("cf", "child", vec![inner], &[]);
+    let wf = workflow(vec![child, step("b")], &["b"]);
+    let mut state = start(&wf, json!(1));
+    drive(&mut state, &mut std::iter::repeat(0));
+    let error = state.result().error.unwrap();
+    assert_eq!(error.step, Some(path("cf")));
+    assert_eq!(
+        error.error.message,
+        "nested workflow `child` failed at `cf/inner`: nested workflow `leaf` failed at `cf/inner/fail`: cf/inner/fail"
+    );
+    let causes: Vec<&str> = error
+        .error
+        .causes
+        .iter()
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            "nested workflow `leaf` failed at `cf/inner/fail`: cf/inner/fail",
+            "cf/inner/fail"
+        ]
+    );
+    assert_eq!(
+        state.step(&path("cf/inner/fail")).unwrap().status,
+        StepStatus::Failed
+    );
+
+    // A bail ends the workflow it happens in: the parent goes on with its output.
+    let child = nested_node("cf", "child", vec![step("bail"), step("a")], &["bail", "a"]);
+    let wf = workflow(vec![child, step("b")], &["b"]);
+    let mut state = start(&wf, json!(1));
+    let mut events = Vec::new();
+    loop {
+        let advance = state.advance(Timestamp(1)).unwrap();
+        events.extend(advance.events);
+        let tasks: Vec<StepTask> = advance
+            .effects
+            .into_iter()
+            .filter_map(|e| match e {
+                crate::Effect::Execute(t) => Some(t),
+                crate::Effect::WakeAt(_) => None,
+            })
+            .collect();
+        if tasks.is_empty() {
+            break;
+        }
+        for task in tasks {
+            let event = if task.step.declared() == "bail" {
+                Event::StepBailed {
+                    path: task.path.clone(),
+                    output: json!("early"),
+                    state: None,
+                    at: Timestamp(1),
+                }
+            } else {
+                report(&state, &task, Timestamp(1))
+            };
+            state.apply(&event).unwrap();
+            events.push(event);
+        }
+    }
+    let result = state.result();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output.unwrap()["in"], json!("early"));
+    let ran: Vec<&str> = result.steps.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(ran, ["cf/bail", "b"]);
+    // Replay rebuilds it.
+    let replayed = RunState::replay(Arc::clone(&wf), &events_with_start(&events)).unwrap();
+    assert_eq!(replayed.result(), state.result());
+}
+
+fn events_with_start(events: &[Event]) -> Vec<Event> {
+    let mut all = vec![Event::RunStarted {
+        run: RunId::new("r").unwrap(),
+        workflow: id("wf"),
+        input: json!(1),
+        state: json!({"base": 0}),
+        at: Timestamp(0),
+    }];
+    all.extend(events.iter().cloned());
+    all
 }

@@ -172,12 +172,35 @@ impl EventedRuntime {
             run,
             input,
             reply,
+            detach: false,
+        })
+    }
+
+    /// Starts a run and waits until it finishes, suspends, or has nothing
+    /// to do but wait for a timer (a sleep, a retry delay): then the result
+    /// says `running` and this runtime drives the run no more (`weft
+    /// recover`, or [`EventedRuntime::recover`], continues it).
+    ///
+    /// # Errors
+    /// As [`EventedRuntime::start`].
+    pub fn start_detached(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+    ) -> Result<RunResult, RuntimeError> {
+        self.call(|reply| Command::Start {
+            workflow,
+            run,
+            input,
+            reply,
+            detach: true,
         })
     }
 
     /// Starts a run without waiting; the receiver gets the result once the
     /// run finishes or suspends.
-    pub fn start_detached(
+    pub fn submit_start(
         &self,
         workflow: Arc<Registered>,
         run: RunId,
@@ -188,6 +211,7 @@ impl EventedRuntime {
             run,
             input,
             reply,
+            detach: false,
         })
     }
 

@@ -29,6 +29,9 @@ pub(super) enum Command {
         run: RunId,
         input: Value,
         reply: Reply,
+        /// Answer (and stop driving the run) once it has nothing to do but
+        /// wait for a timer, instead of when it finishes or suspends.
+        detach: bool,
     },
     Request {
         workflow: Arc<Registered>,
@@ -99,7 +102,25 @@ struct Active {
     /// Reordering mode only ([`super::EventedOptions::reorder_seed`]):
     /// reports held back until none of the run's attempts is in flight.
     held: Option<Held>,
+    /// Started detached: answered and dropped once it only waits for a timer.
+    detach: bool,
 }
+
+impl Active {
+    /// Nothing to do here but wait for its wake-up time (a sleep or a retry
+    /// delay): no attempt in flight, nothing to commit or dispatch.
+    fn only_waits(&self) -> bool {
+        self.wake.is_some()
+            && self.in_flight.is_empty()
+            && self.pending.is_empty()
+            && self.to_dispatch.is_empty()
+            && self.state.status() == RunStatus::Running
+    }
+}
+
+/// How often runs that only wait for a timer are checked for changes made
+/// by other processes (a `weft cancel` interrupting a sleep).
+const POLL_WAITING: Duration = Duration::from_secs(1);
 
 /// The reports of a run's finished attempts, held back by the reordering
 /// mode, and the generator that picks which one applies next. Held reports
@@ -197,9 +218,15 @@ impl Orchestrator {
     /// closes and every run it drives has answered its callers.
     pub(super) fn run(&mut self, commands: &Receiver<Command>, done: &Receiver<Done>) {
         let mut open = true;
+        let mut polled = std::time::Instant::now();
         while open || !self.runs.is_empty() {
-            let timeout = self.next_timeout();
-            let due = self.delayed.peek().map(|Reverse((due, _))| *due);
+            let mut timeout = self.next_timeout();
+            let mut due = self.delayed.peek().map(|Reverse((due, _))| *due);
+            if timeout > POLL_WAITING {
+                // Wake up in time to poll the waiting runs; not for the timer.
+                timeout = POLL_WAITING;
+                due = None;
+            }
             let never = crossbeam_channel::never();
             let command_rx = if open { commands } else { &never };
             // Wait for the first message, then take everything already waiting.
@@ -232,6 +259,10 @@ impl Orchestrator {
             if self.reorder_seed.is_some() {
                 self.release_held();
             }
+            if polled.elapsed() >= POLL_WAITING {
+                self.poll_waiting();
+                polled = std::time::Instant::now();
+            }
             if !open
                 && self
                     .runs
@@ -253,6 +284,26 @@ impl Orchestrator {
         }
     }
 
+    /// Runs that only wait for a timer may have been changed by another
+    /// process meanwhile (`weft cancel`): such a run is reloaded, so that a
+    /// cancel interrupts a sleep within [`POLL_WAITING`] instead of at its
+    /// wake-up time.
+    fn poll_waiting(&mut self) {
+        let waiting: Vec<(RunId, u64)> = self
+            .runs
+            .iter()
+            .filter(|(_, a)| a.only_waits())
+            .map(|(run, a)| (run.clone(), a.committed))
+            .collect();
+        for (run, committed) in waiting {
+            match self.store.events_after(&run, committed) {
+                Ok(events) if !events.is_empty() => self.reload(&run),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(run = %run, "cannot check the run for changes: {e}"),
+            }
+        }
+    }
+
     fn command(&mut self, command: Command) {
         match command {
             Command::Start {
@@ -260,7 +311,8 @@ impl Orchestrator {
                 run,
                 input,
                 reply,
-            } => self.start(workflow, run, input, reply),
+                detach,
+            } => self.start(workflow, run, input, reply, detach),
             Command::Request {
                 workflow,
                 run,
@@ -326,7 +378,14 @@ impl Orchestrator {
         }
     }
 
-    fn start(&mut self, workflow: Arc<Registered>, run: RunId, input: Value, reply: Reply) {
+    fn start(
+        &mut self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+        reply: Reply,
+        detach: bool,
+    ) {
         let wf = &workflow.workflow;
         if let Err(reason) = wf.check_input(&input) {
             let _ = reply.send(Err(RuntimeError::InvalidInput {
@@ -365,6 +424,7 @@ impl Orchestrator {
             waiters: vec![reply],
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, &run)),
+            detach,
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
@@ -398,6 +458,7 @@ impl Orchestrator {
             waiters: Vec::new(),
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, run)),
+            detach: false,
         })
     }
 
@@ -606,6 +667,16 @@ impl Orchestrator {
                 task,
                 view,
             });
+        }
+        if active.detach && active.only_waits() {
+            // Detached: the caller learns it is running; `weft recover`
+            // continues it. This process drives it no more.
+            let result = active.state.result();
+            for waiter in active.waiters.drain(..) {
+                let _ = waiter.send(Ok(result.clone()));
+            }
+            self.runs.remove(run);
+            return;
         }
         let status = active.state.status();
         if matches!(

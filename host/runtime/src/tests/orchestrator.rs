@@ -56,7 +56,7 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
         unreachable!("built for the evented runtime")
     };
     let begun = Instant::now();
-    let slow = rt.start_detached(reg.clone(), RunId::new("slow").unwrap(), json!("slow"));
+    let slow = rt.submit_start(reg.clone(), RunId::new("slow").unwrap(), json!("slow"));
     // Other runs start and finish while the slow one waits for its retry.
     let mut n = 0;
     let result = loop {

@@ -1,0 +1,266 @@
+//! Durable sleeps through the CLI, on real time: a run killed with SIGKILL
+//! while it sleeps wakes exactly once after `weft recover`; `weft cancel`
+//! from another process interrupts a sleep on both runtimes; `weft run
+//! --detach` leaves a sleeping run to `weft recover`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weft_core::{Event, EventStore as _, RunId, RunStatus, Timestamp};
+use weft_store_sqlite::SqliteStore;
+
+use crate::support::{guest, stderr, stdout, weft};
+
+/// `a`, a sleep of `sleep_ms` at `nap`, then `b`; each step emits `exec`.
+fn sleepy_manifest(dir: &Path, sleep_ms: u64) -> PathBuf {
+    let component = guest("test-steps");
+    let text = format!(
+        "id = \"sleepy\"\nflow = [{{ step = \"a\" }}, {{ sleep-ms = {sleep_ms}, id = \"nap\" }}, {{ step = \"b\" }}]\n\
+         [steps.a]\ncomponent = \"{c}\"\n[steps.b]\ncomponent = \"{c}\"\n",
+        c = component.display()
+    );
+    let path = dir.join("sleepy.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Input making `a` emit `exec a` and hand `b` an input making it emit `exec b`.
+fn input() -> String {
+    json!({
+        "action": "emit", "events": [{"kind": "exec", "data": "a"}],
+        "output": {"action": "emit", "events": [{"kind": "exec", "data": "b"}], "output": "woke"},
+    })
+    .to_string()
+}
+
+fn spawn_run(home: &Path, manifest: &Path, db: &Path, run: &str, extra: &[&str]) -> Child {
+    weft(home)
+        .arg("run")
+        .arg(manifest)
+        .args(["--input", &input(), "--run-id", run, "--db"])
+        .arg(db)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Polls the store (the condition, not a guess at timing) until `run`'s
+/// log holds an event `found` accepts; returns it.
+fn wait_for(db: &Path, run: &str, found: impl Fn(&Event) -> bool) -> Event {
+    let run = RunId::new(run).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Ok(store) = SqliteStore::open(db)
+            && let Ok(events) = store.events_after(&run, 0)
+            && let Some(event) = events.into_iter().find(&found)
+        {
+            return event;
+        }
+        assert!(Instant::now() < deadline, "run {run}: the event never came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Waits for a child process to exit (bounded); returns its exit code.
+fn exit_code(child: &mut Child) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the process never exited");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn events(db: &Path, run: &str) -> Vec<Event> {
+    SqliteStore::open(db)
+        .unwrap()
+        .load(&RunId::new(run).unwrap())
+        .unwrap()
+        .1
+}
+
+fn now() -> Timestamp {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    Timestamp(u64::try_from(since.as_micros()).unwrap())
+}
+
+fn count(events: &[Event], what: impl Fn(&Event) -> bool) -> usize {
+    events.iter().filter(|e| what(e)).count()
+}
+
+#[test]
+fn a_run_killed_while_sleeping_wakes_once_after_recover() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = sleepy_manifest(dir.path(), 2_000);
+    let db = dir.path().join("weft.db");
+    let mut child = spawn_run(home.path(), &manifest, &db, "killed-asleep", &[]);
+    let started = wait_for(&db, "killed-asleep", |e| {
+        matches!(e, Event::SleepStarted { .. })
+    });
+    child.kill().unwrap(); // SIGKILL, mid-sleep
+    let _ = child.wait();
+    let killed_at = now();
+    let Event::SleepStarted { until, at, .. } = started else {
+        unreachable!()
+    };
+    assert_eq!(
+        until.micros_since(at),
+        2_000_000,
+        "the wake time is recorded"
+    );
+    // `weft recover` 5 s after the kill: the wake time (2 s) has passed.
+    while now().micros_since(killed_at) < 5_000_000 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = events(&db, "killed-asleep");
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, Event::NodeCompleted { .. }))
+    );
+    let recovering = Instant::now();
+    let out = weft(home.path())
+        .args(["recover", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let took = recovering.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("recovered, now success"),
+        "{}",
+        stdout(&out)
+    );
+    // At once: it did not sleep the 2 s again.
+    assert!(took < Duration::from_millis(1_900), "recover took {took:?}");
+
+    let after = events(&db, "killed-asleep");
+    assert_eq!(after[..before.len()], before[..], "recovery appends only");
+    let is_nap =
+        |e: &Event| matches!(e, Event::SleepStarted { path, .. } if path.as_str() == "nap");
+    let woke = |e: &Event| matches!(e, Event::NodeCompleted { path, .. } if path.as_str() == "nap");
+    assert_eq!(count(&after, is_nap), 1, "the timer was set once");
+    assert_eq!(count(&after, woke), 1, "the timer fired once");
+    let woke_at = after.iter().find(|e| woke(e)).unwrap().at();
+    assert!(woke_at >= until, "woke before its time");
+    for step in ["a", "b"] {
+        let execs = count(
+            &after,
+            |e| matches!(e, Event::Custom { event, .. } if event.data == json!(step)),
+        );
+        assert_eq!(execs, 1, "step {step} ran {execs} times");
+    }
+    let last = after.last().unwrap();
+    assert!(
+        matches!(last, Event::RunCompleted { output, .. } if *output == json!("woke")),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn cancel_interrupts_a_sleep_on_both_runtimes() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Ten minutes: the run could only end in time by being interrupted.
+    let manifest = sleepy_manifest(dir.path(), 600_000);
+    let db = dir.path().join("weft.db");
+    for runtime in ["evented", "default"] {
+        let run = format!("cancel-asleep-{runtime}");
+        let mut child = spawn_run(home.path(), &manifest, &db, &run, &["--runtime", runtime]);
+        // The default runtime records the run's events when it settles:
+        // wait for the run to exist (the evented one: for the sleep).
+        wait_for(&db, &run, |e| match runtime {
+            "evented" => matches!(e, Event::SleepStarted { .. }),
+            _ => matches!(e, Event::RunStarted { .. }),
+        });
+        let out = weft(home.path())
+            .args(["cancel", &run, "--reason", "no longer needed", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{runtime}: {}", stderr(&out));
+        // The sleeping `weft run` notices (it polls the store while it
+        // waits) and reports the cancellation.
+        assert_eq!(exit_code(&mut child), Some(4), "{runtime}: weft run's exit");
+        let stored = events(&db, &run);
+        assert!(
+            matches!(stored.last(), Some(Event::RunCanceled { .. })),
+            "{runtime}: {stored:?}"
+        );
+        assert!(
+            !stored
+                .iter()
+                .any(|e| matches!(e, Event::NodeCompleted { .. })),
+            "{runtime}: the sleep must not complete"
+        );
+    }
+}
+
+#[test]
+fn detach_leaves_a_sleeping_run_to_recover_on_both_runtimes() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = sleepy_manifest(dir.path(), 1_500);
+    let db = dir.path().join("weft.db");
+    for runtime in ["evented", "default"] {
+        let run = format!("detached-{runtime}");
+        let out = weft(home.path())
+            .arg("run")
+            .arg(&manifest)
+            .args(["--input", &input(), "--run-id", &run, "--detach", "--json"])
+            .args(["--runtime", runtime, "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{runtime}: {}", stderr(&out));
+        let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(result["status"], "running", "{runtime}");
+        let stored = events(&db, &run);
+        let Some(Event::SleepStarted { until, .. }) = stored.last() else {
+            panic!("{runtime}: the run should be stored asleep: {stored:?}")
+        };
+        assert!(*until > now(), "{runtime}: returned before the wake time");
+
+        // `status` shows it sleeping; `recover` waits for the wake time and
+        // finishes it.
+        let out = weft(home.path())
+            .args(["status", &run, "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).contains("nap: sleeping until"),
+            "{runtime}: {}",
+            stdout(&out)
+        );
+        let out = weft(home.path())
+            .args(["recover", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let stored = events(&db, &run);
+        let woke = stored
+            .iter()
+            .find(|e| matches!(e, Event::NodeCompleted { .. }))
+            .expect("the sleep completed");
+        assert!(woke.at() >= *until, "{runtime}: woke early");
+        let store = SqliteStore::open(&db).unwrap();
+        let summary = store
+            .list_runs(None)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.meta.run_id.as_str() == run)
+            .unwrap();
+        assert_eq!(summary.status, RunStatus::Success, "{runtime}");
+    }
+}
