@@ -42,6 +42,9 @@
 //! [[actions]]
 //! cancel = { reason = "no longer needed" }   # or cancel = {}
 //!
+//! [[actions]]                       # `weft rerun` from an address (input optional);
+//! rerun = { from = "items[1]/b", input = { n = 5 } }   # the new run is observed from then on
+//!
 //! [expect]
 //! status = "success"                # required
 //! output = { n = 1 }                # optional (or output-json)
@@ -66,13 +69,11 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_core::{
-    Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath,
-    StepRunner, Timestamp,
+    Clock as _, Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId,
+    RunResult, StepPath, StepRunner, Timestamp,
 };
 use weft_manifest::Manifest;
-use weft_runtime::{
-    DefaultRuntime, EventedOptions, EventedRuntime, NoObserver, Registered, Run, RuntimeError,
-};
+use weft_runtime::{DefaultRuntime, EventedOptions, EventedRuntime, NoObserver, Registered, Run};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};
 
@@ -226,9 +227,9 @@ pub(crate) struct Observed {
     pub(crate) events: Vec<Value>,
 }
 
-fn observe(outcome: Result<(), RuntimeError>, result: &RunResult, events: &[Event]) -> Observed {
+fn observe(outcome: Result<(), String>, result: &RunResult, events: &[Event]) -> Observed {
     Observed {
-        outcome: outcome.map(|()| Value::Null).map_err(|e| e.to_string()),
+        outcome: outcome.map(|()| Value::Null),
         result: normalize(serde_json::to_value(result).unwrap()),
         events: events
             .iter()
@@ -241,9 +242,19 @@ fn observe(outcome: Result<(), RuntimeError>, result: &RunResult, events: &[Even
 enum Action {
     Resume(ResumeTarget, Value),
     Cancel(Option<String>),
+    /// `weft rerun` of the current run from an address, optionally with
+    /// an input for it; the new run is the current run from then on.
+    Rerun(StepPath, Option<Value>),
 }
 
 fn action(action: &toml::Table) -> Action {
+    if let Some(rerun) = action.get("rerun").and_then(toml::Value::as_table) {
+        let from = rerun
+            .get("from")
+            .and_then(toml::Value::as_str)
+            .expect("rerun = { from = \"path\" }");
+        return Action::Rerun(StepPath::parse(from).unwrap(), json_field(rerun, "input"));
+    }
     if let Some(cancel) = action.get("cancel") {
         let reason = cancel
             .get("reason")
@@ -295,33 +306,60 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(Timestamp(1_767_225_600_000_000)))
 }
 
+/// The id of the run action `i` reruns into.
+fn rerun_id(id: &RunId, i: usize) -> RunId {
+    RunId::new(&format!("{id}-rerun-{i}")).unwrap()
+}
+
 /// The default runtime over its own SQLite file: what it records must be
 /// what the evented runtime records.
 pub(crate) fn run_default(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
-    let runtime = DefaultRuntime::new(store.clone(), clock());
+    let clock = clock();
+    let runtime = DefaultRuntime::new(store.clone(), clock.clone());
     let registered = registered(s, steps);
-    let events = || store.load(id).unwrap().1;
+    let events = |id: &RunId| store.load(id).unwrap().1;
     let run: Run = runtime
         .start(&registered, id.clone(), s.input.clone(), &mut NoObserver)
         .unwrap();
     assert_eq!(
         run.events(),
-        events(),
+        events(id),
         "the default runtime stores what it ran"
     );
     let mut result = run.result();
-    let mut seen = vec![observe(Ok(()), &result, &events())];
-    for a in &s.actions {
+    let mut seen = vec![observe(Ok(()), &result, &events(id))];
+    let mut current = id.clone();
+    for (i, a) in s.actions.iter().enumerate() {
         let outcome = match action(a) {
-            Action::Resume(target, data) => {
-                runtime.resume(&registered, id, &target, data, &mut NoObserver)
+            Action::Resume(target, data) => runtime
+                .resume(&registered, &current, &target, data, &mut NoObserver)
+                .map_err(|e| e.to_string()),
+            Action::Cancel(reason) => runtime
+                .cancel(&registered, &current, reason, &mut NoObserver)
+                .map_err(|e| e.to_string()),
+            Action::Rerun(from, input) => {
+                let new = rerun_id(id, i);
+                weft_core::rerun(
+                    &registered.workflow,
+                    &events(&current),
+                    new.clone(),
+                    from,
+                    input,
+                    clock.now(),
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|first| {
+                    current = new.clone();
+                    runtime
+                        .start_with(&registered, new, first, &mut NoObserver)
+                        .map_err(|e| e.to_string())
+                })
             }
-            Action::Cancel(reason) => runtime.cancel(&registered, id, reason, &mut NoObserver),
         }
         .map(|run| result = run.result());
-        seen.push(observe(outcome, &result, &events()));
+        seen.push(observe(outcome, &result, &events(&current)));
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");
     seen
@@ -335,22 +373,44 @@ pub(crate) fn run_evented(
 ) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
-    let runtime = EventedRuntime::with_options(store.clone(), clock(), 2, options);
+    let clock = clock();
+    let runtime = EventedRuntime::with_options(store.clone(), clock.clone(), 2, options);
     let registered = registered(s, steps);
-    let events = || store.load(id).unwrap().1;
+    let events = |id: &RunId| store.load(id).unwrap().1;
     let mut result = runtime
         .start(registered.clone(), id.clone(), s.input.clone())
         .unwrap();
-    let mut seen = vec![observe(Ok(()), &result, &events())];
-    for a in &s.actions {
+    let mut seen = vec![observe(Ok(()), &result, &events(id))];
+    let mut current = id.clone();
+    for (i, a) in s.actions.iter().enumerate() {
         let outcome = match action(a) {
-            Action::Resume(target, data) => {
-                runtime.resume(registered.clone(), id.clone(), target, data)
+            Action::Resume(target, data) => runtime
+                .resume(registered.clone(), current.clone(), target, data)
+                .map_err(|e| e.to_string()),
+            Action::Cancel(reason) => runtime
+                .cancel(registered.clone(), current.clone(), reason)
+                .map_err(|e| e.to_string()),
+            Action::Rerun(from, input) => {
+                let new = rerun_id(id, i);
+                weft_core::rerun(
+                    &registered.workflow,
+                    &events(&current),
+                    new.clone(),
+                    from,
+                    input,
+                    clock.now(),
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|first| {
+                    current = new.clone();
+                    runtime
+                        .start_with(registered.clone(), new, first)
+                        .map_err(|e| e.to_string())
+                })
             }
-            Action::Cancel(reason) => runtime.cancel(registered.clone(), id.clone(), reason),
         }
         .map(|r| result = r);
-        seen.push(observe(outcome, &result, &events()));
+        seen.push(observe(outcome, &result, &events(&current)));
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");
     seen

@@ -12,6 +12,7 @@ mod load;
 mod new;
 mod output;
 mod recover;
+mod rerun;
 mod resume;
 mod run;
 mod status;
@@ -51,6 +52,9 @@ enum Command {
     Resume(resume::Args),
     /// Cancel a running or suspended run
     Cancel(cancel::Args),
+    /// Start a new run from an address of a finished, failed, suspended or
+    /// canceled run, taking over its results before that address
+    Rerun(rerun::Args),
     /// Drive runs left running by a crashed weft process to their end
     Recover(recover::Args),
     /// Show a stored run's status, steps and output
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&home, args),
         Command::Recover(args) => recover::run(&home, args),
         Command::Cancel(args) => cancel::run(&home, args),
+        Command::Rerun(args) => rerun::run(&home, args),
         Command::Status(args) => status::status(&home, args),
         Command::Runs(args) => status::runs(&home, args),
         Command::Events(args) => status::events(&home, args),

@@ -211,6 +211,10 @@ fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> st
             "{path} after iteration {iteration}: {}",
             if *again { "again" } else { "stop" }
         ),
+        Event::RunStarted {
+            origin: Some(origin),
+            ..
+        } => format!("rerun of {} from {}", origin.run, origin.from),
         Event::RunFailed { error, .. } => format!(
             "[{}] {}",
             escape(&error.error.code),

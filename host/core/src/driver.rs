@@ -240,6 +240,7 @@ mod tests {
                 input: json!(1),
                 state: json!({}),
                 at: Timestamp(0),
+                origin: None,
             })
             .unwrap();
         state

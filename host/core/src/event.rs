@@ -23,6 +23,20 @@ pub struct CustomEvent {
     pub data: Value,
 }
 
+/// Where a rerun came from: the old run, the address it executes from,
+/// and the input that address was given instead of its recorded one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The run it reruns (unchanged by the rerun).
+    pub run: RunId,
+    /// The address it executes from; the old run's results of everything
+    /// before it were taken over.
+    pub from: StepPath,
+    /// The input given to `from` instead of what precedes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}
+
 /// One transition of a run. Each variant says what it does and when it is
 /// rejected (with [`crate::TransitionError`], leaving the state unchanged).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +55,9 @@ pub enum Event {
         state: Value,
         /// When.
         at: Timestamp,
+        /// A rerun (`weft rerun`): the run and address it was started from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<Origin>,
     },
     /// An attempt of a step execution starts: its record becomes `running`.
     /// Rejected unless the run is `running` and the path is ready to run

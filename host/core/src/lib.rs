@@ -16,6 +16,7 @@ mod error;
 mod event;
 mod expr;
 mod id;
+mod rerun;
 mod runner;
 mod schema;
 mod settle;
@@ -27,9 +28,10 @@ pub use driver::{Advance, Effect};
 pub use error::{
     ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,
 };
-pub use event::{CustomEvent, Event};
+pub use event::{CustomEvent, Event, Origin};
 pub use expr::{Expr, ExprError};
 pub use id::{IdError, Repetition, RunId, StepId, StepPath, Timestamp};
+pub use rerun::{RerunError, rerun};
 pub use runner::{
     Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,
     SystemClock,

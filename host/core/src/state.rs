@@ -412,6 +412,9 @@ pub struct RunState {
     output: Option<Value>,
     error: Option<RunError>,
     applied: u64,
+    /// A rerun's origin (`weft rerun`): its `from` address starts on the
+    /// origin's input, when it has one.
+    origin: Option<crate::event::Origin>,
 }
 
 impl RunState {
@@ -432,6 +435,7 @@ impl RunState {
             output: None,
             error: None,
             applied: 0,
+            origin: None,
         }
     }
 
@@ -463,6 +467,11 @@ impl RunState {
     /// The status.
     pub fn status(&self) -> RunStatus {
         self.status
+    }
+
+    /// Where this run came from, if it is a rerun.
+    pub fn origin(&self) -> Option<&crate::event::Origin> {
+        self.origin.as_ref()
     }
 
     /// The committed workflow state.
@@ -831,8 +840,13 @@ impl RunState {
     fn transition(&mut self, event: &Event) {
         match event {
             Event::RunStarted {
-                run, input, state, ..
+                run,
+                input,
+                state,
+                origin,
+                ..
             } => {
+                self.origin.clone_from(origin);
                 self.run = Some(run.clone());
                 self.status = RunStatus::Running;
                 self.input = Arc::new(input.clone());

@@ -156,17 +156,49 @@ impl DefaultRuntime {
             input,
             state: wf.initial_state().clone(),
             at: self.clock.now(),
+            origin: None,
         };
+        self.create(workflow, &run_id, vec![started], observer, detach)
+    }
+
+    /// Starts a run whose first events are `events` (a rerun's, see
+    /// [`weft_core::rerun`]: `run-started` and what it takes over) and
+    /// drives it until it finishes or suspends.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Exists`] when the run id is taken; events that do not
+    /// apply; store failures.
+    pub fn start_with(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: RunId,
+        events: Vec<Event>,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Run, RuntimeError> {
+        self.create(workflow, &run_id, events, observer, false)
+    }
+
+    /// Creates the run with its first events (one transaction), then drives it.
+    fn create(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
+        first: Vec<Event>,
+        observer: &mut dyn RunObserver,
+        detach: bool,
+    ) -> Result<Run, RuntimeError> {
         let mut run = Run {
-            state: RunState::new(Arc::clone(wf)),
+            state: RunState::new(Arc::clone(&workflow.workflow)),
             events: Vec::new(),
             committed: 0,
         };
-        run.apply(started, observer)?;
+        for event in first {
+            run.apply(event, observer)?;
+        }
         self.store
-            .create_run(&workflow.meta(&run_id), &run.events)
-            .map_err(|e| stored::error(&run_id, e))?;
-        run.committed = 1;
+            .create_run(&workflow.meta(run_id), &run.events)
+            .map_err(|e| stored::error(run_id, e))?;
+        run.committed = run.events.len() as u64;
         self.drive(workflow, run, observer, detach)
     }
 

@@ -44,6 +44,7 @@ fn started(run: &str, at: u64) -> Event {
         input: json!({"order": 7}),
         state: json!({}),
         at: Timestamp(at),
+        origin: None,
     }
 }
 

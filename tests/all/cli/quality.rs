@@ -251,6 +251,7 @@ fn following_a_run_nobody_drives_says_so_and_keeps_following() {
                 input: json!({}),
                 state: json!({}),
                 at: Timestamp(1_000_000),
+                origin: None,
             }],
         )
         .unwrap();

@@ -139,16 +139,34 @@ impl RunState {
     fn flow(&self, nodes: &[Node], scope: Option<&StepPath>, input: &Arc<Value>) -> Eval {
         let (start, mut input) = match self.cursors.get(&scope.cloned()) {
             Some(cursor) => (cursor.next, Arc::clone(&cursor.input)),
-            None => (0, Arc::clone(input)),
+            None => (
+                0,
+                self.rerun_input(scope).unwrap_or_else(|| Arc::clone(input)),
+            ),
         };
         for node in nodes.iter().skip(start) {
             let path = scope.map_or_else(|| StepPath::root(&node.id), |s| s.child(&node.id));
+            if let Some(given) = self.rerun_input(Some(&path)) {
+                input = given;
+            }
             match self.eval_node(node, path, &input) {
                 Eval::Done(output) => input = output,
                 other => return other,
             }
         }
         Eval::Done(input)
+    }
+
+    /// The input a rerun gives the address `at` it starts from, until that
+    /// address has started (its record then holds its input).
+    fn rerun_input(&self, at: Option<&StepPath>) -> Option<Arc<Value>> {
+        let origin = self.origin.as_ref()?;
+        let given = origin.input.as_ref()?;
+        let at = at?;
+        if origin.from != *at || self.steps.contains_key(at) || self.nodes.contains_key(at) {
+            return None;
+        }
+        Some(Arc::new(given.clone()))
     }
 
     fn eval_node(&self, node: &Node, path: StepPath, input: &Arc<Value>) -> Eval {

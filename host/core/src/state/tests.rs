@@ -197,6 +197,7 @@ fn start(workflow: &Arc<Workflow>, input: Value) -> RunState {
             input,
             state: json!({"base": 0}),
             at: Timestamp(0),
+            origin: None,
         })
         .unwrap();
     state
@@ -650,6 +651,7 @@ proptest! {
             input: json!([1, 2, 3]),
             state: json!({"base": 0}),
             at: Timestamp(0),
+            origin: None,
         }];
         events.extend(drive(&mut state, &mut picks.into_iter()));
         let replayed = RunState::replay(Arc::clone(&wf), &events).unwrap();
@@ -1007,6 +1009,7 @@ fn events_with_start(events: &[Event]) -> Vec<Event> {
         input: json!(1),
         state: json!({"base": 0}),
         at: Timestamp(0),
+        origin: None,
     }];
     all.extend(events.iter().cloned());
     all

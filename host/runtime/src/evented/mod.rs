@@ -29,11 +29,11 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
-use weft_core::{Clock, EventStore, ResumeTarget, RunId, RunResult};
+use weft_core::{Clock, Event, EventStore, ResumeTarget, RunId, RunResult};
 
 pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
 
-use orchestrator::{Command, Orchestrator, Reply, Request};
+use orchestrator::{Command, First, Orchestrator, Reply, Request};
 
 use crate::error::RuntimeError;
 use crate::worker::{execute_step, panic_message};
@@ -170,7 +170,7 @@ impl EventedRuntime {
         self.call(|reply| Command::Start {
             workflow,
             run,
-            input,
+            first: First::Input(input),
             reply,
             detach: false,
         })
@@ -192,9 +192,30 @@ impl EventedRuntime {
         self.call(|reply| Command::Start {
             workflow,
             run,
-            input,
+            first: First::Input(input),
             reply,
             detach: true,
+        })
+    }
+
+    /// Starts a run whose first events are `events` (a rerun's, see
+    /// [`weft_core::rerun`]: `run-started` and what it takes over) and waits
+    /// until it finishes or suspends.
+    ///
+    /// # Errors
+    /// An existing run id; events that do not apply; store failures.
+    pub fn start_with(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        events: Vec<Event>,
+    ) -> Result<RunResult, RuntimeError> {
+        self.call(|reply| Command::Start {
+            workflow,
+            run,
+            first: First::Events(events),
+            reply,
+            detach: false,
         })
     }
 
@@ -209,7 +230,7 @@ impl EventedRuntime {
         self.submit(|reply| Command::Start {
             workflow,
             run,
-            input,
+            first: First::Input(input),
             reply,
             detach: false,
         })

@@ -23,11 +23,17 @@ pub(super) type Reply = Sender<Result<RunResult, RuntimeError>>;
 /// Runs waiting for a retry time: (due, run), earliest first.
 type Delayed = BinaryHeap<Reverse<(Timestamp, RunId)>>;
 
+/// How a run starts: with an input, or with the first events of a rerun.
+pub(super) enum First {
+    Input(Value),
+    Events(Vec<Event>),
+}
+
 pub(super) enum Command {
     Start {
         workflow: Arc<Registered>,
         run: RunId,
-        input: Value,
+        first: First,
         reply: Reply,
         /// Answer (and stop driving the run) once it has nothing to do but
         /// wait for a timer, instead of when it finishes or suspends.
@@ -309,10 +315,10 @@ impl Orchestrator {
             Command::Start {
                 workflow,
                 run,
-                input,
+                first,
                 reply,
                 detach,
-            } => self.start(workflow, run, input, reply, detach),
+            } => self.start(workflow, run, first, reply, detach),
             Command::Request {
                 workflow,
                 run,
@@ -382,34 +388,40 @@ impl Orchestrator {
         &mut self,
         workflow: Arc<Registered>,
         run: RunId,
-        input: Value,
+        first: First,
         reply: Reply,
         detach: bool,
     ) {
         let wf = &workflow.workflow;
-        if let Err(reason) = wf.check_input(&input) {
-            let _ = reply.send(Err(RuntimeError::InvalidInput {
-                workflow: wf.id().to_string(),
-                reason,
-            }));
-            return;
-        }
         if self.runs.contains_key(&run) {
             let _ = reply.send(Err(RuntimeError::Exists {
                 run: run.to_string(),
             }));
             return;
         }
-        let started = Event::RunStarted {
-            run: run.clone(),
-            workflow: wf.id().clone(),
-            input,
-            state: wf.initial_state().clone(),
-            at: self.clock.now(),
+        let first = match first {
+            First::Input(input) => {
+                if let Err(reason) = wf.check_input(&input) {
+                    let _ = reply.send(Err(RuntimeError::InvalidInput {
+                        workflow: wf.id().to_string(),
+                        reason,
+                    }));
+                    return;
+                }
+                vec![Event::RunStarted {
+                    run: run.clone(),
+                    workflow: wf.id().clone(),
+                    input,
+                    state: wf.initial_state().clone(),
+                    at: self.clock.now(),
+                    origin: None,
+                }]
+            }
+            First::Events(events) => events,
         };
         let meta = workflow.meta(&run);
         let mut state = RunState::new(Arc::clone(wf));
-        if let Err(e) = state.apply(&started) {
+        if let Err(e) = first.iter().try_for_each(|e| state.apply(e)) {
             let _ = reply.send(Err(e.into()));
             return;
         }
@@ -417,7 +429,7 @@ impl Orchestrator {
             workflow,
             state,
             committed: 0,
-            pending: vec![started],
+            pending: first,
             to_dispatch: Vec::new(),
             in_flight: HashSet::new(),
             wake: None,

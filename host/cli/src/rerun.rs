@@ -1,0 +1,91 @@
+//! `weft rerun`: time travel — a new run that takes an old run's results of
+//! everything before an address and executes from there on.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use weft_core::{Clock as _, RunId, StepPath, SystemClock};
+
+use crate::engine::{self, RuntimeKind};
+use crate::exit::{Failure, Outcome};
+use crate::home::Home;
+use crate::input::json_arg;
+use crate::output::LogObserver;
+use crate::resume::stored_workflow;
+use crate::run::report;
+
+/// Arguments of `weft rerun`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The id of the run to rerun (it is not changed)
+    #[arg(value_name = "RUN_ID")]
+    run: String,
+    /// The address to execute from (e.g. `charge`, `items[3]/enrich`,
+    /// `again#2/check`, `charge-flow/charge`); the old run's results of
+    /// everything before it are taken over
+    #[arg(long, value_name = "PATH")]
+    from: String,
+    /// The input of the --from address instead of what precedes it: JSON
+    /// text, or @FILE
+    #[arg(long, short, value_name = "JSON|@FILE")]
+    input: Option<String>,
+    /// Use this id for the new run instead of a new UUID
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Print the result as one JSON object instead of per-step lines
+    #[arg(long)]
+    json: bool,
+    /// Which runtime drives the new run
+    #[arg(long, value_enum, default_value = "evented")]
+    runtime: RuntimeKind,
+    /// The event store [default: $WEFT_HOME/weft.db]
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
+}
+
+/// Runs `weft rerun`.
+pub fn run(home: &Home, args: Args) -> Outcome {
+    let old = RunId::new(&args.run)
+        .context("run id")
+        .map_err(Failure::invalid)?;
+    let from = StepPath::parse(&args.from)
+        .context("--from")
+        .map_err(Failure::invalid)?;
+    let input = args
+        .input
+        .as_deref()
+        .map(|text| json_arg(text, "--input"))
+        .transpose()
+        .map_err(Failure::invalid)?;
+    let new = match &args.run_id {
+        Some(id) => RunId::new(id)
+            .context("--run-id")
+            .map_err(Failure::invalid)?,
+        None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
+    };
+    let store = engine::open_store(home, args.db.as_ref())?;
+    let loaded = stored_workflow(home, &store, &old, None)?;
+    let registered = engine::registered(&loaded)?;
+    let (_, events) = engine::load_run(&store, &old)?;
+    let first = weft_core::rerun(
+        &registered.workflow,
+        &events,
+        new.clone(),
+        from,
+        input,
+        SystemClock.now(),
+    )
+    .map_err(Failure::invalid)?;
+    let outcome = match args.runtime {
+        RuntimeKind::Evented => {
+            engine::evented(store.clone()).start_with(Arc::clone(&registered), new, first)
+        }
+        RuntimeKind::Default => engine::default(store.clone())
+            .start_with(&registered, new, first, &mut LogObserver)
+            .map(|run| run.result()),
+    };
+    let result = engine::settle(&store, &registered, outcome)?;
+    let events = engine::stored_events(&store, &result.run_id);
+    Ok(report(&result, &events, args.json))
+}

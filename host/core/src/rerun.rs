@@ -1,0 +1,264 @@
+//! Time travel (`weft rerun RUN --from PATH`): a NEW run that takes over an
+//! old run's recorded results of everything before an address and executes
+//! from that address on. The old run is not changed.
+//!
+//! "Before" is the plan's order, the same in every runtime and whatever
+//! order things happened in: at the first segment where an address and
+//! `from` differ, the one whose node comes first in its flow (or whose arm
+//! comes first in its branch, or whose item index or iteration number is
+//! lower) is before. The new run's log starts with its own `run-started`
+//! (the old run's input and initial state, and an [`Origin`]), followed by
+//! the old run's events of the addresses before `from`, in their order, and
+//! by the decisions of the nodes enclosing `from` that led to it (a
+//! foreach's fan-out, a branch's choice, a loop's earlier iterations) — but
+//! not their completions, which are decided again.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::error::TransitionError;
+use crate::event::{Event, Origin};
+use crate::id::{RunId, StepPath, Timestamp};
+use crate::state::{RunState, RunStatus};
+use crate::workflow::{NodeKind, Workflow};
+
+/// Why a rerun cannot start.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RerunError {
+    /// The old run is still running: its results are not settled.
+    #[error(
+        "run {run} is still running: it can be rerun once it has finished, failed, suspended or been canceled"
+    )]
+    Running {
+        /// The old run.
+        run: String,
+    },
+    /// `from` names no node of the workflow.
+    #[error("run {run}: the workflow has no node at `{path}`")]
+    UnknownPath {
+        /// The old run.
+        run: String,
+        /// The address asked for.
+        path: String,
+    },
+    /// The old run never got to `from` (e.g. a branch arm it did not take).
+    #[error("run {run} never reached `{path}`: there is nothing to rerun from there")]
+    NotReached {
+        /// The old run.
+        run: String,
+        /// The address asked for.
+        path: String,
+    },
+    /// The old run's events do not replay on this workflow.
+    #[error("run {run}: {source}")]
+    Replay {
+        /// The old run.
+        run: String,
+        /// Why.
+        source: TransitionError,
+    },
+}
+
+/// How an address relates to the address a rerun starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// Comes first in the plan: its recorded results are taken over.
+    Before,
+    /// Encloses `from`: its decisions up to `from` are taken over.
+    Encloses,
+    /// `from` itself, inside it, or after it: executed again.
+    After,
+}
+
+/// The first events of a new run `run` that reruns the run recorded in
+/// `old` from `from` (given `input` instead of what precedes it, if any),
+/// to be created and then driven like any run.
+///
+/// # Errors
+/// A [`RerunError`]: the old run is running, `from` is no node of the
+/// workflow or was never reached, or the old events do not replay.
+pub fn rerun(
+    workflow: &Arc<Workflow>,
+    old: &[Event],
+    run: RunId,
+    from: StepPath,
+    input: Option<Value>,
+    at: Timestamp,
+) -> Result<Vec<Event>, RerunError> {
+    let name = match old.first() {
+        Some(Event::RunStarted { run, .. }) => run.to_string(),
+        _ => "-".to_owned(),
+    };
+    let replay = |events: &[Event]| {
+        RunState::replay(Arc::clone(workflow), events).map_err(|source| RerunError::Replay {
+            run: name.clone(),
+            source,
+        })
+    };
+    let state = replay(old)?;
+    if state.status() == RunStatus::Running {
+        return Err(RerunError::Running { run: name });
+    }
+    if !workflow.has_path(&from) {
+        return Err(RerunError::UnknownPath {
+            run: name,
+            path: from.to_string(),
+        });
+    }
+    let inside = format!("{from}/");
+    let reached = old
+        .iter()
+        .any(|e| path_of(e).is_some_and(|p| *p == from || p.as_str().starts_with(&inside)));
+    if !reached {
+        return Err(RerunError::NotReached {
+            run: name,
+            path: from.to_string(),
+        });
+    }
+    let Some(Event::RunStarted {
+        run: old_run,
+        workflow: id,
+        input: workflow_input,
+        state: initial,
+        ..
+    }) = old.first()
+    else {
+        return Err(RerunError::NotReached {
+            run: name,
+            path: from.to_string(),
+        });
+    };
+    let mut events = vec![Event::RunStarted {
+        run,
+        workflow: id.clone(),
+        input: workflow_input.clone(),
+        state: initial.clone(),
+        at,
+        origin: Some(Origin {
+            run: old_run.clone(),
+            from: from.clone(),
+            input,
+        }),
+    }];
+    for event in &old[1..] {
+        let Some(path) = path_of(event) else {
+            // Run-level events (suspended, finished) are decided again.
+            continue;
+        };
+        let keep = match relation(workflow, path, &from) {
+            Relation::Before => true,
+            Relation::Encloses => match event {
+                Event::NodeStarted { .. } | Event::BranchDecided { .. } => true,
+                Event::LoopDecided { iteration, .. } => {
+                    round_at(path, &from).is_some_and(|round| *iteration < round)
+                }
+                _ => false,
+            },
+            Relation::After => false,
+        };
+        if keep {
+            events.push(event.clone());
+        }
+    }
+    // What is taken over must replay: it did in the old run, in this order.
+    replay(&events)?;
+    Ok(events)
+}
+
+/// The address an event is about, if it is about one.
+fn path_of(event: &Event) -> Option<&StepPath> {
+    match event {
+        Event::StepStarted { path, .. }
+        | Event::Custom { path, .. }
+        | Event::StepCompleted { path, .. }
+        | Event::StepFailed { path, .. }
+        | Event::StepRetrying { path, .. }
+        | Event::NodeStarted { path, .. }
+        | Event::NodeCompleted { path, .. }
+        | Event::SleepStarted { path, .. }
+        | Event::BranchDecided { path, .. }
+        | Event::LoopDecided { path, .. }
+        | Event::StepSuspended { path, .. }
+        | Event::StepBailed { path, .. }
+        | Event::RunResumed { path, .. } => Some(path),
+        Event::RunStarted { .. }
+        | Event::RunSuspended { .. }
+        | Event::RunCompleted { .. }
+        | Event::RunFailed { .. }
+        | Event::RunCanceled { .. } => None,
+    }
+}
+
+/// A segment's node (or arm) id and its item index or iteration number.
+fn split(segment: &str) -> (&str, Option<u32>) {
+    if let Some(rest) = segment.strip_suffix(']')
+        && let Some((id, index)) = rest.split_once('[')
+    {
+        return (id, index.parse().ok());
+    }
+    if let Some((id, round)) = segment.split_once('#') {
+        return (id, round.parse().ok());
+    }
+    (segment, None)
+}
+
+/// How address `x` relates to `from` in the plan's order.
+fn relation(workflow: &Workflow, x: &StepPath, from: &StepPath) -> Relation {
+    let xs: Vec<&str> = x.as_str().split('/').collect();
+    let fs: Vec<&str> = from.as_str().split('/').collect();
+    for (i, (a, b)) in xs.iter().zip(&fs).enumerate() {
+        if a == b {
+            continue;
+        }
+        let ((a_id, a_rep), (b_id, b_rep)) = (split(a), split(b));
+        if a_id == b_id {
+            return match (a_rep, b_rep) {
+                (Some(a), Some(b)) if a < b => Relation::Before,
+                // `x` is the foreach or loop node whose repetition holds `from`.
+                (None, Some(_)) if i + 1 == xs.len() => Relation::Encloses,
+                _ => Relation::After,
+            };
+        }
+        let pattern: Vec<&str> = xs[..i].iter().map(|s| split(s).0).collect();
+        return match (
+            position(workflow, &pattern, a_id),
+            position(workflow, &pattern, b_id),
+        ) {
+            (Some(a), Some(b)) if a < b => Relation::Before,
+            _ => Relation::After,
+        };
+    }
+    if xs.len() < fs.len() {
+        Relation::Encloses
+    } else {
+        Relation::After
+    }
+}
+
+/// The position of node (or arm) `id` in the flow (or branch) at `parent`
+/// (node ids without repetitions; empty: the top level).
+fn position(workflow: &Workflow, parent: &[&str], id: &str) -> Option<usize> {
+    let mut joined = parent.join("/");
+    if !joined.is_empty() {
+        joined.push('/');
+    }
+    joined.push_str(id);
+    let node = StepPath::parse(&joined).ok()?;
+    if let Some(place) = workflow.place(&node) {
+        return Some(place.index);
+    }
+    // Not a node: an arm of the branch at `parent`.
+    let branch = StepPath::parse(&parent.join("/")).ok()?;
+    match &workflow.node_at(&branch)?.kind {
+        NodeKind::Branch { arms } => arms.iter().position(|a| a.id.as_str() == id),
+        _ => None,
+    }
+}
+
+/// The iteration number of loop `node` that `from` runs in.
+fn round_at(node: &StepPath, from: &StepPath) -> Option<u32> {
+    let depth = node.as_str().split('/').count();
+    let segment = from.as_str().split('/').nth(depth - 1)?;
+    split(segment).1
+}
