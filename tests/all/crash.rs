@@ -6,6 +6,9 @@
 //! custom `exec` event appears exactly once, and no `step-started` follows a
 //! path's `step-completed`); `PRAGMA integrity_check` is ok.
 //!
+//! Runs of a workflow with a nested workflow, killed at every length of
+//! their log, recover with every step run once and the child completed once.
+//!
 //! And a 10,000-item evented `foreach` (concurrency 16) killed a few times
 //! in the middle: recovery completes it with every output in item order, and
 //! no item whose completion was committed before the kill runs again.
@@ -382,4 +385,128 @@ fn a_big_evented_foreach_killed_mid_run_recovers_without_repeating_finished_item
         );
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
+}
+
+/// The events of one run of [`nested_crash_manifest`]: `run-started`, three
+/// per step (started, custom, completed) for `a`, `sub/x`, `sub/y` and `b`,
+/// `node-started` and `node-completed` of `sub`, and `run-completed`.
+const NESTED_EVENTS: u64 = 1 + 3 * 4 + 2 + 1;
+
+/// `a`, then a nested workflow `sub` running `x` and `y`, then `b`.
+fn nested_crash_manifest(dir: &Path) -> std::path::PathBuf {
+    let component = guest("test-steps");
+    std::fs::write(
+        dir.join("child.toml"),
+        format!(
+            "id = \"child\"\nflow = [{{ step = \"x\" }}, {{ step = \"y\" }}]\n\
+             [steps.x]\ncomponent = \"{c}\"\n[steps.y]\ncomponent = \"{c}\"\n",
+            c = component.display()
+        ),
+    )
+    .unwrap();
+    let path = dir.join("parent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "id = \"parent\"\nflow = [{{ step = \"a\" }}, {{ workflow = \"child.toml\", id = \"sub\" }}, {{ step = \"b\" }}]\n\
+             [steps.a]\ncomponent = \"{c}\"\n[steps.b]\ncomponent = \"{c}\"\n",
+            c = component.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = nested_crash_manifest(dir.path());
+    // Each of the 4 steps emits `exec` and hands the rest on.
+    let mut input = json!("done");
+    for step in ["b", "y", "x", "a"] {
+        input =
+            json!({"action": "emit", "events": [{"kind": "exec", "data": step}], "output": input});
+    }
+    let input = input.to_string();
+    let db = dir.path().join("weft.db");
+    let out = weft(home.path())
+        .arg("validate")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let watcher = SqliteStore::open(&db).unwrap();
+    let mut recovered = 0;
+    // Kill once the log reaches each possible length in turn: during the
+    // child's steps, after its last step, and around the node's completion
+    // (which commits in one transaction with the parent's next step, so the
+    // parent can never miss the child's end).
+    for target in 1..NESTED_EVENTS {
+        let run = RunId::new(&format!("nested-{target}")).unwrap();
+        let mut child = weft(home.path())
+            .arg("run")
+            .arg(&manifest)
+            .args(["--input", &input, "--run-id", run.as_str(), "--db"])
+            .arg(&db)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            let logged = watcher.events_after(&run, 0).map_or(0, |e| e.len() as u64);
+            if logged >= target {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {run}: no progress");
+            // Poll the log (the condition), not a guess at timing.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
+        let _ = child.wait();
+        recovered += recover(home.path(), &db);
+        let (_, events) = watcher.load(&run).unwrap();
+        assert!(
+            matches!(events.last(), Some(Event::RunCompleted { output, .. }) if *output == json!("done")),
+            "run {run}: {:?}",
+            events.last()
+        );
+        let mut execs: HashMap<String, usize> = HashMap::new();
+        let mut completed: HashMap<String, usize> = HashMap::new();
+        for event in &events {
+            match event {
+                Event::StepStarted { path, .. } => assert!(
+                    !completed.contains_key(path.as_str()),
+                    "run {run}: `{path}` started again after its completion was committed"
+                ),
+                Event::StepCompleted { path, .. } => {
+                    *completed.entry(path.to_string()).or_default() += 1;
+                }
+                Event::Custom { event, .. } => {
+                    *execs.entry(event.data.to_string()).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+        let mut paths: Vec<&String> = completed.keys().collect();
+        paths.sort();
+        assert_eq!(paths, ["a", "b", "sub/x", "sub/y"], "run {run}");
+        assert!(execs.values().all(|n| *n == 1), "run {run}: {execs:?}");
+        let nodes = events
+            .iter()
+            .filter(|e| matches!(e, Event::NodeCompleted { path, .. } if path.as_str() == "sub"))
+            .count();
+        assert_eq!(nodes, 1, "run {run}: the child completed once");
+    }
+    eprintln!("{recovered} of {} kills interrupted a run", NESTED_EVENTS - 1);
+    // The test means something only if most kills landed mid-run.
+    assert!(
+        recovered >= (NESTED_EVENTS as usize - 1) / 2,
+        "only {recovered} kills interrupted a run"
+    );
+    assert_eq!(watcher.integrity_check().unwrap(), "ok");
 }
