@@ -502,7 +502,10 @@ fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps()
             .count();
         assert_eq!(nodes, 1, "run {run}: the child completed once");
     }
-    eprintln!("{recovered} of {} kills interrupted a run", NESTED_EVENTS - 1);
+    eprintln!(
+        "{recovered} of {} kills interrupted a run",
+        NESTED_EVENTS - 1
+    );
     // The test means something only if most kills landed mid-run.
     assert!(
         recovered >= (NESTED_EVENTS as usize - 1) / 2,

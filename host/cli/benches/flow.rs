@@ -18,6 +18,10 @@
 //!   prints its peak.
 //! - `parallel`: a parallel of 10 echo steps then one echo step (the join),
 //!   one run at a time: runs/s.
+//! - `nested`: one echo step nested 0–3 workflows deep: the overhead of a
+//!   nesting level, per run, on both runtimes.
+//! - `sleepers`: 10,000 runs left asleep in a SQLite store; the peak RSS and
+//!   wall time of the `weft recover` process that wakes them all.
 //!
 //! Every figure that commits to a SQLite file comes with the latency of a
 //! 4 KiB `pwrite` + `fsync` on the same file system (the probe of
@@ -26,7 +30,7 @@
 //! durable figure means little without it.
 //!
 //! Run with `cargo bench -p weft-cli --bench flow` after
-//! `./guest-examples/build.sh`; `-- foreach rss parallel` (any subset)
+//! `./guest-examples/build.sh`; `-- foreach rss parallel nested sleepers` (any subset)
 //! selects sections, `-- --max 10000` skips the larger foreach sizes.
 
 use std::fs::OpenOptions;
@@ -37,7 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_core::{EventStore, RunId, RunStatus, SystemClock};
+use sha2::Digest as _;
+use weft_core::{Clock as _, EventStore, RunId, RunStatus, SystemClock};
 use weft_manifest::Manifest;
 use weft_runtime::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
@@ -388,6 +393,171 @@ fn parallel(sandbox: &Sandbox, dir: &Path) {
     println!();
 }
 
+/// A workflow nested `depth` levels around one echo step, as manifest
+/// files in `dir`; returns the outermost one's path.
+fn nested_manifests(dir: &Path, depth: usize) -> PathBuf {
+    let leaf = dir.join("level-0.toml");
+    std::fs::write(
+        &leaf,
+        format!(
+            "id = \"level-0\"\nflow = [{{ step = \"echo\" }}]\n[steps.echo]\ncomponent = \"{}\"\n",
+            echo().display()
+        ),
+    )
+    .expect("manifest");
+    let mut path = leaf;
+    for level in 1..=depth {
+        path = dir.join(format!("level-{level}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "id = \"level-{level}\"\nflow = [{{ workflow = \"level-{}.toml\", id = \"inner\" }}]\n",
+                level - 1
+            ),
+        )
+        .expect("manifest");
+    }
+    path
+}
+
+fn registered_file(sandbox: &Sandbox, path: &Path) -> Arc<Registered> {
+    let manifest = Manifest::load(path).expect("manifest");
+    let runner = WorkflowSteps::load(sandbox, manifest.workflow()).expect("components");
+    Arc::new(Registered {
+        workflow: manifest.workflow().clone(),
+        runner: Arc::new(runner),
+        manifest: path.display().to_string(),
+        manifest_sha256: hex::encode(sha2::Sha256::digest(manifest.text())),
+    })
+}
+
+/// Per-run time of one echo step nested 0–3 levels deep, one run at a
+/// time on the in-memory store: the cost of a nesting level is the
+/// difference from level 0, per level.
+fn nested(sandbox: &Sandbox, dir: &Path) {
+    println!("### nested workflows: overhead per level (in-memory store)\n");
+    println!("| runtime | depth | per run (median of 5 × 2,000 runs) | overhead per level |");
+    println!("|---|---:|---:|---:|");
+    let mut ids = Ids(2_000_000);
+    for evented in [false, true] {
+        let mut base = None;
+        for depth in 0..=3 {
+            let sub = dir.join(format!("nested-{evented}-{depth}"));
+            std::fs::create_dir_all(&sub).expect("dir");
+            let workflow = registered_file(sandbox, &nested_manifests(&sub, depth));
+            let runtime = Runtime::new(evented, Store::Memory.open(dir, "nested"));
+            for _ in 0..200 {
+                runtime.run(&workflow, ids.next(), json!({"n": 1}));
+            }
+            let runs = 2_000u32;
+            let per_run = median(
+                (0..5)
+                    .map(|_| {
+                        let t = Instant::now();
+                        for _ in 0..runs {
+                            runtime.run(&workflow, ids.next(), json!({"n": 1}));
+                        }
+                        t.elapsed() / runs
+                    })
+                    .collect(),
+            );
+            let base = *base.get_or_insert(per_run);
+            let overhead = if depth == 0 {
+                "–".to_owned()
+            } else {
+                format!(
+                    "{:.1} µs",
+                    (us(per_run) - us(base)) / f64::from(u32::try_from(depth).expect("depth"))
+                )
+            };
+            println!(
+                "| {} | {depth} | {:.1} µs | {overhead} |",
+                runtime.name(),
+                us(per_run)
+            );
+        }
+    }
+    println!();
+}
+
+/// 10,000 runs asleep in a SQLite store (left by `weft run --detach`, here
+/// through the same runtime call), then a separate `weft recover` process
+/// picks them all up: its peak RSS and wall time, and how long after the
+/// last wake time it finished.
+fn sleepers(sandbox: &Sandbox, dir: &Path) {
+    println!("### 10,000 sleeping runs: `weft recover`\n");
+    println!(
+        "| runs | sleep | peak RSS of `weft recover` | wall time | finished after the last wake time | fsync p50 / p99 µs |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|");
+    let runs = 10_000;
+    let sleep_ms = 20_000;
+    let weft = Path::new(env!("CARGO_BIN_EXE_weft"));
+    let home = dir.join("home");
+    let manifest = dir.join("sleepers.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id = \"sleepers\"\nflow = [{{ sleep-ms = {sleep_ms}, id = \"nap\" }}, {{ step = \"echo\" }}]\n\
+             [steps.echo]\ncomponent = \"{}\"\n",
+            echo().display()
+        ),
+    )
+    .expect("manifest");
+    let workflow = registered_file(sandbox, &manifest);
+    let db = dir.join("sleepers.db");
+    let store = Arc::new(
+        SqliteStore::open_with(&db, weft_store_sqlite::Durability::Normal).expect("store"),
+    );
+    let runtime = DefaultRuntime::new(store, Arc::new(SystemClock));
+    let t = Instant::now();
+    for i in 0..runs {
+        let id = RunId::new(&format!("sleeper-{i}")).expect("id");
+        let run = runtime
+            .start_detached(&workflow, id, json!({"i": i}), &mut NoObserver)
+            .expect("run");
+        assert_eq!(run.state().status(), RunStatus::Running);
+    }
+    let last_wake = SystemClock.now().plus_millis(sleep_ms);
+    eprintln!(
+        "created {runs} sleeping runs in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let probe = fsync_probe(dir);
+    let t = Instant::now();
+    let helper = Command::new(std::env::current_exe().expect("this binary"))
+        .arg("--rss-of")
+        .arg(weft)
+        .env("WEFT_HOME", &home)
+        .env_remove("RUST_LOG")
+        .args(["recover", "--db"])
+        .arg(&db)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("the helper runs");
+    let wall = t.elapsed();
+    let after_wake = SystemClock.now().micros_since(last_wake);
+    let text = String::from_utf8_lossy(&helper.stdout);
+    let mut words = text.split_whitespace();
+    assert_eq!(words.next(), Some("ok"), "weft recover failed");
+    let peak: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+    let done = SqliteStore::open(&db)
+        .expect("store")
+        .list_runs(Some(RunStatus::Success))
+        .expect("runs")
+        .len();
+    assert_eq!(done, runs, "every sleeper completed");
+    println!(
+        "| {runs} | {} s | {:.1} MiB | {:.1} s | {:.2} s | {} |",
+        sleep_ms / 1000,
+        peak as f64 / (1024.0 * 1024.0),
+        wall.as_secs_f64(),
+        after_wake as f64 / 1e6,
+        probe_text(probe)
+    );
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The helper of `rss`: run the command, print "ok|failed PEAK_BYTES".
@@ -408,7 +578,7 @@ fn main() {
         .map_or(usize::MAX, |m| m.parse().expect("--max N"));
     let sections: Vec<&str> = args
         .iter()
-        .filter(|a| ["foreach", "rss", "parallel"].contains(&a.as_str()))
+        .filter(|a| ["foreach", "rss", "parallel", "nested", "sleepers"].contains(&a.as_str()))
         .map(String::as_str)
         .collect();
     let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
@@ -429,5 +599,11 @@ fn main() {
     }
     if wanted("rss") {
         rss(dir.path(), max);
+    }
+    if wanted("nested") {
+        nested(&sandbox, dir.path());
+    }
+    if wanted("sleepers") {
+        sleepers(&sandbox, dir.path());
     }
 }

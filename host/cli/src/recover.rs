@@ -1,9 +1,12 @@
 //! `weft recover`: pick up runs a crashed (or killed) weft process left running.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::anyhow;
 use weft_core::{EventStore as _, RunStatus};
+use weft_runtime::RuntimeError;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
@@ -39,18 +42,41 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     }
     let runtime = engine::evented(store.clone());
     let mut failures = 0;
+    // Every run is handed to the runtime first, so that they all go on at
+    // once (runs that sleep wait side by side, out of memory); each
+    // manifest is loaded (and its components prepared) once.
+    let mut workflows = HashMap::new();
+    let mut pending = Vec::with_capacity(running.len());
     for summary in running {
         let run = summary.meta.run_id.clone();
         let manifest = PathBuf::from(&summary.meta.manifest);
-        let outcome = load(home, &manifest).and_then(|loaded| {
-            if loaded.sha256 != summary.meta.manifest_sha256 {
-                return Err(Failure::invalid(anyhow!(
-                    "{} changed since the run started; not recovering it",
-                    manifest.display()
-                )));
-            }
-            let registered = engine::registered(&loaded)?;
-            let outcome = runtime.recover(std::sync::Arc::clone(&registered), run.clone());
+        let key = (
+            summary.meta.manifest.clone(),
+            summary.meta.manifest_sha256.clone(),
+        );
+        let registered = match workflows.get(&key) {
+            Some(registered) => Ok(Arc::clone(registered)),
+            None => load(home, &manifest).and_then(|loaded| {
+                if loaded.sha256 != summary.meta.manifest_sha256 {
+                    return Err(Failure::invalid(anyhow!(
+                        "{} changed since the run started; not recovering it",
+                        manifest.display()
+                    )));
+                }
+                let registered = engine::registered(&loaded)?;
+                workflows.insert(key, Arc::clone(&registered));
+                Ok(registered)
+            }),
+        };
+        let submitted = registered.map(|registered| {
+            let reply = runtime.submit_recover(Arc::clone(&registered), run.clone());
+            (registered, reply)
+        });
+        pending.push((run, submitted));
+    }
+    for (run, submitted) in pending {
+        let outcome = submitted.and_then(|(registered, reply)| {
+            let outcome = reply.recv().unwrap_or(Err(RuntimeError::ShutDown));
             engine::settle(&store, &registered, outcome)
         });
         // A closed stdout stops the printing, never the recovering.

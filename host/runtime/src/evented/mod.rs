@@ -295,6 +295,21 @@ impl EventedRuntime {
             reply,
         })
     }
+
+    /// [`EventedRuntime::recover`] without waiting: the receiver gets the
+    /// result once the run finishes or suspends. Many runs recover at once
+    /// this way; those that only wait for a timer leave memory until it fires.
+    pub fn submit_recover(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+    ) -> Receiver<Result<RunResult, RuntimeError>> {
+        self.submit(|reply| Command::Recover {
+            workflow,
+            run,
+            reply,
+        })
+    }
 }
 
 impl Drop for EventedRuntime {

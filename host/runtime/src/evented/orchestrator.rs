@@ -128,6 +128,23 @@ impl Active {
 /// by other processes (a `weft cancel` interrupting a sleep).
 const POLL_WAITING: Duration = Duration::from_secs(1);
 
+/// A run waiting this long (or longer) for a timer and for nothing else is
+/// parked: its state leaves memory until the timer fires, then it is
+/// reloaded from the store. Shorter waits (a quick retry) keep it in memory.
+const PARK_AFTER_MICROS: u64 = 1_000_000;
+
+/// A run driven here that only waits for a timer, out of memory: what it
+/// takes to reload it when the timer fires.
+struct Parked {
+    workflow: Arc<Registered>,
+    /// Sequence number of its last committed event.
+    committed: u64,
+    /// When it wakes.
+    wake: Timestamp,
+    /// Callers waiting for it to finish or suspend.
+    waiters: Vec<Reply>,
+}
+
 /// The reports of a run's finished attempts, held back by the reordering
 /// mode, and the generator that picks which one applies next. Held reports
 /// stay in the run's `in_flight` until they apply, so every check that
@@ -199,6 +216,8 @@ pub(super) struct Orchestrator {
     reorder_seed: Option<u64>,
     /// Reordering mode: runs holding reports back.
     holding: HashSet<RunId>,
+    /// Runs waiting for a timer, out of memory until it fires.
+    parked: HashMap<RunId, Parked>,
 }
 
 impl Orchestrator {
@@ -217,6 +236,7 @@ impl Orchestrator {
             touched: HashSet::new(),
             reorder_seed,
             holding: HashSet::new(),
+            parked: HashMap::new(),
         }
     }
 
@@ -225,7 +245,7 @@ impl Orchestrator {
     pub(super) fn run(&mut self, commands: &Receiver<Command>, done: &Receiver<Done>) {
         let mut open = true;
         let mut polled = std::time::Instant::now();
-        while open || !self.runs.is_empty() {
+        while open || !self.runs.is_empty() || !self.parked.is_empty() {
             let mut timeout = self.next_timeout();
             let mut due = self.delayed.peek().map(|Reverse((due, _))| *due);
             if timeout > POLL_WAITING {
@@ -270,6 +290,7 @@ impl Orchestrator {
                 polled = std::time::Instant::now();
             }
             if !open
+                && self.parked.is_empty()
                 && self
                     .runs
                     .values()
@@ -301,6 +322,19 @@ impl Orchestrator {
             .filter(|(_, a)| a.only_waits())
             .map(|(run, a)| (run.clone(), a.committed))
             .collect();
+        let parked: Vec<(RunId, u64)> = self
+            .parked
+            .iter()
+            .map(|(run, p)| (run.clone(), p.committed))
+            .collect();
+        for (run, committed) in parked {
+            match self.store.events_after(&run, committed) {
+                // Reloaded as stored: a cancel then settles it.
+                Ok(events) if !events.is_empty() => self.unpark(&run),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(run = %run, "cannot check the run for changes: {e}"),
+            }
+        }
         for (run, committed) in waiting {
             match self.store.events_after(&run, committed) {
                 Ok(events) if !events.is_empty() => self.reload(&run),
@@ -330,6 +364,10 @@ impl Orchestrator {
                 run,
                 reply,
             } => {
+                if let Some(parked) = self.parked.get_mut(&run) {
+                    parked.waiters.push(reply);
+                    return;
+                }
                 if let Some(active) = self.runs.get_mut(&run) {
                     // Already driven here: just wait for it.
                     active.waiters.push(reply);
@@ -355,6 +393,8 @@ impl Orchestrator {
     /// (resume, cancel) on a run driven here or loaded from the store. The
     /// caller is answered once the event and what follows are committed.
     fn request(&mut self, workflow: Arc<Registered>, run: RunId, reply: Reply, request: Request) {
+        // A parked run is driven here: back into memory first.
+        self.unpark(&run);
         let driving = self.runs.contains_key(&run);
         if !driving {
             match self.load(workflow, &run) {
@@ -552,7 +592,9 @@ impl Orchestrator {
             let Some(Reverse((due, run))) = self.delayed.pop() else {
                 break;
             };
-            if let Some(active) = self.runs.get_mut(&run)
+            if self.parked.get(&run).is_some_and(|p| p.wake == due) {
+                self.unpark(&run);
+            } else if let Some(active) = self.runs.get_mut(&run)
                 && active.wake == Some(due)
             {
                 active.wake = None;
@@ -690,6 +732,25 @@ impl Orchestrator {
             self.runs.remove(run);
             return;
         }
+        if let Some(wake) = active.wake
+            && active.only_waits()
+            && active.held.is_none()
+            && wake.micros_since(self.clock.now()) >= PARK_AFTER_MICROS
+        {
+            // Nothing happens to it before `wake`: its state leaves memory.
+            if let Some(active) = self.runs.remove(run) {
+                self.parked.insert(
+                    run.clone(),
+                    Parked {
+                        workflow: active.workflow,
+                        committed: active.committed,
+                        wake,
+                        waiters: active.waiters,
+                    },
+                );
+            }
+            return;
+        }
         let status = active.state.status();
         if matches!(
             status,
@@ -773,6 +834,22 @@ impl Orchestrator {
                 }
             }
             Err(e) => fail(run, fresh.waiters, e),
+        }
+    }
+
+    /// Brings a parked run back into memory, as stored now, to be advanced
+    /// this round (a no-op for a run that is not parked).
+    fn unpark(&mut self, run: &RunId) {
+        let Some(parked) = self.parked.remove(run) else {
+            return;
+        };
+        match self.load(parked.workflow, run) {
+            Ok(mut active) => {
+                active.waiters = parked.waiters;
+                self.runs.insert(run.clone(), active);
+                self.touched.insert(run.clone());
+            }
+            Err(e) => fail(run, parked.waiters, e),
         }
     }
 
