@@ -69,8 +69,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_core::{
-    Clock as _, Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId,
-    RunResult, StepPath, StepRunner, Timestamp,
+    Clock, Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId, RunResult,
+    StepPath, StepRunner, Timestamp,
 };
 use weft_manifest::Manifest;
 use weft_runtime::{DefaultRuntime, EventedOptions, EventedRuntime, NoObserver, Registered, Run};
@@ -306,9 +306,28 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(Timestamp(1_767_225_600_000_000)))
 }
 
-/// The id of the run action `i` reruns into.
-fn rerun_id(id: &RunId, i: usize) -> RunId {
-    RunId::new(&format!("{id}-rerun-{i}")).unwrap()
+/// The first events of the run action `i` (a rerun of the run `old` holds)
+/// starts, and its id (`<id>-rerun-<i>`).
+fn rerun_events(
+    registered: &Registered,
+    old: &[Event],
+    id: &RunId,
+    i: usize,
+    from: StepPath,
+    input: Option<Value>,
+    clock: &dyn Clock,
+) -> Result<(RunId, Vec<Event>), String> {
+    let new = RunId::new(&format!("{id}-rerun-{i}")).unwrap();
+    weft_core::rerun(
+        &registered.workflow,
+        old,
+        new.clone(),
+        from,
+        input,
+        clock.now(),
+    )
+    .map(|first| (new, first))
+    .map_err(|e| e.to_string())
 }
 
 /// The default runtime over its own SQLite file: what it records must be
@@ -340,22 +359,14 @@ pub(crate) fn run_default(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId) 
                 .cancel(&registered, &current, reason, &mut NoObserver)
                 .map_err(|e| e.to_string()),
             Action::Rerun(from, input) => {
-                let new = rerun_id(id, i);
-                weft_core::rerun(
-                    &registered.workflow,
-                    &events(&current),
-                    new.clone(),
-                    from,
-                    input,
-                    clock.now(),
+                rerun_events(&registered, &events(&current), id, i, from, input, &*clock).and_then(
+                    |(new, first)| {
+                        current = new.clone();
+                        runtime
+                            .start_with(&registered, new, first, &mut NoObserver)
+                            .map_err(|e| e.to_string())
+                    },
                 )
-                .map_err(|e| e.to_string())
-                .and_then(|first| {
-                    current = new.clone();
-                    runtime
-                        .start_with(&registered, new, first, &mut NoObserver)
-                        .map_err(|e| e.to_string())
-                })
             }
         }
         .map(|run| result = run.result());
@@ -391,22 +402,14 @@ pub(crate) fn run_evented(
                 .cancel(registered.clone(), current.clone(), reason)
                 .map_err(|e| e.to_string()),
             Action::Rerun(from, input) => {
-                let new = rerun_id(id, i);
-                weft_core::rerun(
-                    &registered.workflow,
-                    &events(&current),
-                    new.clone(),
-                    from,
-                    input,
-                    clock.now(),
+                rerun_events(&registered, &events(&current), id, i, from, input, &*clock).and_then(
+                    |(new, first)| {
+                        current = new.clone();
+                        runtime
+                            .start_with(registered.clone(), new, first)
+                            .map_err(|e| e.to_string())
+                    },
                 )
-                .map_err(|e| e.to_string())
-                .and_then(|first| {
-                    current = new.clone();
-                    runtime
-                        .start_with(registered.clone(), new, first)
-                        .map_err(|e| e.to_string())
-                })
             }
         }
         .map(|r| result = r);
