@@ -10,7 +10,7 @@ use weft_core::{Grant, Limits};
 
 use crate::binary::{self, WasmLayer};
 use crate::bindings::{Step, StepPre};
-use crate::cache::{ContentHash, DiskCache, LoadedFrom, MemoryCache};
+use crate::cache::{ContentHash, DiskCache, FileStamp, LoadedFrom, MemoryCache};
 use crate::component::{Compiled, StepComponent};
 use crate::deadline::EpochTicker;
 use crate::error::SandboxError;
@@ -188,11 +188,40 @@ impl Sandbox {
         &self,
         path: &Path,
     ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
-        let bytes = std::fs::read(path).map_err(|error| SandboxError::Read {
+        let name = path.display().to_string();
+        let read_error = |error| SandboxError::Read {
             path: path.to_owned(),
             error,
-        })?;
-        self.prepare(&bytes, &path.display().to_string())
+        };
+        // Warm: the file's content hash is known from its metadata, and
+        // the compiled code is in memory or in the on-disk cache.
+        if let Some(disk) = &self.disk
+            && let Some(hash) = disk.known_hash(path)
+        {
+            if let Some(compiled) = self.compiled.get(&hash) {
+                return Ok((compiled, LoadedFrom::Memory));
+            }
+            let mut head = [0u8; 8];
+            std::fs::File::open(path)
+                .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
+                .map_err(read_error)?;
+            if let Some(layer) = binary::layer(&head)
+                && let Some(component) = disk.load(&self.engine, &hash)
+            {
+                let compiled = self.cached(component, &name, hash, layer == WasmLayer::Core)?;
+                return Ok((
+                    self.compiled.insert(hash, Arc::new(compiled)),
+                    LoadedFrom::Disk,
+                ));
+            }
+        }
+        let stamp = FileStamp::of(path);
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        let hash = ContentHash::of(&bytes);
+        if let (Some(disk), Some(stamp)) = (&self.disk, &stamp) {
+            disk.remember_hash(path, stamp, &hash);
+        }
+        self.prepare_hashed(&bytes, &name, hash)
     }
 
     /// A prepared component for a step with `grants`.
@@ -220,7 +249,16 @@ impl Sandbox {
         bytes: &[u8],
         name: &str,
     ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
-        let hash = ContentHash::of(bytes);
+        self.prepare_hashed(bytes, name, ContentHash::of(bytes))
+    }
+
+    /// [`Sandbox::prepare`] of bytes whose hash is known.
+    fn prepare_hashed(
+        &self,
+        bytes: &[u8],
+        name: &str,
+        hash: ContentHash,
+    ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
         if let Some(compiled) = self.compiled.get(&hash) {
             return Ok((compiled, LoadedFrom::Memory));
         }
@@ -249,9 +287,10 @@ impl Sandbox {
             // checks below, by this same crate version (see `cache`); the
             // import policy is applied again to the compiled type.
             Some(component) => {
-                let ty = component.component_type();
-                imports::check(name, ty.imports(&self.engine).map(|(import, _)| import))?;
-                (component, LoadedFrom::Disk)
+                return Ok((
+                    self.cached(component, name, hash, from_core)?,
+                    LoadedFrom::Disk,
+                ));
             }
             None => {
                 let encoded;
@@ -284,6 +323,31 @@ impl Sandbox {
             }
         };
 
+        Ok((self.ready(component, name, hash, from_core)?, loaded_from))
+    }
+
+    /// A component from the on-disk cache: the import policy is applied
+    /// again to its compiled type (the policy may have changed since).
+    fn cached(
+        &self,
+        component: Component,
+        name: &str,
+        hash: ContentHash,
+        from_core: bool,
+    ) -> Result<Compiled, SandboxError> {
+        let ty = component.component_type();
+        imports::check(name, ty.imports(&self.engine).map(|(import, _)| import))?;
+        self.ready(component, name, hash, from_core)
+    }
+
+    /// Checks the exports and pre-instantiates.
+    fn ready(
+        &self,
+        component: Component,
+        name: &str,
+        hash: ContentHash,
+        from_core: bool,
+    ) -> Result<Compiled, SandboxError> {
         check_run_export(&self.engine, &component, name, from_core)?;
         let pre = self
             .linker
@@ -297,7 +361,7 @@ impl Sandbox {
             component: name.to_owned(),
             reason: format!("{error:#}"),
         })?;
-        Ok((Compiled { pre, hash }, loaded_from))
+        Ok(Compiled { pre, hash })
     }
 }
 
