@@ -5,6 +5,7 @@ mod conformance;
 mod crash;
 mod manifest;
 mod parity;
+mod pins;
 mod runs;
 mod runtime;
 mod sandbox;

@@ -79,6 +79,7 @@ fn registered(sandbox: &Sandbox, text: &str) -> Arc<Registered> {
         runner: Arc::new(runner),
         manifest: "bench.toml".into(),
         manifest_sha256: String::new(),
+        workflow_digest: None,
     })
 }
 

@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::anyhow;
 use weft_core::{EventStore as _, RunStatus};
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
-use crate::load::load;
+use crate::load::load_run_workflow;
 use crate::output::{self, escape};
 
 /// Arguments of `weft recover`.
@@ -41,15 +40,8 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let mut failures = 0;
     for summary in running {
         let run = summary.meta.run_id.clone();
-        let manifest = PathBuf::from(&summary.meta.manifest);
-        let outcome = load(home, &manifest).and_then(|loaded| {
-            if loaded.sha256 != summary.meta.manifest_sha256 {
-                return Err(Failure::invalid(anyhow!(
-                    "{} changed since the run started; not recovering it",
-                    manifest.display()
-                )));
-            }
-            let registered = engine::registered(&loaded)?;
+        let outcome = load_run_workflow(home, &store, &summary.meta).and_then(|loaded| {
+            let registered = engine::registered(&loaded, summary.meta.workflow_digest.clone());
             let outcome = runtime.recover(std::sync::Arc::clone(&registered), run.clone());
             engine::settle(&store, &registered, outcome)
         });

@@ -60,8 +60,10 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let loaded = load(home, &args.manifest)?;
-    let registered = engine::registered(&loaded)?;
     let store = engine::open_store(home, args.db.as_ref())?;
+    // The run is pinned to the workflow as loaded now (see `weft resume --upgrade`).
+    let digest = loaded.store_lock(&store)?;
+    let registered = engine::registered(&loaded, Some(digest));
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
             engine::evented(store.clone()).start(Arc::clone(&registered), run_id, input)
