@@ -10,3 +10,4 @@ mod runs;
 mod runtime;
 mod sandbox;
 mod support;
+mod watch;

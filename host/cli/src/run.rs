@@ -13,6 +13,7 @@ use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load;
 use crate::output::{self, LogObserver};
+use crate::watch::Watcher;
 
 /// Arguments of `weft run`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,10 @@ pub struct Args {
     /// Print the result as one JSON object instead of per-step lines
     #[arg(long)]
     json: bool,
+    /// Print the run's events as they happen (like `weft events`; JSON lines
+    /// with --json), then the result
+    #[arg(long)]
+    watch: bool,
     /// Use this run id instead of a new UUID
     #[arg(long, value_name = "ID")]
     run_id: Option<String>,
@@ -64,17 +69,61 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     // The run is pinned to the workflow as loaded now (see `weft resume --upgrade`).
     let digest = loaded.store_lock(&store)?;
     let registered = engine::registered(&loaded, Some(digest));
-    let outcome = match args.runtime {
-        RuntimeKind::Evented => {
+    let mut watcher = args.watch.then(|| Watcher::new(args.json));
+    let outcome = match (args.runtime, &mut watcher) {
+        (RuntimeKind::Evented, Some(watcher)) => {
+            watch_evented(&store, &registered, run_id, input, watcher)
+        }
+        (RuntimeKind::Evented, None) => {
             engine::evented(store.clone()).start(Arc::clone(&registered), run_id, input)
         }
-        RuntimeKind::Default => engine::default(store.clone())
+        (RuntimeKind::Default, Some(watcher)) => engine::default(store.clone())
+            .start(&registered, run_id, input, watcher)
+            .map(|run| run.result()),
+        (RuntimeKind::Default, None) => engine::default(store.clone())
             .start(&registered, run_id, input, &mut LogObserver)
             .map(|run| run.result()),
     };
+    if let Some(watcher) = watcher
+        && !watcher.finish()?
+    {
+        // Stdout closed while watching: nothing more to print.
+        let result = engine::settle(&store, &registered, outcome)?;
+        return Ok(Code::of(result.status));
+    }
     let result = engine::settle(&store, &registered, outcome)?;
     let events = engine::stored_events(&store, &result.run_id);
     Ok(report(&result, &events, args.json))
+}
+
+/// Starts a run on the evented runtime and prints its events as they
+/// commit, until the run finishes or suspends.
+fn watch_evented(
+    store: &Arc<weft_store_sqlite::SqliteStore>,
+    registered: &Arc<weft_runtime::Registered>,
+    run_id: RunId,
+    input: serde_json::Value,
+    watcher: &mut Watcher,
+) -> Result<RunResult, RuntimeError> {
+    let runtime = engine::evented(Arc::clone(store));
+    let (watch, events) = crossbeam_channel::unbounded();
+    let result = runtime.start_watched(Arc::clone(registered), run_id, input, watch);
+    loop {
+        crossbeam_channel::select! {
+            recv(events) -> event => match event {
+                Ok(event) => watcher.event(&event),
+                // The run is done here; its result is on its way.
+                Err(_) => return result.recv().unwrap_or(Err(RuntimeError::ShutDown)),
+            },
+            recv(result) -> outcome => {
+                // Every event committed before the result was sent is queued.
+                for event in events.try_iter() {
+                    watcher.event(&event);
+                }
+                return outcome.unwrap_or(Err(RuntimeError::ShutDown));
+            }
+        }
+    }
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

@@ -29,7 +29,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
-use weft_core::{Clock, EventStore, ResumeTarget, RunId, RunResult};
+use weft_core::{Clock, Event, EventStore, ResumeTarget, RunId, RunResult};
 
 pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
 
@@ -172,6 +172,7 @@ impl EventedRuntime {
             run,
             input,
             reply,
+            watch: None,
         })
     }
 
@@ -188,6 +189,28 @@ impl EventedRuntime {
             run,
             input,
             reply,
+            watch: None,
+        })
+    }
+
+    /// Starts a run without waiting, like [`EventedRuntime::start_detached`],
+    /// and sends each of its events to `watch` once it has committed, in
+    /// commit order (the order of the run's stored log). Every event
+    /// committed before the result is sent is in `watch` before the result
+    /// is in the returned receiver.
+    pub fn start_watched(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+        watch: Sender<Event>,
+    ) -> Receiver<Result<RunResult, RuntimeError>> {
+        self.submit(|reply| Command::Start {
+            workflow,
+            run,
+            input,
+            reply,
+            watch: Some(watch),
         })
     }
 

@@ -29,6 +29,8 @@ pub(super) enum Command {
         run: RunId,
         input: Value,
         reply: Reply,
+        /// Gets the run's events as they commit, in commit order.
+        watch: Option<Sender<Event>>,
     },
     Request {
         workflow: Arc<Registered>,
@@ -99,6 +101,9 @@ struct Active {
     /// Reordering mode only ([`super::EventedOptions::reorder_seed`]):
     /// reports held back until none of the run's attempts is in flight.
     held: Option<Held>,
+    /// A watcher of the run (`weft run --watch`): gets each event once it
+    /// has committed, in commit order. `None` costs nothing.
+    watch: Option<Sender<Event>>,
 }
 
 /// The reports of a run's finished attempts, held back by the reordering
@@ -260,7 +265,8 @@ impl Orchestrator {
                 run,
                 input,
                 reply,
-            } => self.start(workflow, run, input, reply),
+                watch,
+            } => self.start(workflow, run, input, reply, watch),
             Command::Request {
                 workflow,
                 run,
@@ -326,7 +332,14 @@ impl Orchestrator {
         }
     }
 
-    fn start(&mut self, workflow: Arc<Registered>, run: RunId, input: Value, reply: Reply) {
+    fn start(
+        &mut self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+        reply: Reply,
+        watch: Option<Sender<Event>>,
+    ) {
         let wf = &workflow.workflow;
         if let Err(reason) = wf.check_input(&input) {
             let _ = reply.send(Err(RuntimeError::InvalidInput {
@@ -365,6 +378,7 @@ impl Orchestrator {
             waiters: vec![reply],
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, &run)),
+            watch,
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
@@ -398,6 +412,7 @@ impl Orchestrator {
             waiters: Vec::new(),
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, run)),
+            watch: None,
         })
     }
 
@@ -597,6 +612,12 @@ impl Orchestrator {
             return;
         };
         active.committed += active.pending.len() as u64;
+        if let Some(watch) = &active.watch {
+            for event in &active.pending {
+                // A watcher that went away just stops watching.
+                let _ = watch.send(event.clone());
+            }
+        }
         active.pending.clear();
         active.request = None;
         for task in active.to_dispatch.drain(..) {
@@ -648,6 +669,9 @@ impl Orchestrator {
             Err(e) => return fail(run, old.waiters, e),
         };
         fresh.waiters = old.waiters;
+        // What another process committed meanwhile is not replayed to the
+        // watcher; it goes on seeing what this process commits.
+        fresh.watch = old.watch;
         // Held reports are of dispatched attempts: they apply (or not) to
         // the reloaded run like reports still to come.
         if let Some(held) = old.held {
