@@ -288,6 +288,7 @@ fn registered(s: &Scenario, steps: Arc<dyn StepRunner>) -> Arc<Registered> {
         runner: steps,
         manifest: s.path.display().to_string(),
         manifest_sha256: "0".repeat(64),
+        workflow_digest: None,
     })
 }
 

@@ -29,6 +29,7 @@ fn load(sandbox: &Sandbox, path: &Path) -> Loaded {
         runner: Arc::new(steps),
         manifest: path.display().to_string(),
         manifest_sha256: "0".repeat(64),
+        workflow_digest: None,
     });
     let runtime = DefaultRuntime::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock));
     Loaded {

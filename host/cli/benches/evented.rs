@@ -34,6 +34,7 @@ fn registered(sandbox: &Sandbox, steps: usize) -> Arc<Registered> {
         runner: Arc::new(runner),
         manifest: "bench.toml".into(),
         manifest_sha256: String::new(),
+        workflow_digest: None,
     })
 }
 

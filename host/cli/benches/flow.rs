@@ -84,6 +84,7 @@ fn registered(sandbox: &Sandbox, text: &str) -> Arc<Registered> {
         runner: Arc::new(runner),
         manifest: "bench.toml".into(),
         manifest_sha256: String::new(),
+        workflow_digest: None,
     })
 }
 
@@ -428,6 +429,9 @@ fn registered_file(sandbox: &Sandbox, path: &Path) -> Arc<Registered> {
         runner: Arc::new(runner),
         manifest: path.display().to_string(),
         manifest_sha256: hex::encode(sha2::Sha256::digest(manifest.text())),
+        // Unpinned (as runs recorded before locks): `weft recover` loads
+        // the manifest from its path.
+        workflow_digest: None,
     })
 }
 

@@ -42,6 +42,7 @@ fn bench(c: &mut Criterion) {
             runner: Arc::new(runner),
             manifest: "bench.toml".into(),
             manifest_sha256: "0".repeat(64),
+            workflow_digest: None,
         });
         let run_id = RunId::new("bench-run").expect("id");
         group.throughput(Throughput::Elements(steps as u64));

@@ -8,8 +8,8 @@ use weft_core::RunId;
 use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
+use crate::load::load_run_plan;
 use crate::output::LogObserver;
-use crate::resume::stored_workflow;
 use crate::run::{failure, report};
 
 /// Arguments of `weft cancel`.
@@ -36,8 +36,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         .context("run id")
         .map_err(Failure::invalid)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let loaded = stored_workflow(home, &store, &run_id, None)?;
-    let registered = engine::registered(&loaded)?;
+    let (meta, _) = engine::load_run(&store, &run_id)?;
+    let loaded = load_run_plan(home, &store, &meta)?;
+    let registered = engine::registered(&loaded, meta.workflow_digest.clone());
     let run = engine::default(store.clone())
         .cancel(&registered, &run_id, args.reason, &mut LogObserver)
         .map_err(failure)?;

@@ -44,17 +44,16 @@ pub fn default(store: Arc<SqliteStore>) -> DefaultRuntime {
     DefaultRuntime::new(store, Arc::new(SystemClock))
 }
 
-/// The loaded workflow, registered with a runtime.
-pub fn registered(loaded: &Loaded) -> Result<Arc<Registered>, Failure> {
-    let manifest = std::path::absolute(loaded.manifest.path())
-        .context("cannot resolve the manifest path")
-        .map_err(Failure::other)?;
-    Ok(Arc::new(Registered {
+/// The loaded workflow, registered with a runtime; a run it starts is
+/// pinned to `workflow_digest` (a lock the caller stored).
+pub fn registered(loaded: &Loaded, workflow_digest: Option<String>) -> Arc<Registered> {
+    Arc::new(Registered {
         workflow: loaded.workflow().clone(),
         runner: loaded.steps.clone(),
-        manifest: manifest.display().to_string(),
+        manifest: loaded.origin.clone(),
         manifest_sha256: loaded.sha256.clone(),
-    }))
+        workflow_digest,
+    })
 }
 
 /// A stored run's metadata and events; a missing run is invalid input.

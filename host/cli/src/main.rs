@@ -17,6 +17,7 @@ mod resume;
 mod run;
 mod status;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

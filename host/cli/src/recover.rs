@@ -4,14 +4,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::anyhow;
 use weft_core::{EventStore as _, RunStatus};
 use weft_runtime::RuntimeError;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
-use crate::load::load;
+use crate::load::load_run_workflow;
 use crate::output::{self, escape};
 
 /// Arguments of `weft recover`.
@@ -49,23 +48,18 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let mut pending = Vec::with_capacity(running.len());
     for summary in running {
         let run = summary.meta.run_id.clone();
-        let manifest = PathBuf::from(&summary.meta.manifest);
+        // Pinned runs share a workflow by lock digest; older runs by manifest.
         let key = (
+            summary.meta.workflow_digest.clone(),
             summary.meta.manifest.clone(),
             summary.meta.manifest_sha256.clone(),
         );
         let registered = match workflows.get(&key) {
             Some(registered) => Ok(Arc::clone(registered)),
-            None => load(home, &manifest).and_then(|loaded| {
-                if loaded.sha256 != summary.meta.manifest_sha256 {
-                    return Err(Failure::invalid(anyhow!(
-                        "{} changed since the run started; not recovering it",
-                        manifest.display()
-                    )));
-                }
-                let registered = engine::registered(&loaded)?;
+            None => load_run_workflow(home, &store, &summary.meta).map(|loaded| {
+                let registered = engine::registered(&loaded, summary.meta.workflow_digest.clone());
                 workflows.insert(key, Arc::clone(&registered));
-                Ok(registered)
+                registered
             }),
         };
         let submitted = registered.map(|registered| {

@@ -11,8 +11,8 @@ use crate::engine::{self, RuntimeKind};
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
+use crate::load::load_run_workflow;
 use crate::output::LogObserver;
-use crate::resume::stored_workflow;
 use crate::run::report;
 
 /// Arguments of `weft rerun`.
@@ -65,9 +65,10 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let store = engine::open_store(home, args.db.as_ref())?;
-    let loaded = stored_workflow(home, &store, &old, None)?;
-    let registered = engine::registered(&loaded)?;
-    let (_, events) = engine::load_run(&store, &old)?;
+    // The new run runs the workflow the old one is pinned to.
+    let (meta, events) = engine::load_run(&store, &old)?;
+    let loaded = load_run_workflow(home, &store, &meta)?;
+    let registered = engine::registered(&loaded, meta.workflow_digest.clone());
     let first = weft_core::rerun(
         &registered.workflow,
         &events,

@@ -1,17 +1,20 @@
 //! `weft resume`: continue a suspended run, in this or any other process.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
-use weft_core::{ResumeTarget, RunId, StepPath};
+use weft_core::{
+    Clock as _, Event, ResumeTarget, RunId, RunMeta, RunState, StepPath, StoreError, SystemClock,
+    check_upgrade,
+};
 use weft_store_sqlite::SqliteStore;
 
 use crate::engine::{self, RuntimeKind};
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
-use crate::load::{Loaded, load};
+use crate::load::{Loaded, load, load_run_workflow, locked_manifest, run_lock};
 use crate::output::LogObserver;
 use crate::run::report;
 
@@ -35,8 +38,13 @@ pub struct Args {
     /// Print the result as one JSON object instead of per-step lines
     #[arg(long)]
     json: bool,
-    /// Load the workflow from this manifest instead of the one the run started from
-    #[arg(long, value_name = "MANIFEST")]
+    /// Move the run to the workflow on disk (its manifest, or --manifest)
+    /// instead of the workflow it is pinned to, if its recorded events still
+    /// apply to it; the run is then pinned to that workflow
+    #[arg(long)]
+    upgrade: bool,
+    /// With --upgrade: the manifest to move the run to [default: the one the run started from]
+    #[arg(long, value_name = "MANIFEST", requires = "upgrade")]
     manifest: Option<PathBuf>,
     /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
@@ -64,8 +72,16 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         (None, None) => ResumeTarget::Only,
     };
     let store = engine::open_store(home, args.db.as_ref())?;
-    let loaded = stored_workflow(home, &store, &run_id, args.manifest.as_ref())?;
-    let registered = engine::registered(&loaded)?;
+    let (meta, events) = engine::load_run(&store, &run_id)?;
+    let (loaded, digest) = if args.upgrade {
+        upgrade(home, &store, &meta, &events, args.manifest.as_deref())?
+    } else {
+        (
+            load_run_workflow(home, &store, &meta)?,
+            meta.workflow_digest.clone(),
+        )
+    };
+    let registered = engine::registered(&loaded, digest);
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
             engine::evented(store.clone()).resume(Arc::clone(&registered), run_id, target, payload)
@@ -79,24 +95,52 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     Ok(report(&result, &events, args.json))
 }
 
-/// Loads the workflow a stored run started from (or `manifest` instead),
-/// refusing a manifest whose text changed since unless it was given explicitly.
-pub fn stored_workflow(
+/// `--upgrade`: loads the workflow from `manifest` (default: the run's own
+/// manifest path), checks that the run's recorded events apply to it (every
+/// recorded address is a node of the same kind running the same step, and
+/// the events replay), and re-pins the run to it, fenced by the run's last
+/// event. Returns the loaded workflow and the new pin.
+fn upgrade(
     home: &Home,
     store: &SqliteStore,
-    run: &RunId,
-    manifest: Option<&PathBuf>,
-) -> Result<Loaded, Failure> {
-    let (meta, _) = engine::load_run(store, run)?;
-    let path = manifest
-        .cloned()
-        .unwrap_or_else(|| PathBuf::from(&meta.manifest));
-    let loaded = load(home, &path)?;
-    if manifest.is_none() && meta.manifest_sha256 != loaded.sha256 {
-        return Err(Failure::invalid(anyhow!(
-            "run {run}: {} changed since the run started; pass --manifest to use it anyway",
+    meta: &RunMeta,
+    events: &[Event],
+    manifest: Option<&Path>,
+) -> Result<(Loaded, Option<String>), Failure> {
+    let run = &meta.run_id;
+    let path = manifest.unwrap_or_else(|| Path::new(&meta.manifest));
+    let loaded = load(home, path)?;
+    let refuse = |reason: String| {
+        Failure::invalid(anyhow!(
+            "run {run}: cannot upgrade to {}: {reason}",
             path.display()
-        )));
-    }
-    Ok(loaded)
+        ))
+    };
+    // The plan the events were recorded on: the lock's (a run recorded
+    // before locks existed has none; its events are checked alone).
+    let pinned = match run_lock(store, meta)? {
+        Some(lock) => Some(locked_manifest(run, &lock)?),
+        None => None,
+    };
+    check_upgrade(
+        pinned.as_ref().map(|m| &**m.workflow()),
+        loaded.workflow(),
+        events,
+    )
+    .map_err(|e| refuse(e.to_string()))?;
+    RunState::replay(Arc::clone(loaded.workflow()), events)
+        .map_err(|e| refuse(format!("its events do not replay on it: {e}")))?;
+    let digest = loaded.store_lock(store)?;
+    store
+        .repin(run, events.len() as u64, &digest, SystemClock.now())
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => Failure::invalid(anyhow!(
+                "run {run}: it changed while it was being upgraded; try again"
+            )),
+            other => Failure::other(
+                anyhow::Error::new(other)
+                    .context(format!("run {run}: cannot pin it to the new workflow")),
+            ),
+        })?;
+    Ok((loaded, Some(digest)))
 }

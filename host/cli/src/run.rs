@@ -12,7 +12,8 @@ use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load;
-use crate::output::{self, LogObserver};
+use crate::output;
+use crate::watch::Watcher;
 
 /// Arguments of `weft run`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,10 @@ pub struct Args {
     /// Print the result as one JSON object instead of per-step lines
     #[arg(long)]
     json: bool,
+    /// Print the run's events as they happen (like `weft events`; JSON lines
+    /// with --json), then the result
+    #[arg(long)]
+    watch: bool,
     /// Use this run id instead of a new UUID
     #[arg(long, value_name = "ID")]
     run_id: Option<String>,
@@ -65,37 +70,79 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
     let loaded = load(home, &args.manifest)?;
-    let registered = engine::registered(&loaded)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let registered_run = Arc::clone(&registered);
-    let outcome = match (args.runtime, args.detach) {
-        (RuntimeKind::Evented, false) => {
-            engine::evented(store.clone()).start(registered_run, run_id, input)
-        }
-        (RuntimeKind::Evented, true) => {
-            engine::evented(store.clone()).start_detached(registered_run, run_id, input)
-        }
-        (RuntimeKind::Default, detach) => {
+    // The run is pinned to the workflow as loaded now (see `weft resume --upgrade`).
+    let digest = loaded.store_lock(&store)?;
+    let registered = engine::registered(&loaded, Some(digest));
+    // Events reach the watcher as they happen: printed with `--watch`; a
+    // sleep is always said on stderr.
+    let mut watcher = Watcher::new(args.json, args.watch);
+    let outcome = match args.runtime {
+        RuntimeKind::Evented => watch_evented(
+            &store,
+            &registered,
+            run_id,
+            input,
+            args.detach,
+            &mut watcher,
+        ),
+        RuntimeKind::Default => {
             let runtime = engine::default(store.clone());
-            if detach {
-                runtime.start_detached(&registered, run_id, input, &mut LogObserver)
+            if args.detach {
+                runtime.start_detached(&registered, run_id, input, &mut watcher)
             } else {
-                runtime.start(&registered, run_id, input, &mut LogObserver)
+                runtime.start(&registered, run_id, input, &mut watcher)
             }
             .map(|run| run.result())
         }
     };
+    let open = watcher.finish()?;
     let result = if args.detach {
         outcome.map_err(failure)?
     } else {
         engine::settle(&store, &registered, outcome)?
     };
+    if !open {
+        // Stdout closed while watching: nothing more to print.
+        return Ok(Code::of(result.status));
+    }
     let events = engine::stored_events(&store, &result.run_id);
     let code = report(&result, &events, args.json);
     Ok(match result.status {
         RunStatus::Running if args.detach => Code::Success,
         _ => code,
     })
+}
+
+/// Starts a run on the evented runtime and prints its events as they
+/// commit, until the run finishes or suspends.
+fn watch_evented(
+    store: &Arc<weft_store_sqlite::SqliteStore>,
+    registered: &Arc<weft_runtime::Registered>,
+    run_id: RunId,
+    input: serde_json::Value,
+    detach: bool,
+    watcher: &mut Watcher,
+) -> Result<RunResult, RuntimeError> {
+    let runtime = engine::evented(Arc::clone(store));
+    let (watch, events) = crossbeam_channel::unbounded();
+    let result = runtime.start_watched(Arc::clone(registered), run_id, input, detach, watch);
+    loop {
+        crossbeam_channel::select! {
+            recv(events) -> event => match event {
+                Ok(event) => watcher.event(&event),
+                // The run is done here; its result is on its way.
+                Err(_) => return result.recv().unwrap_or(Err(RuntimeError::ShutDown)),
+            },
+            recv(result) -> outcome => {
+                // Every event committed before the result was sent is queued.
+                for event in events.try_iter() {
+                    watcher.event(&event);
+                }
+                return outcome.unwrap_or(Err(RuntimeError::ShutDown));
+            }
+        }
+    }
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

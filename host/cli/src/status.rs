@@ -15,6 +15,7 @@ use weft_store_sqlite::SqliteStore;
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
+use crate::load::{locked_manifest, run_lock};
 use crate::output::{self, escape};
 
 /// How long `weft events --follow` waits for a new event of a running run
@@ -100,9 +101,12 @@ fn load_run(
 /// Runs `weft status`: the run's result, rebuilt from its events.
 pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
-    let (_, meta, events) = load_run(home, args.db.as_ref(), &run)?;
-    let manifest =
-        Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?;
+    let (store, meta, events) = load_run(home, args.db.as_ref(), &run)?;
+    // A pinned run replays on its locked workflow, whatever is on disk now.
+    let manifest = match run_lock(&store, &meta)? {
+        Some(lock) => locked_manifest(&run, &lock)?,
+        None => Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?,
+    };
     let state = RunState::replay(Arc::clone(manifest.workflow()), &events)
         .map_err(|e| Failure::other(anyhow!("run {run}: the stored events do not replay: {e}")))?;
     let result = state.result();
@@ -150,7 +154,12 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
 
 /// One event as a line: its JSON, or for humans its number, type and the
 /// details that matter, guest-controlled text escaped.
-fn write_event(out: &mut dyn Write, seq: usize, event: &Event, json: bool) -> std::io::Result<()> {
+pub(crate) fn write_event(
+    out: &mut dyn Write,
+    seq: usize,
+    event: &Event,
+    json: bool,
+) -> std::io::Result<()> {
     if json {
         serde_json::to_writer(&mut *out, event)?;
         return writeln!(out);

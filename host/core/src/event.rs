@@ -300,6 +300,31 @@ impl Event {
         }
     }
 
+    /// The address the event is about, if it is about one (run-level
+    /// events are not; `run-suspended` lists several).
+    pub fn path(&self) -> Option<&StepPath> {
+        match self {
+            Self::StepStarted { path, .. }
+            | Self::Custom { path, .. }
+            | Self::StepCompleted { path, .. }
+            | Self::StepFailed { path, .. }
+            | Self::StepRetrying { path, .. }
+            | Self::NodeStarted { path, .. }
+            | Self::NodeCompleted { path, .. }
+            | Self::SleepStarted { path, .. }
+            | Self::BranchDecided { path, .. }
+            | Self::LoopDecided { path, .. }
+            | Self::StepSuspended { path, .. }
+            | Self::StepBailed { path, .. }
+            | Self::RunResumed { path, .. } => Some(path),
+            Self::RunStarted { .. }
+            | Self::RunSuspended { .. }
+            | Self::RunCompleted { .. }
+            | Self::RunFailed { .. }
+            | Self::RunCanceled { .. } => None,
+        }
+    }
+
     /// When the event happened.
     pub fn at(&self) -> Timestamp {
         match self {

@@ -22,6 +22,7 @@ mod schema;
 mod settle;
 mod state;
 mod store;
+mod upgrade;
 mod workflow;
 
 pub use driver::{Advance, Effect};
@@ -43,6 +44,7 @@ pub use state::{
     SuspendedStep, Wake, Work,
 };
 pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
+pub use upgrade::{UpgradeError, check_upgrade};
 pub use workflow::{
     Arm, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,
     WorkflowBuilder,

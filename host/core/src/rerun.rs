@@ -107,9 +107,10 @@ pub fn rerun(
         });
     }
     let inside = format!("{from}/");
-    let reached = old
-        .iter()
-        .any(|e| path_of(e).is_some_and(|p| *p == from || p.as_str().starts_with(&inside)));
+    let reached = old.iter().any(|e| {
+        e.path()
+            .is_some_and(|p| *p == from || p.as_str().starts_with(&inside))
+    });
     if !reached {
         return Err(RerunError::NotReached {
             run: name,
@@ -142,7 +143,7 @@ pub fn rerun(
         }),
     }];
     for event in &old[1..] {
-        let Some(path) = path_of(event) else {
+        let Some(path) = event.path() else {
             // Run-level events (suspended, finished) are decided again.
             continue;
         };
@@ -164,30 +165,6 @@ pub fn rerun(
     // What is taken over must replay: it did in the old run, in this order.
     replay(&events)?;
     Ok(events)
-}
-
-/// The address an event is about, if it is about one.
-fn path_of(event: &Event) -> Option<&StepPath> {
-    match event {
-        Event::StepStarted { path, .. }
-        | Event::Custom { path, .. }
-        | Event::StepCompleted { path, .. }
-        | Event::StepFailed { path, .. }
-        | Event::StepRetrying { path, .. }
-        | Event::NodeStarted { path, .. }
-        | Event::NodeCompleted { path, .. }
-        | Event::SleepStarted { path, .. }
-        | Event::BranchDecided { path, .. }
-        | Event::LoopDecided { path, .. }
-        | Event::StepSuspended { path, .. }
-        | Event::StepBailed { path, .. }
-        | Event::RunResumed { path, .. } => Some(path),
-        Event::RunStarted { .. }
-        | Event::RunSuspended { .. }
-        | Event::RunCompleted { .. }
-        | Event::RunFailed { .. }
-        | Event::RunCanceled { .. } => None,
-    }
 }
 
 /// A segment's node (or arm) id and its item index or iteration number.

@@ -23,6 +23,12 @@ pub struct RunMeta {
     pub manifest: String,
     /// SHA-256 of the manifest text when the run started.
     pub manifest_sha256: String,
+    /// The digest of the workflow lock the run is pinned to (the workflow
+    /// it runs, frozen: manifest, schemas, nested manifests, component
+    /// digests; see `weft_manifest::WorkflowLock`). `None` for runs
+    /// recorded before weft pinned runs, which load their manifest from disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_digest: Option<String>,
 }
 
 /// A run as listed by [`EventStore::list_runs`].

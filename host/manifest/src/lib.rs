@@ -20,6 +20,11 @@
 //! FIFO fails with an error instead of exhausting memory or hanging. The CLI
 //! reads its `@FILE` arguments with the same function.
 //!
+//! [`Manifest::load_recording`] also returns a [`WorkflowLock`]: every file
+//! the load read, as text, and every component's canonical path, so that
+//! [`Manifest::load_locked`] can load the very same workflow later without
+//! reading the disk (a run is pinned to its lock).
+//!
 //! What this crate deliberately does NOT do: load or inspect components
 //! (only their existence is checked; see `weft-sandbox`), evaluate
 //! expressions, or decide which node kinds run (the core's builder does).
@@ -27,12 +32,14 @@
 mod error;
 mod file;
 mod format;
+mod lock;
 mod lower;
 mod manifest;
 mod source;
 
 pub use error::{Location, ManifestError};
 pub use file::{MAX_MANIFEST_BYTES, MAX_SCHEMA_BYTES, read_file};
+pub use lock::{LockedComponent, WorkflowLock};
 pub use manifest::Manifest;
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use weft_core::{
 };
 
 use crate::error::ManifestError;
-use crate::file::{MAX_SCHEMA_BYTES, read_file};
+use crate::file::MAX_SCHEMA_BYTES;
 use crate::format::{Defaults, ManifestFile, NodeSpec, SchemaRef, StepSpec};
+use crate::lock::Files;
 use crate::manifest::Manifest;
 use crate::source::SourceMap;
 
@@ -90,6 +91,8 @@ pub(crate) fn absolute(path: &Path) -> PathBuf {
 pub(crate) struct Lowering<'a> {
     /// The manifest file, as given.
     pub file: &'a Path,
+    /// Where its schema files, components and nested manifests are found.
+    pub files: &'a dyn Files,
     /// Its fields' locations.
     pub source: &'a SourceMap,
     /// The manifests being loaded, outermost first; the last one is `file`.
@@ -190,7 +193,7 @@ impl Lowering<'_> {
         let path = self.resolve(written);
         let shown = absolute(&path);
         let shown = shown.display();
-        let bytes = read_file(&path, MAX_SCHEMA_BYTES).map_err(|e| {
+        let bytes = self.files.read(&path, MAX_SCHEMA_BYTES).map_err(|e| {
             let message = match e.kind() {
                 io::ErrorKind::NotFound => {
                     format!("schema file `{written}` not found (resolved to `{shown}`)")
@@ -247,17 +250,7 @@ impl Lowering<'_> {
     fn component(&self, written: &str, field: &str) -> Result<String, ManifestError> {
         let path = self.resolve(written);
         let shown = absolute(&path);
-        let problem = match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => None,
-            Ok(_) => Some("is not a file".to_owned()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Some("not found".to_owned()),
-            Err(e) => Some(format!("cannot be read: {e}")),
-        };
-        let canonical = match problem {
-            None => fs::canonicalize(&path).map_err(|e| format!("cannot be read: {e}")),
-            Some(problem) => Err(problem),
-        };
-        let canonical = canonical.map_err(|problem| {
+        let canonical = self.files.component(&path).map_err(|problem| {
             self.error(
                 field,
                 format!(
@@ -538,7 +531,7 @@ impl Lowering<'_> {
             let message = format!("nested workflow `{written}` is not a `.toml` or `.json` file");
             return Err(self.error(field, message));
         }
-        if !path.is_file() {
+        if !self.files.is_file(&path) {
             return Err(self.error(
                 field,
                 format!(
@@ -547,6 +540,8 @@ impl Lowering<'_> {
                 ),
             ));
         }
-        Ok(Manifest::load_nested(&path, self.stack)?.workflow().clone())
+        Ok(Manifest::load_nested(&path, self.files, self.stack)?
+            .workflow()
+            .clone())
     }
 }

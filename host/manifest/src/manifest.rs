@@ -8,8 +8,9 @@ use serde::Deserialize;
 use weft_core::{GraphError, Workflow, WorkflowBuilder};
 
 use crate::error::{Location, ManifestError};
-use crate::file::{MAX_MANIFEST_BYTES, read_file};
+use crate::file::MAX_MANIFEST_BYTES;
 use crate::format::ManifestFile;
+use crate::lock::{Disk, Files, Recorder, WorkflowLock};
 use crate::lower::{Frame, Lowering};
 use crate::source::{Entry, SourceMap, child_path};
 
@@ -42,7 +43,33 @@ impl Manifest {
     /// another extension, is not UTF-8 (located at the first invalid byte),
     /// or is not a valid manifest (see [`Manifest::from_toml_str`]).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-        Self::load_nested(path, &mut Vec::new())
+        Self::load_nested(path, &Disk, &mut Vec::new())
+    }
+
+    /// Loads the manifest at `path` like [`Manifest::load`] and records
+    /// every file it read (the manifest, its schema files and nested
+    /// manifests, as text) and every component it names, as a
+    /// [`WorkflowLock`] whose component digests are still empty (the
+    /// sandbox, which reads the components, fills them in with
+    /// [`WorkflowLock::set_component_digest`]).
+    ///
+    /// # Errors
+    /// As [`Manifest::load`].
+    pub fn load_recording(path: &Path) -> Result<(Manifest, WorkflowLock), ManifestError> {
+        let recorder = Recorder::default();
+        let manifest = Self::load_nested(path, &recorder, &mut Vec::new())?;
+        Ok((manifest, recorder.into_lock(path)))
+    }
+
+    /// Loads the workflow a [`WorkflowLock`] holds, reading nothing from
+    /// disk: the manifest, schema files and nested manifests are the texts
+    /// it recorded, and each component path is the canonical path it
+    /// recorded (whether or not a file is still there).
+    ///
+    /// # Errors
+    /// As [`Manifest::load`], for a lock this weft's manifest checks refuse.
+    pub fn load_locked(lock: &WorkflowLock) -> Result<Manifest, ManifestError> {
+        Self::load_nested(Path::new(&lock.manifest), lock, &mut Vec::new())
     }
 
     /// Parses a TOML manifest. `path` is used in messages and to resolve the
@@ -55,7 +82,7 @@ impl Manifest {
     /// nested workflow cycle, or a graph the core rejects
     /// ([`weft_core::GraphError`]) — each located at the field concerned.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        Self::parse(Syntax::Toml, text, path, &mut Vec::new())
+        Self::parse(Syntax::Toml, text, path, &Disk, &mut Vec::new())
     }
 
     /// Parses a JSON manifest: the same model as TOML, with identical keys.
@@ -64,7 +91,7 @@ impl Manifest {
     /// # Errors
     /// As [`Manifest::from_toml_str`].
     pub fn from_json_str(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
-        Self::parse(Syntax::Json, text, path, &mut Vec::new())
+        Self::parse(Syntax::Json, text, path, &Disk, &mut Vec::new())
     }
 
     /// The validated workflow.
@@ -106,6 +133,7 @@ impl Manifest {
     /// Loads `path` as a workflow nested in the manifests on `stack`.
     pub(crate) fn load_nested(
         path: &Path,
+        files: &dyn Files,
         stack: &mut Vec<Frame>,
     ) -> Result<Manifest, ManifestError> {
         let error = |message: String| ManifestError::new(path, None, None, message);
@@ -118,17 +146,19 @@ impl Manifest {
                 ));
             }
         };
-        let bytes = read_file(path, MAX_MANIFEST_BYTES)
+        let bytes = files
+            .read(path, MAX_MANIFEST_BYTES)
             .map_err(|e| error(format!("cannot read the manifest: {e}")))?;
         let text =
             String::from_utf8(bytes).map_err(|e| not_utf8(path, e.as_bytes(), e.utf8_error()))?;
-        Self::parse(syntax, &text, path, stack)
+        Self::parse(syntax, &text, path, files, stack)
     }
 
     fn parse(
         syntax: Syntax,
         text: &str,
         path: &Path,
+        files: &dyn Files,
         stack: &mut Vec<Frame>,
     ) -> Result<Manifest, ManifestError> {
         let (source, file) = match syntax {
@@ -138,6 +168,7 @@ impl Manifest {
         stack.push(Frame::new(path));
         let builder = Lowering {
             file: path,
+            files,
             source: &source,
             stack,
             iterating: false,
@@ -160,6 +191,7 @@ impl Manifest {
         let mut stack = vec![Frame::new(path)];
         Lowering {
             file: path,
+            files: &Disk,
             source: &source,
             stack: &mut stack,
             iterating: false,

@@ -688,3 +688,51 @@ fn variables_available_depend_on_where_the_expression_is() {
     assert_eq!(error.file, fx.path("child.toml"));
     assert_eq!(error.field.as_deref(), Some("flow[0].map.i"));
 }
+
+#[test]
+fn a_lock_holds_every_file_read_and_loads_without_them() {
+    let fx = Fixture::new();
+    fs::write(fx.path("in.json"), r#"{"type": "object"}"#).unwrap();
+    let text =
+        format!("id = \"wf\"\ninput-schema = \"in.json\"\nflow = [{{ step = \"a\" }}]\n{STEPS}");
+    let manifest_path = fx.path("wf.toml");
+    fs::write(&manifest_path, &text).unwrap();
+    let (loaded, mut lock) = Manifest::load_recording(&manifest_path).unwrap();
+    assert_eq!(lock.manifest, manifest_path.to_string_lossy());
+    assert_eq!(
+        lock.files.keys().cloned().collect::<Vec<_>>(),
+        vec![
+            fx.path("in.json").to_string_lossy().into_owned(),
+            manifest_path.to_string_lossy().into_owned()
+        ]
+    );
+    let component = fs::canonicalize(fx.path("c.component")).unwrap();
+    let component = component.to_str().unwrap();
+    assert_eq!(lock.component_digest(component), Some(""));
+    lock.set_component_digest(component, "ab");
+    assert_eq!(lock.component_digest(component), Some("ab"));
+
+    // The JSON round-trips and its digest is stable.
+    let again = crate::WorkflowLock::from_json(&lock.to_json()).unwrap();
+    assert_eq!(again, lock);
+    assert_eq!(again.digest(), lock.digest());
+
+    // Without any file on disk, the lock loads the same workflow.
+    drop(fx);
+    let locked = Manifest::load_locked(&lock).unwrap();
+    assert_eq!(locked.text(), loaded.text());
+    assert_eq!(
+        format!("{:?}", locked.workflow()),
+        format!("{:?}", loaded.workflow())
+    );
+    assert_eq!(
+        locked.workflow().steps().next().unwrap().component,
+        component
+    );
+
+    let err = crate::WorkflowLock::from_json(
+        r#"{"format": 9, "manifest": "", "files": {}, "components": {}}"#,
+    )
+    .unwrap_err();
+    assert!(err.contains("lock format 9"), "{err}");
+}

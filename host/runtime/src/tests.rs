@@ -143,6 +143,7 @@ impl Fixture {
             runner: runner.clone(),
             manifest: "/fake/workflow.toml".into(),
             manifest_sha256: "0".repeat(64),
+            workflow_digest: None,
         });
         let store = Arc::new(MemoryStore::new());
         let driver = match kind {

@@ -42,6 +42,14 @@ impl ContentHash {
     }
 }
 
+impl ContentHash {
+    /// Parses a hex digest (as [`fmt::Display`] writes it).
+    pub(crate) fn parse(hex: &str) -> Option<Self> {
+        let bytes = hex::decode(hex).ok()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+}
+
 impl fmt::Display for ContentHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))

@@ -29,6 +29,21 @@ pub enum SandboxError {
         error: std::io::Error,
     },
 
+    /// A pinned component (by the SHA-256 of its bytes) is neither in the
+    /// compile cache nor at its recorded path.
+    #[error(
+        "component `{}` (sha256 {sha256}) is neither in the compile cache nor at its path: {problem}",
+        path.display()
+    )]
+    Pinned {
+        /// The path recorded when the workflow was locked.
+        path: PathBuf,
+        /// The recorded digest.
+        sha256: String,
+        /// What is at the path instead.
+        problem: String,
+    },
+
     /// The bytes are neither a WebAssembly component nor a core module.
     #[error("`{component}` is not a WebAssembly component or module")]
     NotWasm {

@@ -224,6 +224,45 @@ impl Sandbox {
         self.prepare_hashed(&bytes, &name, hash)
     }
 
+    /// Prepares the component whose bytes have the SHA-256 `sha256` (hex):
+    /// compiled already by this sandbox, or from the on-disk cache, or read
+    /// from `path` if the file there still has that digest.
+    ///
+    /// # Errors
+    /// [`SandboxError::Pinned`] when it is in neither place (naming the path,
+    /// the digest and what is at the path); otherwise as
+    /// [`Sandbox::load_bytes`].
+    pub(crate) fn prepare_pinned(
+        &self,
+        path: &Path,
+        sha256: &str,
+    ) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError> {
+        let pinned = |problem: String| SandboxError::Pinned {
+            path: path.to_owned(),
+            sha256: sha256.to_owned(),
+            problem,
+        };
+        let hash = ContentHash::parse(sha256)
+            .ok_or_else(|| pinned("the recorded digest is not a SHA-256".to_owned()))?;
+        if let Some(compiled) = self.compiled.get(&hash) {
+            return Ok((compiled, LoadedFrom::Memory));
+        }
+        let name = path.display().to_string();
+        if let Some(component) = self.disk.as_ref().and_then(|d| d.load(&self.engine, &hash)) {
+            let compiled = self.cached(component, &name, hash, false)?;
+            return Ok((
+                self.compiled.insert(hash, Arc::new(compiled)),
+                LoadedFrom::Disk,
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| pinned(format!("cannot read it: {e}")))?;
+        let found = ContentHash::of(&bytes);
+        if found != hash {
+            return Err(pinned(format!("the file there has sha256 {found}")));
+        }
+        self.prepare(&bytes, &name)
+    }
+
     /// A prepared component for a step with `grants`.
     pub(crate) fn step_component(
         &self,

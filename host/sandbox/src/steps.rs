@@ -31,6 +31,39 @@ impl WorkflowSteps {
     /// The first step that cannot be loaded, as [`SandboxError::Step`] naming
     /// the step id and the component path.
     pub fn load(sandbox: &Sandbox, workflow: &Workflow) -> Result<Self, SandboxError> {
+        Self::load_with(sandbox, workflow, |_, path| sandbox.prepare_file(path))
+    }
+
+    /// Loads the components of a pinned workflow by the SHA-256 of their
+    /// bytes: `digest` gives it for a component path of `workflow` (the
+    /// canonical path recorded when the workflow was locked). Each is taken
+    /// from the compile cache if it is there, else from its path if the
+    /// file there still has that digest.
+    ///
+    /// # Errors
+    /// As [`WorkflowSteps::load`]; a component found in neither place, or
+    /// without a recorded digest, is [`SandboxError::Pinned`] inside
+    /// [`SandboxError::Step`] (naming the step, the path and the digest).
+    pub fn load_pinned<'d>(
+        sandbox: &Sandbox,
+        workflow: &Workflow,
+        digest: impl Fn(&str) -> Option<&'d str>,
+    ) -> Result<Self, SandboxError> {
+        Self::load_with(sandbox, workflow, |component, path| {
+            let sha256 = digest(component).ok_or_else(|| SandboxError::Pinned {
+                path: path.to_owned(),
+                sha256: String::new(),
+                problem: "the workflow's lock records no digest for it".to_owned(),
+            })?;
+            sandbox.prepare_pinned(path, sha256)
+        })
+    }
+
+    fn load_with(
+        sandbox: &Sandbox,
+        workflow: &Workflow,
+        prepare: impl Fn(&str, &Path) -> Result<(Arc<Compiled>, LoadedFrom), SandboxError>,
+    ) -> Result<Self, SandboxError> {
         let mut steps = HashMap::new();
         // Each distinct file is read, hashed and prepared once, however many
         // steps name it (an 18 MB Python component takes tens of
@@ -46,9 +79,8 @@ impl WorkflowSteps {
             let (compiled, loaded_from) = match files.get(def.component.as_str()) {
                 Some(compiled) => (compiled.clone(), LoadedFrom::Memory),
                 None => {
-                    let (compiled, loaded_from) = sandbox
-                        .prepare_file(Path::new(&def.component))
-                        .map_err(wrap)?;
+                    let (compiled, loaded_from) =
+                        prepare(&def.component, Path::new(&def.component)).map_err(wrap)?;
                     files.insert(&def.component, compiled.clone());
                     (compiled, loaded_from)
                 }

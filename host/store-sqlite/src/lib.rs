@@ -13,6 +13,9 @@
 //!   ([`SqliteStore::step_results`]); see [`StepResult`] for what it cannot
 //!   know.
 //! - `timers` holds durable timers.
+//! - `workflows` holds each distinct workflow lock once, by digest; a run
+//!   references the lock it is pinned to, and `run_pins` keeps the history of
+//!   its pins ([`SqliteStore::put_workflow`], [`SqliteStore::repin`]).
 //!
 //! Every write is one `BEGIN IMMEDIATE` transaction; the derived tables are
 //! updated in the same transaction as the events they derive from, so they
@@ -35,9 +38,11 @@ mod projection;
 mod rows;
 mod sql;
 mod store;
+mod workflows;
 
 pub use projection::StepResult;
 pub use store::{Durability, SqliteStore};
+pub use workflows::Pin;
 
 #[cfg(test)]
 mod tests;

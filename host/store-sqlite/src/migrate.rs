@@ -8,8 +8,13 @@ use crate::sql::backend;
 
 /// Every migration, in order. Migration `i` (0-based) takes the schema from
 /// version `i` to `i + 1`. Append new files; never edit a released one.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_workflow_locks.sql",
+        include_str!("../migrations/0002_workflow_locks.sql"),
+    ),
+];
 
 /// The schema version this code writes and understands.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

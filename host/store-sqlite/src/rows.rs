@@ -93,10 +93,10 @@ pub(crate) fn list_runs(
     status: Option<RunStatus>,
 ) -> Result<Vec<RunSummary>, StoreError> {
     const ALL: &str = "SELECT run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
-                              created_at, updated_at
+                              created_at, updated_at, workflow_digest
                        FROM runs ORDER BY created_at DESC, rowid DESC";
     const WITH_STATUS: &str = "SELECT run_id, workflow_id, manifest, manifest_sha256, status,
-                                      last_seq, created_at, updated_at
+                                      last_seq, created_at, updated_at, workflow_digest
                                FROM runs WHERE status = ?1 ORDER BY created_at DESC, rowid DESC";
     let err = || backend("list_runs");
     let mut stmt = conn
@@ -114,6 +114,7 @@ pub(crate) fn list_runs(
                 last_seq: row.get(5)?,
                 created_at: row.get(6)?,
                 updated_at: row.get(7)?,
+                workflow_digest: row.get(8)?,
             })
         })
         .map_err(err())?;
@@ -134,6 +135,7 @@ struct RawRun {
     last_seq: i64,
     created_at: i64,
     updated_at: i64,
+    workflow_digest: Option<String>,
 }
 
 impl RawRun {
@@ -155,6 +157,7 @@ impl RawRun {
                 workflow_id: workflow_id_of(&self.workflow_id, run)?,
                 manifest: self.manifest,
                 manifest_sha256: self.manifest_sha256,
+                workflow_digest: self.workflow_digest,
             },
         })
     }

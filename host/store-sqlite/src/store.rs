@@ -19,6 +19,7 @@ use crate::sql::{
     backend, backend_run, from_sql_ts, from_sql_u64, is_foreign_key_violation, not_found, run_id,
     to_sql_ts, to_sql_u64,
 };
+use crate::workflows::{insert_pin, unknown_workflow};
 
 /// How long a statement waits for another connection's write lock before
 /// failing with "database is locked". Write transactions are short (one
@@ -296,8 +297,8 @@ impl EventStore for SqliteStore {
         }
         tx.prepare_cached(
             "INSERT INTO runs (run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
-                               created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                               created_at, updated_at, workflow_digest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -309,9 +310,13 @@ impl EventStore for SqliteStore {
                 last_seq,
                 first.at,
                 last.at,
+                meta.workflow_digest,
             ])
         })
-        .map_err(backend_run("create_run: insert the run", run))?;
+        .map_err(|e| unknown_workflow(e, meta, "create_run: insert the run"))?;
+        if let Some(digest) = &meta.workflow_digest {
+            insert_pin(&tx, run, 0, digest, first.at)?;
+        }
         write_events(&tx, run, 0, &encoded)?;
         tx.commit().map_err(backend_run("create_run: commit", run))
     }
@@ -383,8 +388,8 @@ impl EventStore for SqliteStore {
         let tx = conn.transaction().map_err(backend_run("load: begin", id))?;
         let row = tx
             .prepare_cached(
-                "SELECT workflow_id, manifest, manifest_sha256, last_seq FROM runs
-                 WHERE run_id = ?1",
+                "SELECT workflow_id, manifest, manifest_sha256, last_seq, workflow_digest
+                 FROM runs WHERE run_id = ?1",
             )
             .and_then(|mut s| {
                 s.query_row([id], |row| {
@@ -393,18 +398,20 @@ impl EventStore for SqliteStore {
                         row.get::<_, String>(1)?,
                         row.get::<_, String>(2)?,
                         row.get::<_, i64>(3)?,
+                        row.get::<_, Option<String>>(4)?,
                     ))
                 })
                 .optional()
             })
             .map_err(backend_run("load: read the run", id))?;
-        let (workflow_id, manifest, manifest_sha256, last_seq) =
+        let (workflow_id, manifest, manifest_sha256, last_seq, workflow_digest) =
             row.ok_or_else(|| not_found(id))?;
         let meta = RunMeta {
             run_id: run.clone(),
             workflow_id: workflow_id_of(&workflow_id, id)?,
             manifest,
             manifest_sha256,
+            workflow_digest,
         };
         let events = read_events(&tx, id, 0, last_seq)?;
         Ok((meta, events))

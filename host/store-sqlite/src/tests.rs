@@ -2,7 +2,9 @@
 //!
 //! - `appends`: creating runs, appending, conflicts, atomicity, racing writers;
 //! - `views`: listing runs, the step projection, timers;
-//! - `database`: the file itself: reopening, pragmas, migrations, damage.
+//! - `database`: the file itself: reopening, pragmas, migrations, damage;
+//! - `pins`: workflow locks and the runs pinned to them, and the migration
+//!   that added them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,6 +20,7 @@ use crate::{Durability, SqliteStore, StepResult};
 
 mod appends;
 mod database;
+mod pins;
 mod views;
 
 fn run_id(id: &str) -> RunId {
@@ -34,6 +37,7 @@ fn meta(run: &str) -> RunMeta {
         workflow_id: StepId::new("order-fulfil").unwrap(),
         manifest: "/srv/flows/order.toml".to_owned(),
         manifest_sha256: "ab".repeat(32),
+        workflow_digest: None,
     }
 }
 

@@ -244,6 +244,7 @@ fn following_a_run_nobody_drives_says_so_and_keeps_following() {
                 workflow_id: workflow.clone(),
                 manifest: "/nowhere/workflow.toml".to_owned(),
                 manifest_sha256: "00".repeat(32),
+                workflow_digest: None,
             },
             &[Event::RunStarted {
                 run,

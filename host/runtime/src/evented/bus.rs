@@ -18,6 +18,9 @@ pub struct Registered {
     pub manifest: String,
     /// SHA-256 of the manifest text.
     pub manifest_sha256: String,
+    /// The digest of the workflow lock a new run is pinned to (the caller
+    /// stores the lock first); `None` records no pin.
+    pub workflow_digest: Option<String>,
 }
 
 impl Registered {
@@ -28,6 +31,7 @@ impl Registered {
             workflow_id: self.workflow.id().clone(),
             manifest: self.manifest.clone(),
             manifest_sha256: self.manifest_sha256.clone(),
+            workflow_digest: self.workflow_digest.clone(),
         }
     }
 }

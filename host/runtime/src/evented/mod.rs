@@ -173,6 +173,7 @@ impl EventedRuntime {
             first: First::Input(input),
             reply,
             detach: false,
+            watch: None,
         })
     }
 
@@ -195,6 +196,7 @@ impl EventedRuntime {
             first: First::Input(input),
             reply,
             detach: true,
+            watch: None,
         })
     }
 
@@ -216,6 +218,7 @@ impl EventedRuntime {
             first: First::Events(events),
             reply,
             detach: false,
+            watch: None,
         })
     }
 
@@ -233,6 +236,31 @@ impl EventedRuntime {
             first: First::Input(input),
             reply,
             detach: false,
+            watch: None,
+        })
+    }
+
+    /// Starts a run without waiting, like [`EventedRuntime::submit_start`]
+    /// (or [`EventedRuntime::start_detached`] when `detach`), and sends each
+    /// of its events to `watch` once it has committed, in commit order (the
+    /// order of the run's stored log). Every event committed before the
+    /// result is sent is in `watch` before the result is in the returned
+    /// receiver.
+    pub fn start_watched(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        input: Value,
+        detach: bool,
+        watch: Sender<Event>,
+    ) -> Receiver<Result<RunResult, RuntimeError>> {
+        self.submit(|reply| Command::Start {
+            workflow,
+            run,
+            first: First::Input(input),
+            reply,
+            detach,
+            watch: Some(watch),
         })
     }
 

@@ -38,6 +38,8 @@ pub(super) enum Command {
         /// Answer (and stop driving the run) once it has nothing to do but
         /// wait for a timer, instead of when it finishes or suspends.
         detach: bool,
+        /// Gets the run's events as they commit, in commit order.
+        watch: Option<Sender<Event>>,
     },
     Request {
         workflow: Arc<Registered>,
@@ -108,6 +110,9 @@ struct Active {
     /// Reordering mode only ([`super::EventedOptions::reorder_seed`]):
     /// reports held back until none of the run's attempts is in flight.
     held: Option<Held>,
+    /// A watcher of the run (`weft run --watch`): gets each event once it
+    /// has committed, in commit order. `None` costs nothing.
+    watch: Option<Sender<Event>>,
     /// Started detached: answered and dropped once it only waits for a timer.
     detach: bool,
 }
@@ -143,6 +148,8 @@ struct Parked {
     wake: Timestamp,
     /// Callers waiting for it to finish or suspend.
     waiters: Vec<Reply>,
+    /// Its watcher, if any.
+    watch: Option<Sender<Event>>,
 }
 
 /// The reports of a run's finished attempts, held back by the reordering
@@ -352,7 +359,8 @@ impl Orchestrator {
                 first,
                 reply,
                 detach,
-            } => self.start(workflow, run, first, reply, detach),
+                watch,
+            } => self.start(workflow, run, first, reply, detach, watch),
             Command::Request {
                 workflow,
                 run,
@@ -431,6 +439,7 @@ impl Orchestrator {
         first: First,
         reply: Reply,
         detach: bool,
+        watch: Option<Sender<Event>>,
     ) {
         let wf = &workflow.workflow;
         if self.runs.contains_key(&run) {
@@ -477,6 +486,7 @@ impl Orchestrator {
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, &run)),
             detach,
+            watch,
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
@@ -511,6 +521,7 @@ impl Orchestrator {
             request: None,
             held: self.reorder_seed.map(|seed| Held::new(seed, run)),
             detach: false,
+            watch: None,
         })
     }
 
@@ -712,6 +723,12 @@ impl Orchestrator {
             return;
         };
         active.committed += active.pending.len() as u64;
+        if let Some(watch) = &active.watch {
+            for event in &active.pending {
+                // A watcher that went away just stops watching.
+                let _ = watch.send(event.clone());
+            }
+        }
         active.pending.clear();
         active.request = None;
         for task in active.to_dispatch.drain(..) {
@@ -746,6 +763,7 @@ impl Orchestrator {
                         committed: active.committed,
                         wake,
                         waiters: active.waiters,
+                        watch: active.watch,
                     },
                 );
             }
@@ -792,6 +810,9 @@ impl Orchestrator {
             Err(e) => return fail(run, old.waiters, e),
         };
         fresh.waiters = old.waiters;
+        // What another process committed meanwhile is not replayed to the
+        // watcher; it goes on seeing what this process commits.
+        fresh.watch = old.watch;
         // Held reports are of dispatched attempts: they apply (or not) to
         // the reloaded run like reports still to come.
         if let Some(held) = old.held {
@@ -846,6 +867,7 @@ impl Orchestrator {
         match self.load(parked.workflow, run) {
             Ok(mut active) => {
                 active.waiters = parked.waiters;
+                active.watch = parked.watch;
                 self.runs.insert(run.clone(), active);
                 self.touched.insert(run.clone());
             }
