@@ -245,3 +245,60 @@ fn manifest_without_upgrade_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     assert!(stderr(&out).contains("--upgrade"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_pinned_run_keeps_its_nested_workflow_after_the_child_manifest_and_component_change() {
+    for runtime in RUNTIMES {
+        let home = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let flow = dir.path().join("flow");
+        fs::create_dir_all(flow.join("dist")).unwrap();
+        fs::copy(guest("test-steps"), flow.join("dist/test-steps.wasm")).unwrap();
+        fs::copy(guest("echo"), flow.join("dist/echo.wasm")).unwrap();
+        fs::write(
+            flow.join("child.toml"),
+            "id = \"child\"\nflow = [{ step = \"approve\" }, { step = \"after\" }]\n\
+             [steps.approve]\ncomponent = \"dist/test-steps.wasm\"\n\
+             [steps.after]\ncomponent = \"dist/echo.wasm\"\n",
+        )
+        .unwrap();
+        let manifest = flow.join("parent.toml");
+        fs::write(
+            &manifest,
+            "id = \"parent\"\nflow = [{ workflow = \"child.toml\", id = \"sub\" }]\n",
+        )
+        .unwrap();
+        let out = weft(home.path())
+            .arg("run")
+            .arg(&manifest)
+            .args(["--input", r#"{"action": "suspend", "payload": {"n": 1}}"#])
+            .args(["--json", "--runtime", runtime])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{runtime}: {}", stderr(&out));
+        let run = json_of(&out)["run_id"].as_str().unwrap().to_owned();
+        // The child manifest goes away; its `after` component becomes
+        // another component (test-steps fails an input without an action).
+        fs::remove_file(flow.join("child.toml")).unwrap();
+        fs::copy(guest("test-steps"), flow.join("dist/echo.wasm")).unwrap();
+        let out = weft(home.path())
+            .args([
+                "resume",
+                &run,
+                "--step",
+                "sub/approve",
+                "--json",
+                "--runtime",
+                runtime,
+            ])
+            .args(["--data", r#"{"ok": true}"#])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{runtime}: {}", stderr(&out));
+        assert_eq!(
+            json_of(&out)["output"],
+            serde_json::json!({"resumed_with": {"ok": true}, "suspended_with": {"n": 1}}),
+            "{runtime}: the locked echo ran"
+        );
+    }
+}
