@@ -1,5 +1,7 @@
 //! Crash recovery: a real `weft run` process is killed with SIGKILL at seeded
 //! random points during multi-step runs, then `weft recover` finishes them.
+//! Every test alternates the store's durability mode (`--durability full`
+//! and `normal`) from one kill to the next: both survive a process crash.
 //!
 //! Checks, over ≥ 50 kills: every run finishes; its output equals the default
 //! runtime's; no step whose completion was persisted ran again (each step's
@@ -72,9 +74,21 @@ fn check_run(events: &[Event], run: &str) {
     );
 }
 
+/// The durability mode of kill `n`: the crash tests alternate between the
+/// two (`full` syncs every commit, `normal` only survives a process crash —
+/// which is what SIGKILL is).
+fn durability(n: usize) -> &'static str {
+    if n.is_multiple_of(2) {
+        "full"
+    } else {
+        "normal"
+    }
+}
+
 /// Runs `weft recover`; returns how many runs it picked up.
-fn recover(home: &Path, db: &Path) -> usize {
+fn recover(home: &Path, db: &Path, durability: &str) -> usize {
     let out = weft(home)
+        .env("WEFT_DURABILITY", durability)
         .arg("recover")
         .arg("--db")
         .arg(db)
@@ -127,6 +141,7 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
         let run = RunId::new(&format!("crash-{kill}")).unwrap();
         let target = 1 + rng.next() % total;
         let mut child = weft(home.path())
+            .env("WEFT_DURABILITY", durability(kill))
             .arg("run")
             .arg(&manifest)
             .args([
@@ -155,7 +170,7 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
         }
         child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
         let _ = child.wait();
-        recovered += recover(home.path(), &db);
+        recovered += recover(home.path(), &db, durability(kill));
     }
     // The test means something only if most kills landed mid-run.
     assert!(
@@ -299,6 +314,7 @@ fn a_big_evented_foreach_killed_mid_run_recovers_without_repeating_finished_item
         // committed their completion.
         let target = ITEMS / 5 + (rng.next() % (3 * ITEMS as u64 / 5)) as usize;
         let mut child = weft(home.path())
+            .env("WEFT_DURABILITY", durability(kill))
             .arg("run")
             .arg(&manifest)
             .args([
@@ -354,7 +370,11 @@ fn a_big_evented_foreach_killed_mid_run_recovers_without_repeating_finished_item
             (target..ITEMS).contains(&done_before),
             "kill {kill}: {done_before} items completed before the kill (target {target})"
         );
-        assert_eq!(recover(home.path(), &db), 1, "kill {kill}: recovered runs");
+        assert_eq!(
+            recover(home.path(), &db, durability(kill)),
+            1,
+            "kill {kill}: recovered runs"
+        );
 
         let store = SqliteStore::open_read_only(&db).unwrap();
         let (_, after) = store.load(&run).unwrap();
@@ -445,6 +465,7 @@ fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps()
     for target in 1..NESTED_EVENTS {
         let run = RunId::new(&format!("nested-{target}")).unwrap();
         let mut child = weft(home.path())
+            .env("WEFT_DURABILITY", durability(target as usize))
             .arg("run")
             .arg(&manifest)
             .args(["--input", &input, "--run-id", run.as_str(), "--db"])
@@ -468,7 +489,7 @@ fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps()
         }
         child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
         let _ = child.wait();
-        recovered += recover(home.path(), &db);
+        recovered += recover(home.path(), &db, durability(target as usize));
         let (_, events) = watcher.load(&run).unwrap();
         assert!(
             matches!(events.last(), Some(Event::RunCompleted { output, .. }) if *output == json!("done")),

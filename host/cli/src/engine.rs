@@ -26,7 +26,7 @@ pub enum RuntimeKind {
 /// Opens the event store (`--db`, default `$WEFT_HOME/weft.db`), creating it on first use.
 pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<SqliteStore>, Failure> {
     let path = db.cloned().unwrap_or_else(|| home.db_path());
-    SqliteStore::open(&path)
+    SqliteStore::open_with(&path, home.durability())
         // The store's error names the path.
         .context("cannot open the store")
         .map(Arc::new)

@@ -43,6 +43,25 @@ struct Cli {
     /// Log verbosity for weft itself (error, warn, info, debug, trace); also RUST_LOG
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
     log: String,
+
+    /// When a commit to the store is durable: `full` survives power loss
+    /// (a flush per commit), `normal` survives a crash of weft but not of
+    /// the machine (no flush per commit); also WEFT_DURABILITY
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "WEFT_DURABILITY",
+        default_value = "full"
+    )]
+    durability: DurabilityArg,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DurabilityArg {
+    Full,
+    Normal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,7 +96,11 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.log);
 
-    let home = home::Home::resolve(cli.home);
+    let durability = match cli.durability {
+        DurabilityArg::Full => weft_store_sqlite::Durability::Full,
+        DurabilityArg::Normal => weft_store_sqlite::Durability::Normal,
+    };
+    let home = home::Home::resolve(cli.home, durability);
     let outcome = match cli.command {
         Command::Run(args) => run::run(&home, args),
         Command::Resume(args) => resume::run(&home, args),

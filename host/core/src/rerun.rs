@@ -13,6 +13,7 @@
 //! foreach's fan-out, a branch's choice, a loop's earlier iterations) — but
 //! not their completions, which are decided again.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -20,7 +21,7 @@ use serde_json::Value;
 use crate::error::TransitionError;
 use crate::event::{Event, Origin};
 use crate::id::{RunId, StepPath, Timestamp};
-use crate::state::{RunState, RunStatus};
+use crate::state::{RunState, RunStatus, StepStatus};
 use crate::workflow::{NodeKind, Workflow};
 
 /// Why a rerun cannot start.
@@ -163,7 +164,20 @@ pub fn rerun(
         }
     }
     // What is taken over must replay: it did in the old run, in this order.
-    replay(&events)?;
+    // An attempt that was in flight when the old run ended (a cancel while
+    // parallel parts ran) has no result to take over: that address runs
+    // again from its start, like everything after `from`.
+    let taken = replay(&events)?;
+    let unfinished: HashSet<&StepPath> = taken
+        .steps()
+        .filter(|r| r.status == StepStatus::Running)
+        .map(|r| &r.path)
+        .collect();
+    if !unfinished.is_empty() {
+        let unfinished: HashSet<StepPath> = unfinished.into_iter().cloned().collect();
+        events.retain(|e| e.path().is_none_or(|p| !unfinished.contains(p)));
+        replay(&events)?;
+    }
     Ok(events)
 }
 
@@ -238,4 +252,119 @@ fn round_at(node: &StepPath, from: &StepPath) -> Option<u32> {
     let depth = node.as_str().split('/').count();
     let segment = from.as_str().split('/').nth(depth - 1)?;
     split(segment).1
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::id::StepId;
+    use crate::workflow::{Node, StepDef, WorkflowBuilder};
+
+    fn id(s: &str) -> StepId {
+        StepId::new(s).unwrap()
+    }
+
+    fn path(s: &str) -> StepPath {
+        StepPath::parse(s).unwrap()
+    }
+
+    #[test]
+    fn an_attempt_in_flight_when_the_old_run_ended_runs_again() {
+        let step = |name: &str| Node {
+            id: id(name),
+            kind: NodeKind::Step { step: id(name) },
+        };
+        let workflow = Arc::new(
+            WorkflowBuilder {
+                id: id("wf"),
+                description: None,
+                input_schema: None,
+                output_schema: None,
+                state_schema: None,
+                initial_state: json!({}),
+                steps: ["a", "b", "c"]
+                    .into_iter()
+                    .map(|s| (id(s), StepDef::new(id(s), "/c/s.wasm")))
+                    .collect(),
+                flow: vec![Node {
+                    id: id("both"),
+                    kind: NodeKind::Parallel {
+                        nodes: vec![step("a"), step("b"), step("c")],
+                    },
+                }],
+            }
+            .build()
+            .unwrap(),
+        );
+        let at = Timestamp(1);
+        let started = |p: &str, s: &str| Event::StepStarted {
+            path: path(p),
+            step: id(s),
+            attempt: 1,
+            input: Arc::new(json!(1)),
+            at,
+        };
+        // Canceled while `both/a` and `both/c` ran; `both/b` had completed.
+        let old = vec![
+            Event::RunStarted {
+                run: RunId::new("old").unwrap(),
+                workflow: id("wf"),
+                input: json!(1),
+                state: json!({}),
+                at,
+                origin: None,
+            },
+            Event::NodeStarted {
+                path: path("both"),
+                input: Arc::new(json!(1)),
+                items: None,
+                at,
+            },
+            started("both/a", "a"),
+            started("both/b", "b"),
+            started("both/c", "c"),
+            Event::StepCompleted {
+                path: path("both/b"),
+                output: Arc::new(json!("b")),
+                state: None,
+                at,
+            },
+            Event::RunCanceled { reason: None, at },
+        ];
+        let new = rerun(
+            &workflow,
+            &old,
+            RunId::new("new").unwrap(),
+            path("both/c"),
+            None,
+            Timestamp(2),
+        )
+        .unwrap();
+        let taken: Vec<(&str, &str)> = new[1..]
+            .iter()
+            .map(|e| (e.name(), e.path().map_or("", StepPath::as_str)))
+            .collect();
+        // `both/b`'s result is taken over; `both/a` had none: it runs again.
+        assert_eq!(
+            taken,
+            [
+                ("node-started", "both"),
+                ("step-started", "both/b"),
+                ("step-completed", "both/b")
+            ]
+        );
+        let mut state = RunState::replay(Arc::clone(&workflow), &new).unwrap();
+        let next = state.advance(Timestamp(3)).unwrap();
+        let paths: Vec<&str> = next
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StepStarted { path, .. } => Some(path.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(paths, ["both/a", "both/c"]);
+    }
 }

@@ -116,6 +116,15 @@ impl Hasher for Sha256Hasher {
 pub(crate) struct FileStamp([i64; 7]);
 
 impl FileStamp {
+    /// Whether the file was modified or changed in the last 2 s: too recent
+    /// to trust its times to tell it from a rewrite of the same size.
+    fn is_recent(&self) -> bool {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.0[3] >= now - 2 || self.0[5] >= now - 2
+    }
+
     pub(crate) fn of(path: &Path) -> Option<Self> {
         use std::os::unix::fs::MetadataExt as _;
         let m = std::fs::metadata(path).ok()?;
@@ -191,29 +200,29 @@ impl DiskCache {
         }
     }
 
-    /// The content hash of the file at `path` as remembered for its current
-    /// metadata (device, inode, size, modification and change times to the
-    /// nanosecond, as git's index does), so that a warm load reads neither
-    /// the file nor hashes it: an 18 MB component costs a `stat`, not ~15 ms.
-    /// A file rewritten in place gets a new change time, so it is hashed
-    /// again.
-    pub(crate) fn known_hash(&self, path: &Path) -> Option<ContentHash> {
-        let key = self.digest_key(path)?;
-        let text = std::fs::read_to_string(key).ok()?;
+    /// The content hash of the file at `canonical` (a canonical path) as
+    /// remembered for its metadata `stamp` (device, inode, size,
+    /// modification and change times to the nanosecond, as git's index
+    /// does), so that a warm load reads neither the file nor hashes it: an
+    /// 18 MB component costs a `stat`, not ~15 ms. A file rewritten in place
+    /// gets a new change time, so it is hashed again.
+    pub(crate) fn known_hash(&self, canonical: &Path, stamp: &FileStamp) -> Option<ContentHash> {
+        let text = std::fs::read_to_string(self.digest_key(canonical, stamp)).ok()?;
         let bytes = hex::decode(text.trim()).ok()?;
         Some(ContentHash(bytes.try_into().ok()?))
     }
 
-    /// Remembers that the file at `path`, with the metadata it had before
-    /// it was read (`before`), has content hash `hash` — unless it changed
-    /// meanwhile. Failures only cost a hash next time.
-    pub(crate) fn remember_hash(&self, path: &Path, before: &FileStamp, hash: &ContentHash) {
-        if FileStamp::of(path).as_ref() != Some(before) {
+    /// Remembers that the file at `canonical`, whose metadata was `before`
+    /// when it was read, has content hash `hash` — unless it changed
+    /// meanwhile, or `before` is too recent to tell a later rewrite within
+    /// the file system's timestamp granularity from it (git's "racily
+    /// clean" rule: such a file is hashed again next time). Failures only
+    /// cost a hash next time.
+    pub(crate) fn remember_hash(&self, canonical: &Path, before: &FileStamp, hash: &ContentHash) {
+        if before.is_recent() || FileStamp::of(canonical).as_ref() != Some(before) {
             return;
         }
-        let Some(key) = self.digest_key(path) else {
-            return;
-        };
+        let key = self.digest_key(canonical, before);
         let written = (|| -> std::io::Result<()> {
             let dir = key.parent().unwrap_or(&self.dir);
             std::fs::create_dir_all(dir)?;
@@ -223,22 +232,18 @@ impl DiskCache {
             Ok(())
         })();
         if let Err(error) = written {
-            tracing::debug!(path = %path.display(), %error, "cannot remember a component's hash");
+            tracing::debug!(path = %canonical.display(), %error, "cannot remember a component's hash");
         }
     }
 
     /// `<dir>/hashes/<sha256 of the canonical path and its stamp>`.
-    fn digest_key(&self, path: &Path) -> Option<PathBuf> {
-        let canonical = std::fs::canonicalize(path).ok()?;
-        let stamp = FileStamp::of(&canonical)?;
+    fn digest_key(&self, canonical: &Path, stamp: &FileStamp) -> PathBuf {
         let mut hasher = Sha256Hasher(Sha256::new());
         canonical.hash(&mut hasher);
         stamp.hash(&mut hasher);
-        Some(
-            self.dir
-                .join("hashes")
-                .join(hex::encode(hasher.0.finalize())),
-        )
+        self.dir
+            .join("hashes")
+            .join(hex::encode(hasher.0.finalize()))
     }
 
     /// Writes the artifact for `hash`. Failures are logged, not returned: the

@@ -193,16 +193,19 @@ impl Sandbox {
             path: path.to_owned(),
             error,
         };
+        // The file's identity, taken once, before anything is read.
+        let canonical = std::fs::canonicalize(path).ok();
+        let stamp = canonical.as_deref().and_then(FileStamp::of);
         // Warm: the file's content hash is known from its metadata, and
         // the compiled code is in memory or in the on-disk cache.
-        if let Some(disk) = &self.disk
-            && let Some(hash) = disk.known_hash(path)
+        if let (Some(disk), Some(canonical), Some(stamp)) = (&self.disk, &canonical, &stamp)
+            && let Some(hash) = disk.known_hash(canonical, stamp)
         {
             if let Some(compiled) = self.compiled.get(&hash) {
                 return Ok((compiled, LoadedFrom::Memory));
             }
             let mut head = [0u8; 8];
-            std::fs::File::open(path)
+            std::fs::File::open(canonical)
                 .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut head))
                 .map_err(read_error)?;
             if let Some(layer) = binary::layer(&head)
@@ -215,11 +218,11 @@ impl Sandbox {
                 ));
             }
         }
-        let stamp = FileStamp::of(path);
-        let bytes = std::fs::read(path).map_err(read_error)?;
+        // Read what was stamped (a symlink retargeted meanwhile is not).
+        let bytes = std::fs::read(canonical.as_deref().unwrap_or(path)).map_err(read_error)?;
         let hash = ContentHash::of(&bytes);
-        if let (Some(disk), Some(stamp)) = (&self.disk, &stamp) {
-            disk.remember_hash(path, stamp, &hash);
+        if let (Some(disk), Some(canonical), Some(stamp)) = (&self.disk, &canonical, &stamp) {
+            disk.remember_hash(canonical, stamp, &hash);
         }
         self.prepare_hashed(&bytes, &name, hash)
     }

@@ -305,7 +305,7 @@ fn the_readme_lists_every_option_of_every_command() {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let home = tempfile::tempdir().unwrap();
     for command in [
-        "run", "resume", "cancel", "recover", "status", "runs", "events", "validate",
+        "run", "resume", "cancel", "rerun", "recover", "status", "runs", "events", "validate",
     ] {
         let row = readme
             .lines()
@@ -316,13 +316,13 @@ fn the_readme_lists_every_option_of_every_command() {
             .output()
             .unwrap();
         let help = stdout(&out);
-        // Option lines start with `-x, --long` or `--long`; `--home` and
-        // `--log` are global and described below the table.
+        // Option lines start with `-x, --long` or `--long`; `--home`,
+        // `--log` and `--durability` are global and described below the table.
         let options: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with('-'))
             .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
-            .filter(|w| !["--help", "--version", "--home", "--log"].contains(w))
+            .filter(|w| !["--help", "--version", "--home", "--log", "--durability"].contains(w))
             .collect();
         for option in options {
             assert!(

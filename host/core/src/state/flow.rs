@@ -378,7 +378,11 @@ impl RunState {
         let mut join = Join::default();
         for (node, output) in nodes.iter().zip(outputs) {
             if output.is_none() {
-                join.add(self.eval_node(node, record.path.child(&node.id), &record.input));
+                let path = record.path.child(&node.id);
+                let input = self
+                    .rerun_input(Some(&path))
+                    .unwrap_or_else(|| Arc::clone(&record.input));
+                join.add(self.eval_node(node, path, &input));
             }
         }
         join.finish(|| Work::CompleteNode {

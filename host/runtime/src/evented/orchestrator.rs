@@ -668,6 +668,9 @@ impl Orchestrator {
                 .is_some_and(|a| a.pending.is_empty() && a.state.status() != RunStatus::Running);
             if settled {
                 self.take_effect(run);
+            } else {
+                // E.g. recovered asleep: nothing to commit, only a timer.
+                self.park_if_waiting(run);
             }
         }
     }
@@ -749,26 +752,6 @@ impl Orchestrator {
             self.runs.remove(run);
             return;
         }
-        if let Some(wake) = active.wake
-            && active.only_waits()
-            && active.held.is_none()
-            && wake.micros_since(self.clock.now()) >= PARK_AFTER_MICROS
-        {
-            // Nothing happens to it before `wake`: its state leaves memory.
-            if let Some(active) = self.runs.remove(run) {
-                self.parked.insert(
-                    run.clone(),
-                    Parked {
-                        workflow: active.workflow,
-                        committed: active.committed,
-                        wake,
-                        waiters: active.waiters,
-                        watch: active.watch,
-                    },
-                );
-            }
-            return;
-        }
         let status = active.state.status();
         if matches!(
             status,
@@ -779,6 +762,8 @@ impl Orchestrator {
                 let _ = waiter.send(Ok(result.clone()));
             }
             self.forget_if_idle(run);
+        } else {
+            self.park_if_waiting(run);
         }
     }
 
@@ -858,13 +843,58 @@ impl Orchestrator {
         }
     }
 
+    /// Parks the run if nothing happens to it before a timer at least
+    /// [`PARK_AFTER_MICROS`] away: its state leaves memory. Returns whether
+    /// it did.
+    fn park_if_waiting(&mut self, run: &RunId) -> bool {
+        let Some(active) = self.runs.get(run) else {
+            return false;
+        };
+        let Some(wake) = active.wake else {
+            return false;
+        };
+        if !active.only_waits()
+            || active.held.is_some()
+            || wake.micros_since(self.clock.now()) < PARK_AFTER_MICROS
+        {
+            return false;
+        }
+        if let Some(active) = self.runs.remove(run) {
+            self.parked.insert(
+                run.clone(),
+                Parked {
+                    workflow: active.workflow,
+                    committed: active.committed,
+                    wake,
+                    waiters: active.waiters,
+                    watch: active.watch,
+                },
+            );
+        }
+        true
+    }
+
     /// Brings a parked run back into memory, as stored now, to be advanced
-    /// this round (a no-op for a run that is not parked).
+    /// this round (a no-op for a run that is not parked). If another process
+    /// has taken it over meanwhile (it appended, and the run still runs),
+    /// its callers learn that it is driven elsewhere.
     fn unpark(&mut self, run: &RunId) {
         let Some(parked) = self.parked.remove(run) else {
             return;
         };
         match self.load(parked.workflow, run) {
+            Ok(active)
+                if active.committed != parked.committed
+                    && active.state.status() == RunStatus::Running =>
+            {
+                fail(
+                    run,
+                    parked.waiters,
+                    RuntimeError::DrivenElsewhere {
+                        run: run.to_string(),
+                    },
+                );
+            }
             Ok(mut active) => {
                 active.waiters = parked.waiters;
                 active.watch = parked.watch;
