@@ -22,6 +22,8 @@
 //!   nesting level, per run, on both runtimes.
 //! - `sleepers`: 10,000 runs left asleep in a SQLite store; the peak RSS and
 //!   wall time of the `weft recover` process that wakes them all.
+//! - `suspended`: 10,000 runs that suspend, started at once in this process:
+//!   its resident memory before, at the peak and once all are suspended.
 //!
 //! Every figure that commits to a SQLite file comes with the latency of a
 //! 4 KiB `pwrite` + `fsync` on the same file system (the probe of
@@ -30,7 +32,7 @@
 //! durable figure means little without it.
 //!
 //! Run with `cargo bench -p weft-cli --bench flow` after
-//! `./guest-examples/build.sh`; `-- foreach rss parallel nested sleepers` (any subset)
+//! `./guest-examples/build.sh`; `-- foreach rss parallel nested sleepers suspended` (any subset)
 //! selects sections, `-- --max 10000` skips the larger foreach sizes.
 
 use std::fs::OpenOptions;
@@ -562,6 +564,82 @@ fn sleepers(sandbox: &Sandbox, dir: &Path) {
     println!();
 }
 
+/// A line of this process's `/proc/self/status` (e.g. `VmRSS`), in bytes.
+fn own_memory(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("a kB figure")
+        * 1024
+}
+
+/// 10,000 runs that each suspend at their first step, started at once in
+/// this process (evented runtime, SQLite file, `synchronous=NORMAL`): the
+/// process's resident memory before, at its peak, and once every run has
+/// suspended — a suspended run lives in the store, not in memory.
+fn suspended(sandbox: &Sandbox, dir: &Path) {
+    println!("### 10,000 suspended runs in one process\n");
+    println!(
+        "| runs | RSS before | peak RSS (VmHWM) | RSS once all suspended | growth per suspended run | wall time |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let runs = 10_000u32;
+    let component = echo().with_file_name("test-steps.wasm");
+    let workflow = registered(
+        sandbox,
+        &format!(
+            "id = \"suspends\"\nflow = [{{ step = \"approve\" }}]\n[steps.approve]\ncomponent = \"{}\"\n",
+            component.display()
+        ),
+    );
+    let store = Arc::new(
+        SqliteStore::open_with(
+            &dir.join("suspended.db"),
+            weft_store_sqlite::Durability::Normal,
+        )
+        .expect("store"),
+    );
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let runtime = EventedRuntime::new(store, Arc::new(SystemClock), workers);
+    let input = json!({"action": "suspend", "payload": {"amount": 120}, "labels": ["approve"]});
+    // Warm up (engine, instance pool, first commit) before measuring.
+    let warm = runtime
+        .start(
+            Arc::clone(&workflow),
+            RunId::new("warm").expect("id"),
+            input.clone(),
+        )
+        .expect("run");
+    assert_eq!(warm.status, RunStatus::Suspended);
+    let before = own_memory("VmRSS");
+    let t = Instant::now();
+    let pending: Vec<_> = (0..runs)
+        .map(|i| {
+            let id = RunId::new(&format!("suspended-{i}")).expect("id");
+            runtime.submit_start(Arc::clone(&workflow), id, input.clone())
+        })
+        .collect();
+    for reply in pending {
+        let result = reply.recv().expect("a result").expect("run");
+        assert_eq!(result.status, RunStatus::Suspended);
+    }
+    let wall = t.elapsed();
+    let after = own_memory("VmRSS");
+    let peak = own_memory("VmHWM");
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "| {runs} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.0} B | {:.1} s |",
+        mib(before),
+        mib(peak),
+        mib(after),
+        after.saturating_sub(before) as f64 / f64::from(runs),
+        wall.as_secs_f64()
+    );
+    println!();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // The helper of `rss`: run the command, print "ok|failed PEAK_BYTES".
@@ -582,7 +660,17 @@ fn main() {
         .map_or(usize::MAX, |m| m.parse().expect("--max N"));
     let sections: Vec<&str> = args
         .iter()
-        .filter(|a| ["foreach", "rss", "parallel", "nested", "sleepers"].contains(&a.as_str()))
+        .filter(|a| {
+            [
+                "foreach",
+                "rss",
+                "parallel",
+                "nested",
+                "sleepers",
+                "suspended",
+            ]
+            .contains(&a.as_str())
+        })
         .map(String::as_str)
         .collect();
     let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
@@ -609,5 +697,8 @@ fn main() {
     }
     if wanted("sleepers") {
         sleepers(&sandbox, dir.path());
+    }
+    if wanted("suspended") {
+        suspended(&sandbox, dir.path());
     }
 }

@@ -118,6 +118,23 @@ pub trait EventStore: Send + Sync {
     /// [`StoreError::NotFound`]; backend errors.
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError>;
 
+    /// Which of `runs` (each with the sequence number its caller last
+    /// saw) have events after that number: one question for many runs (a
+    /// driver checking the runs it keeps waiting, for a cancel). The
+    /// default asks run by run.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn changed_since(&self, runs: &[(RunId, u64)]) -> Result<Vec<RunId>, StoreError> {
+        let mut changed = Vec::new();
+        for (run, seen) in runs {
+            if !self.events_after(run, *seen)?.is_empty() {
+                changed.push(run.clone());
+            }
+        }
+        Ok(changed)
+    }
+
     /// Runs, newest first, optionally only those with `status`.
     ///
     /// # Errors

@@ -436,6 +436,33 @@ impl EventStore for SqliteStore {
         list_runs(&self.lock(), status)
     }
 
+    /// One query per 500 runs, on the `runs` table's primary key.
+    fn changed_since(&self, runs: &[(RunId, u64)]) -> Result<Vec<RunId>, StoreError> {
+        let conn = self.lock();
+        let mut changed = Vec::new();
+        for chunk in runs.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT run_id, last_seq FROM runs WHERE run_id IN ({marks})");
+            let mut statement = conn.prepare(&sql).map_err(backend("changed_since"))?;
+            let ids = chunk.iter().map(|(run, _)| run.as_str());
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(ids), |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+                .map_err(backend("changed_since"))?;
+            let last: std::collections::HashMap<String, i64> = rows
+                .collect::<Result<_, _>>()
+                .map_err(backend("changed_since"))?;
+            for (run, seen) in chunk {
+                let now = last.get(run.as_str()).copied().unwrap_or(0);
+                if u64::try_from(now).unwrap_or(0) > *seen {
+                    changed.push(run.clone());
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Schedules or moves a timer. [`StoreError::NotFound`] when the run does
     /// not exist: a timer belongs to a run and is deleted with it.
     fn set_timer(&self, run: &RunId, key: &str, due: Timestamp) -> Result<(), StoreError> {

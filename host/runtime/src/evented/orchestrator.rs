@@ -328,26 +328,27 @@ impl Orchestrator {
             .iter()
             .filter(|(_, a)| a.only_waits())
             .map(|(run, a)| (run.clone(), a.committed))
+            .chain(
+                self.parked
+                    .iter()
+                    .map(|(run, p)| (run.clone(), p.committed)),
+            )
             .collect();
-        let parked: Vec<(RunId, u64)> = self
-            .parked
-            .iter()
-            .map(|(run, p)| (run.clone(), p.committed))
-            .collect();
-        for (run, committed) in parked {
-            match self.store.events_after(&run, committed) {
-                // Reloaded as stored: a cancel then settles it.
-                Ok(events) if !events.is_empty() => self.unpark(&run),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(run = %run, "cannot check the run for changes: {e}"),
-            }
+        if waiting.is_empty() {
+            return;
         }
-        for (run, committed) in waiting {
-            match self.store.events_after(&run, committed) {
-                Ok(events) if !events.is_empty() => self.reload(&run),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(run = %run, "cannot check the run for changes: {e}"),
+        match self.store.changed_since(&waiting) {
+            Ok(changed) => {
+                for run in changed {
+                    if self.parked.contains_key(&run) {
+                        // Reloaded as stored: a cancel then settles it.
+                        self.unpark(&run);
+                    } else {
+                        self.reload(&run);
+                    }
+                }
             }
+            Err(e) => tracing::warn!("cannot check waiting runs for changes: {e}"),
         }
     }
 

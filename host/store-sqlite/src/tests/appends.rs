@@ -264,3 +264,40 @@ fn racing_writers_on_one_file_exactly_one_wins() {
     }
     assert_sound(&stores[0]);
 }
+
+#[test]
+fn changed_since_names_the_runs_with_newer_events_in_one_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = file_store(dir.path());
+    // 1,200 runs: more than one chunk of the query.
+    let ids: Vec<RunId> = (0..1_200).map(|i| run_id(&format!("r{i}"))).collect();
+    for id in &ids {
+        store
+            .create_run(&meta(id.as_str()), &[started(id.as_str(), 1)])
+            .unwrap();
+    }
+    let seen: Vec<(RunId, u64)> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    assert!(store.changed_since(&seen).unwrap().is_empty());
+    let events = [custom("a", 2)];
+    for i in [3, 777, 1_199] {
+        store.append_batch(&[append(&ids[i], 1, &events)]).unwrap();
+    }
+    let changed = store.changed_since(&seen).unwrap();
+    assert_eq!(
+        changed,
+        [ids[3].clone(), ids[777].clone(), ids[1_199].clone()]
+    );
+    // What a caller already saw is not a change.
+    let seen_later: Vec<(RunId, u64)> = seen
+        .iter()
+        .map(|(id, n)| (id.clone(), if changed.contains(id) { 2 } else { *n }))
+        .collect();
+    assert!(store.changed_since(&seen_later).unwrap().is_empty());
+    // Asking run by run (the trait's default) agrees.
+    let by_run: Vec<RunId> = seen
+        .iter()
+        .filter(|(id, n)| !store.events_after(id, *n).unwrap().is_empty())
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(by_run, changed);
+}
