@@ -157,6 +157,24 @@ impl EventedRuntime {
         rx
     }
 
+    /// The command that starts `run` (see [`Command::Start`]), given its reply.
+    fn starting(
+        workflow: Arc<Registered>,
+        run: RunId,
+        first: First,
+        detach: bool,
+        watch: Option<Sender<Event>>,
+    ) -> impl FnOnce(Reply) -> Command {
+        move |reply| Command::Start {
+            workflow,
+            run,
+            first,
+            reply,
+            detach,
+            watch,
+        }
+    }
+
     /// Starts a run and waits until it finishes or suspends.
     ///
     /// # Errors
@@ -167,14 +185,13 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Start {
+        self.call(Self::starting(
             workflow,
             run,
-            first: First::Input(input),
-            reply,
-            detach: false,
-            watch: None,
-        })
+            First::Input(input),
+            false,
+            None,
+        ))
     }
 
     /// Starts a run and waits until it finishes, suspends, or has nothing
@@ -190,14 +207,13 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Start {
+        self.call(Self::starting(
             workflow,
             run,
-            first: First::Input(input),
-            reply,
-            detach: true,
-            watch: None,
-        })
+            First::Input(input),
+            true,
+            None,
+        ))
     }
 
     /// Starts a run whose first events are `events` (a rerun's, see
@@ -212,14 +228,13 @@ impl EventedRuntime {
         run: RunId,
         events: Vec<Event>,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Start {
+        self.call(Self::starting(
             workflow,
             run,
-            first: First::Events(events),
-            reply,
-            detach: false,
-            watch: None,
-        })
+            First::Events(events),
+            false,
+            None,
+        ))
     }
 
     /// Starts a run without waiting; the receiver gets the result once the
@@ -230,14 +245,13 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(|reply| Command::Start {
+        self.submit(Self::starting(
             workflow,
             run,
-            first: First::Input(input),
-            reply,
-            detach: false,
-            watch: None,
-        })
+            First::Input(input),
+            false,
+            None,
+        ))
     }
 
     /// Starts a run without waiting, like [`EventedRuntime::submit_start`]
@@ -254,14 +268,13 @@ impl EventedRuntime {
         detach: bool,
         watch: Sender<Event>,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(|reply| Command::Start {
+        self.submit(Self::starting(
             workflow,
             run,
-            first: First::Input(input),
-            reply,
+            First::Input(input),
             detach,
-            watch: Some(watch),
-        })
+            Some(watch),
+        ))
     }
 
     /// Resumes a suspended run stored in the store (by any process) and
