@@ -254,7 +254,10 @@ fn write_summary(out: &mut dyn Write, result: &RunResult, events: &[Event]) -> i
             for (path, until) in sleeping(events) {
                 writeln!(out, "  {path}: sleeping until {}", until.rfc3339())?;
             }
-            writeln!(out, "`weft recover` continues it")?;
+            writeln!(
+                out,
+                "unless a weft process still drives it, `weft recover` continues it"
+            )?;
         }
     }
     Ok(())
