@@ -85,6 +85,47 @@ fn durability(n: usize) -> &'static str {
     }
 }
 
+/// Starts `weft run MANIFEST ARGS --run-id RUN --db DB` and kills it with
+/// SIGKILL once `run`'s log holds `target` events (or lets it be, if it ended
+/// first), polling the log — the condition, not a guess at timing.
+#[allow(clippy::too_many_arguments)]
+fn kill_when_logged(
+    home: &Path,
+    manifest: &Path,
+    db: &Path,
+    run: &RunId,
+    args: &[&str],
+    durability: &str,
+    watcher: &SqliteStore,
+    target: u64,
+) {
+    let mut child = weft(home)
+        .env("WEFT_DURABILITY", durability)
+        .arg("run")
+        .arg(manifest)
+        .args(args)
+        .args(["--run-id", run.as_str(), "--db"])
+        .arg(db)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let logged = watcher.events_after(run, 0).map_or(0, |e| e.len() as u64);
+        if logged >= target {
+            break;
+        }
+        assert!(Instant::now() < deadline, "run {run}: no progress");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
+    let _ = child.wait();
+}
+
 /// Runs `weft recover`; returns how many runs it picked up.
 fn recover(home: &Path, db: &Path, durability: &str) -> usize {
     let out = weft(home)
@@ -140,36 +181,17 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
     for kill in 0..KILLS {
         let run = RunId::new(&format!("crash-{kill}")).unwrap();
         let target = 1 + rng.next() % total;
-        let mut child = weft(home.path())
-            .env("WEFT_DURABILITY", durability(kill))
-            .arg("run")
-            .arg(&manifest)
-            .args([
-                "--json",
-                "--input",
-                &input_arg,
-                "--run-id",
-                run.as_str(),
-                "--db",
-            ])
-            .arg(&db)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            let logged = watcher.events_after(&run, 0).map_or(0, |e| e.len() as u64);
-            if logged >= target {
-                break;
-            }
-            // Poll the log (the condition), not a guess at timing.
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
-        let _ = child.wait();
+        let run_args = ["--json", "--input", &input_arg];
+        kill_when_logged(
+            home.path(),
+            &manifest,
+            &db,
+            &run,
+            &run_args,
+            durability(kill),
+            &watcher,
+            target,
+        );
         recovered += recover(home.path(), &db, durability(kill));
     }
     // The test means something only if most kills landed mid-run.
@@ -464,31 +486,17 @@ fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps()
     // parent can never miss the child's end).
     for target in 1..NESTED_EVENTS {
         let run = RunId::new(&format!("nested-{target}")).unwrap();
-        let mut child = weft(home.path())
-            .env("WEFT_DURABILITY", durability(target as usize))
-            .arg("run")
-            .arg(&manifest)
-            .args(["--input", &input, "--run-id", run.as_str(), "--db"])
-            .arg(&db)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            let logged = watcher.events_after(&run, 0).map_or(0, |e| e.len() as u64);
-            if logged >= target {
-                break;
-            }
-            assert!(Instant::now() < deadline, "run {run}: no progress");
-            // Poll the log (the condition), not a guess at timing.
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        child.kill().unwrap(); // SIGKILL (a no-op if it already exited)
-        let _ = child.wait();
+        let run_args = ["--input", input.as_str()];
+        kill_when_logged(
+            home.path(),
+            &manifest,
+            &db,
+            &run,
+            &run_args,
+            durability(target as usize),
+            &watcher,
+            target,
+        );
         recovered += recover(home.path(), &db, durability(target as usize));
         let (_, events) = watcher.load(&run).unwrap();
         assert!(
