@@ -35,186 +35,20 @@
 //! `./guest-examples/build.sh`; `-- foreach rss parallel nested sleepers suspended` (any subset)
 //! selects sections, `-- --max 10000` skips the larger foreach sizes.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use sha2::Digest as _;
+use serde_json::json;
 use weft_core::{Clock as _, EventStore, RunId, RunStatus, SystemClock};
-use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered};
-use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+use weft_runtime::{DefaultRuntime, EventedRuntime, NoObserver};
+use weft_sandbox::{Sandbox, SandboxConfig};
 use weft_store_sqlite::SqliteStore;
 
-fn echo() -> PathBuf {
-    let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-examples/dist/echo.wasm");
-    assert!(echo.exists(), "run ./guest-examples/build.sh first");
-    echo
-}
+mod common;
 
-fn foreach_manifest(concurrency: u32) -> String {
-    format!(
-        "id = \"bench-foreach\"\n\
-         flow = [{{ foreach = [{{ step = \"echo\" }}], concurrency = {concurrency}, id = \"items\" }}]\n\
-         [steps.echo]\ncomponent = \"{}\"\n",
-        echo().display()
-    )
-}
-
-fn parallel_manifest() -> String {
-    let parts: Vec<String> = (0..10)
-        .map(|i| format!("{{ step = \"echo\", id = \"p{i}\" }}"))
-        .collect();
-    format!(
-        "id = \"bench-parallel\"\n\
-         flow = [{{ parallel = [{}], id = \"fan\" }}, {{ step = \"echo\", id = \"join\" }}]\n\
-         [steps.echo]\ncomponent = \"{}\"\n",
-        parts.join(", "),
-        echo().display()
-    )
-}
-
-fn registered(sandbox: &Sandbox, text: &str) -> Arc<Registered> {
-    let manifest = Manifest::from_toml_str(text, Path::new("bench.toml")).expect("manifest");
-    let runner = WorkflowSteps::load(sandbox, manifest.workflow()).expect("components");
-    Arc::new(Registered {
-        workflow: manifest.workflow().clone(),
-        runner: Arc::new(runner),
-        manifest: "bench.toml".into(),
-        manifest_sha256: String::new(),
-        workflow_digest: None,
-    })
-}
-
-fn items(n: usize) -> Value {
-    Value::Array((0..n).map(|i| json!(i)).collect())
-}
-
-/// p50 and p99 of 200 overwrites of one 4 KiB block followed by `fsync`,
-/// on the file system of `dir`.
-fn fsync_probe(dir: &Path) -> (Duration, Duration) {
-    let path = dir.join("fsync-probe");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("probe file");
-    let block = [0x5a_u8; 4096];
-    file.write_all_at(&block, 0).expect("pwrite");
-    file.sync_all().expect("fsync");
-    let mut samples: Vec<Duration> = (0..200)
-        .map(|_| {
-            let t = Instant::now();
-            file.write_all_at(&block, 0).expect("pwrite");
-            file.sync_all().expect("fsync");
-            t.elapsed()
-        })
-        .collect();
-    samples.sort();
-    (
-        samples[samples.len() / 2],
-        samples[samples.len() * 99 / 100],
-    )
-}
-
-/// "p50 / p99" of a probe in µs.
-fn probe_text((p50, p99): (Duration, Duration)) -> String {
-    format!("{:.0} / {:.0}", us(p50), us(p99))
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-/// Which store a case runs on.
-#[derive(Clone, Copy, PartialEq)]
-enum Store {
-    Memory,
-    SqliteFull,
-}
-
-impl Store {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Memory => "memory",
-            Self::SqliteFull => "SQLite FULL",
-        }
-    }
-
-    fn open(self, dir: &Path, name: &str) -> Arc<dyn EventStore> {
-        match self {
-            Self::Memory => Arc::new(MemoryStore::new()),
-            Self::SqliteFull => {
-                Arc::new(SqliteStore::open(&dir.join(format!("{name}.db"))).expect("store"))
-            }
-        }
-    }
-}
-
-/// A runtime under measurement: runs one run to its end.
-enum Runtime {
-    Default(DefaultRuntime),
-    Evented(EventedRuntime),
-}
-
-impl Runtime {
-    fn new(evented: bool, store: Arc<dyn EventStore>) -> Self {
-        if evented {
-            // As `weft run`: one worker per core (2 here).
-            let workers = std::thread::available_parallelism().map_or(2, usize::from);
-            Self::Evented(EventedRuntime::new(store, Arc::new(SystemClock), workers))
-        } else {
-            Self::Default(DefaultRuntime::new(store, Arc::new(SystemClock)))
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Default(_) => "default",
-            Self::Evented(_) => "evented",
-        }
-    }
-
-    /// Runs `workflow` on `input` to its end; returns the wall time.
-    fn run(&self, workflow: &Arc<Registered>, id: RunId, input: Value) -> Duration {
-        let t = Instant::now();
-        let status = match self {
-            Self::Default(rt) => rt
-                .start(workflow, id, input, &mut NoObserver)
-                .expect("run")
-                .state()
-                .status(),
-            Self::Evented(rt) => {
-                rt.start(Arc::clone(workflow), id, input)
-                    .expect("run")
-                    .status
-            }
-        };
-        let elapsed = t.elapsed();
-        assert_eq!(status, RunStatus::Success);
-        elapsed
-    }
-}
-
-struct Ids(u64);
-
-impl Ids {
-    fn next(&mut self) -> RunId {
-        self.0 += 1;
-        RunId::new(&format!("bench-{}", self.0)).expect("id")
-    }
-}
+use common::*;
 
 fn foreach(sandbox: &Sandbox, dir: &Path, max: usize) {
     println!("### foreach of trivial items: cost per item\n");
@@ -262,33 +96,6 @@ fn foreach(sandbox: &Sandbox, dir: &Path, max: usize) {
         }
     }
     println!();
-}
-
-/// Runs `command` to its end; returns whether it succeeded and its peak resident set size in bytes (from `wait4`).
-#[allow(unsafe_code)]
-// The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
-#[allow(clippy::zombie_processes)]
-fn run_measuring_peak_rss(command: &mut Command) -> (bool, u64) {
-    let child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weft starts");
-    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain integers, valid all zeros; `wait4` writes
-    // into both locals, which outlive the call. The child is ours and not
-    // reaped yet: `child` is never waited on (dropping it does not wait).
-    let (reaped, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
-        (reaped, usage)
-    };
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    // Linux reports kibibytes.
-    let peak = u64::try_from(usage.ru_maxrss).expect("a size") * 1024;
-    (ok, peak)
 }
 
 fn rss(dir: &Path, max: usize) {
@@ -423,20 +230,6 @@ fn nested_manifests(dir: &Path, depth: usize) -> PathBuf {
     path
 }
 
-fn registered_file(sandbox: &Sandbox, path: &Path) -> Arc<Registered> {
-    let manifest = Manifest::load(path).expect("manifest");
-    let runner = WorkflowSteps::load(sandbox, manifest.workflow()).expect("components");
-    Arc::new(Registered {
-        workflow: manifest.workflow().clone(),
-        runner: Arc::new(runner),
-        manifest: path.display().to_string(),
-        manifest_sha256: hex::encode(sha2::Sha256::digest(manifest.text())),
-        // Unpinned (as runs recorded before locks): `weft recover` loads
-        // the manifest from its path.
-        workflow_digest: None,
-    })
-}
-
 /// Per-run time of one echo step nested 0–3 levels deep, one run at a
 /// time on the in-memory store: the cost of a nesting level is the
 /// difference from level 0, per level.
@@ -562,17 +355,6 @@ fn sleepers(sandbox: &Sandbox, dir: &Path) {
         probe_text(probe)
     );
     println!();
-}
-
-/// A line of this process's `/proc/self/status` (e.g. `VmRSS`), in bytes.
-fn own_memory(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("a kB figure")
-        * 1024
 }
 
 /// 10,000 runs that each suspend at their first step, started at once in

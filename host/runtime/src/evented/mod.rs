@@ -1,15 +1,25 @@
 //! The evented runtime: the same state machine, driven through persisted
 //! events, a bus and step workers.
 //!
-//! One orchestrator thread owns the in-memory state of the runs this process
-//! drives. Each round it takes every message waiting (commands, finished
-//! attempts), applies their events to the runs' states, computes the ready
-//! work with [`weft_core::RunState::ready`], and appends ALL the new events of
-//! all runs in ONE store transaction (group commit). Only after that commit
-//! does anything take effect: attempts are dispatched to workers and callers
-//! learn results. If the commit fails, the affected runs are dropped from
-//! memory and stay in the store as their last committed events say; `recover`
-//! picks them up.
+//! The orchestrator state holds the in-memory state of the runs this process
+//! drives, behind one lock: a round takes every message waiting (commands,
+//! finished attempts), applies their events to the runs' states, computes the
+//! ready work with [`weft_core::RunState::ready`], and appends ALL the new
+//! events of all runs in ONE store transaction (group commit). Only after that
+//! commit does anything take effect: attempts are dispatched to workers and
+//! callers learn results. If the commit fails, the affected runs are dropped
+//! from memory and stay in the store as their last committed events say;
+//! `recover` picks them up.
+//!
+//! Two kinds of thread run rounds. A step worker that finishes an attempt
+//! runs the round itself when the lock is free: it applies its report,
+//! commits, and keeps one of the attempts that became ready to run next, so
+//! a sequential run goes from step to step without a thread hand-off. When
+//! another round holds the lock (many runs active), the report goes to the
+//! orchestrator thread instead, which commits everything that arrived while
+//! the lock was held in one transaction: commits are immediate when one run
+//! is active and batch themselves as load grows. The orchestrator thread also
+//! serves commands, timers and the polling of runs that wait.
 //!
 //! Delivery is at-least-once: an attempt in flight when its process died runs
 //! again on recovery, with the same attempt number and idempotency key. An
@@ -91,38 +101,47 @@ impl EventedRuntime {
     ) -> Self {
         let (bus, done) = InProcessBus::new();
         let bus: Arc<dyn Bus> = Arc::new(bus);
+        let (commands, command_rx) = crossbeam_channel::unbounded();
+        let (nudge, nudged) = crossbeam_channel::bounded(1);
+        let shared = Arc::new(Mutex::new(Orchestrator::new(
+            store,
+            Arc::clone(&clock),
+            Arc::clone(&bus),
+            options.reorder_seed,
+        )));
+        let panicked = Arc::new(Mutex::new(None));
         let workers = (0..workers.max(1))
             .map(|i| {
-                let bus = Arc::clone(&bus);
-                let clock = Arc::clone(&clock);
+                let worker = Worker {
+                    bus: Arc::clone(&bus),
+                    clock: Arc::clone(&clock),
+                    shared: Arc::clone(&shared),
+                    nudge: nudge.clone(),
+                    panicked: Arc::clone(&panicked),
+                };
                 std::thread::Builder::new()
                     .name(format!("weft-worker-{i}"))
-                    .spawn(move || work(&*bus, &*clock))
+                    .spawn(move || worker.work())
                     .expect("spawn a worker thread")
             })
             .collect::<Vec<_>>();
-        let (commands, command_rx) = crossbeam_channel::unbounded();
+        drop(nudge);
         let worker_count = workers.len();
-        let mut orchestrator =
-            Orchestrator::new(store, clock, Arc::clone(&bus), options.reorder_seed);
-        let panicked = Arc::new(Mutex::new(None));
         let why = Arc::clone(&panicked);
         let orchestrator = std::thread::Builder::new()
             .name("weft-orchestrator".into())
             .spawn(move || {
                 let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    orchestrator.run(&command_rx, &done);
+                    orchestrator::serve(&shared, &command_rx, &done, &nudged);
                 }));
                 if let Err(panic) = outcome {
-                    tracing::error!("the orchestrator panicked: {}", panic_message(&*panic));
-                    *why.lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                        Some(panic_message(&*panic).to_owned());
+                    record_panic(&why, &*panic);
                 }
-                // Dropping the orchestrator drops every waiting caller's reply
-                // channel (they get an error, not a hang); closing the bus
-                // stops the workers, so `Drop` can join them.
-                drop(orchestrator);
+                // Dropping the orchestrator state (the workers drop their
+                // handles to it as they stop) drops every waiting caller's
+                // reply channel: they get an error, not a hang. Closing the
+                // bus stops the workers, so `Drop` can join them.
+                drop(shared);
                 drop(command_rx);
                 bus.close(worker_count);
             })
@@ -367,20 +386,79 @@ impl Drop for EventedRuntime {
     }
 }
 
-fn work(bus: &dyn Bus, clock: &dyn Clock) {
-    while let Some(item) = bus.next_work() {
-        let executed = execute_step(
-            &item.workflow.workflow,
-            &*item.workflow.runner,
-            clock,
-            &item.task,
-            &item.view,
-        );
-        bus.report(Done {
-            run: item.task.run.clone(),
-            path: item.task.path.clone(),
-            attempt: item.task.attempt,
-            executed,
-        });
+/// Why the runtime stopped, for its callers: the first panic recorded.
+fn record_panic(why: &Mutex<Option<String>>, panic: &(dyn std::any::Any + Send)) {
+    let message = panic_message(panic);
+    tracing::error!("the orchestrator panicked: {message}");
+    why.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get_or_insert_with(|| message.to_owned());
+}
+
+/// A step worker: runs attempts from the bus. When it finishes one and no
+/// other round holds the orchestrator state, it applies its own report,
+/// commits, and runs the next attempt of the run itself (no thread hand-off,
+/// the same commit discipline); otherwise its report goes to the
+/// orchestrator thread, which commits it with the others that arrived
+/// meanwhile (group commit under load, commit at once when idle).
+struct Worker {
+    bus: Arc<dyn Bus>,
+    clock: Arc<dyn Clock>,
+    shared: Arc<Mutex<Orchestrator>>,
+    nudge: Sender<()>,
+    panicked: Arc<Mutex<Option<String>>>,
+}
+
+impl Worker {
+    fn work(&self) {
+        let mut kept: Option<WorkItem> = None;
+        loop {
+            let Some(item) = kept.take().or_else(|| self.bus.next_work()) else {
+                return;
+            };
+            let executed = execute_step(
+                &item.workflow.workflow,
+                &*item.workflow.runner,
+                &*self.clock,
+                &item.task,
+                &item.view,
+            );
+            let done = Done {
+                run: item.task.run.clone(),
+                path: item.task.path.clone(),
+                attempt: item.task.attempt,
+                executed,
+            };
+            drop(item);
+            kept = self.continue_run(done);
+        }
+    }
+
+    /// Applies `done` in this thread if the state is free (see [`Worker`]);
+    /// returns the attempt to run next, if it kept one.
+    fn continue_run(&self, done: Done) -> Option<WorkItem> {
+        let Ok(mut state) = self.shared.try_lock() else {
+            // Another round holds the state (or a worker panicked in one:
+            // the orchestrator thread then stops the runtime).
+            self.bus.report(done);
+            return None;
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| state.continue_with(done))) {
+            Ok((kept, wake)) => {
+                drop(state);
+                if wake {
+                    // Full means a wake-up is pending already.
+                    let _ = self.nudge.try_send(());
+                }
+                kept
+            }
+            Err(panic) => {
+                // The state may be torn: say why, and unwind with its lock
+                // held, which poisons it (the orchestrator thread stops on it).
+                record_panic(&self.panicked, &*panic);
+                let _ = self.nudge.try_send(());
+                std::panic::resume_unwind(panic)
+            }
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! The orchestrator: the one thread that owns the in-memory state of the
-//! runs this process drives, advances them with the core driver, commits
-//! their events (group commit) and only then lets them take effect.
+//! The orchestrator: the in-memory state of the runs this process drives.
+//! A round (on the orchestrator thread, or on a step worker that finished an
+//! attempt) advances them with the core driver, commits their events (group
+//! commit) and only then lets them take effect.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
@@ -208,6 +209,105 @@ impl SplitMix64 {
     }
 }
 
+/// What woke the orchestrator thread.
+enum Message {
+    Command(Command),
+    Done(Done),
+    /// The command channel closed.
+    Closed,
+    /// A worker's round changed what the thread waits for, or time passed.
+    Nothing,
+}
+
+/// The orchestrator thread: serves commands, the reports workers could not
+/// apply themselves (another round held the state), timers and the polling
+/// of waiting runs, until the command channel closes and every run it drives
+/// has answered its callers. Each round holds the state's lock; so does a
+/// worker's round ([`Orchestrator::continue_with`]), so rounds never overlap.
+///
+/// # Panics
+/// When a worker panicked inside its round (the state may be torn): the
+/// caller records why and shuts the runtime down.
+pub(super) fn serve(
+    shared: &Mutex<Orchestrator>,
+    commands: &Receiver<Command>,
+    done: &Receiver<Done>,
+    nudged: &Receiver<()>,
+) {
+    let lock = || {
+        shared.lock().unwrap_or_else(|_| {
+            panic!("a step worker panicked while it held the orchestrator state")
+        })
+    };
+    let mut open = true;
+    let mut polled = std::time::Instant::now();
+    loop {
+        let (mut timeout, mut due, clock) = {
+            let this = lock();
+            if !open
+                && this.parked.is_empty()
+                && this
+                    .runs
+                    .values()
+                    .all(|r| r.in_flight.is_empty() && r.waiters.is_empty())
+            {
+                break;
+            }
+            (
+                this.next_timeout(),
+                this.delayed.peek().map(|Reverse((due, _))| *due),
+                Arc::clone(&this.clock),
+            )
+        };
+        if timeout > POLL_WAITING {
+            // Wake up in time to poll the waiting runs; not for the timer.
+            timeout = POLL_WAITING;
+            due = None;
+        }
+        let never = crossbeam_channel::never();
+        let command_rx = if open { commands } else { &never };
+        // Wait for the first message, then take everything already waiting.
+        let first = select! {
+            recv(command_rx) -> msg => msg.map_or(Message::Closed, Message::Command),
+            recv(done) -> msg => msg.map_or(Message::Nothing, Message::Done),
+            recv(nudged) -> _ => Message::Nothing,
+            default(timeout) => {
+                // The wait was computed for the earliest retry: the
+                // system clock is there now (within microseconds); a
+                // manual clock (tests) jumps to it.
+                if let Some(due) = due {
+                    clock.sleep_until(due);
+                }
+                Message::Nothing
+            },
+        };
+        let mut this = lock();
+        match first {
+            Message::Command(cmd) => this.command(cmd),
+            Message::Done(d) => this.finished(d),
+            Message::Closed => {
+                open = false;
+                this.closing = true;
+            }
+            Message::Nothing => {}
+        }
+        for _ in 0..1024 {
+            if let Ok(d) = done.try_recv() {
+                this.finished(d);
+            } else if let Ok(cmd) = commands.try_recv() {
+                this.command(cmd);
+            } else {
+                break;
+            }
+        }
+        this.round();
+        if polled.elapsed() >= POLL_WAITING {
+            this.poll_waiting();
+            polled = std::time::Instant::now();
+        }
+    }
+}
+
 pub(super) struct Orchestrator {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
@@ -225,6 +325,12 @@ pub(super) struct Orchestrator {
     holding: HashSet<RunId>,
     /// Runs waiting for a timer, out of memory until it fires.
     parked: HashMap<RunId, Parked>,
+    /// During a worker's round ([`Self::continue_with`]): the first attempt
+    /// made ready, kept for that worker instead of dispatched.
+    keep: Option<Option<WorkItem>>,
+    /// The command channel has closed: the orchestrator thread stops once
+    /// the runs are done, so a worker's round that ends runs wakes it.
+    closing: bool,
 }
 
 impl Orchestrator {
@@ -244,68 +350,36 @@ impl Orchestrator {
             reorder_seed,
             holding: HashSet::new(),
             parked: HashMap::new(),
+            keep: None,
+            closing: false,
         }
     }
 
-    /// Serves commands and finished attempts until the command channel
-    /// closes and every run it drives has answered its callers.
-    pub(super) fn run(&mut self, commands: &Receiver<Command>, done: &Receiver<Done>) {
-        let mut open = true;
-        let mut polled = std::time::Instant::now();
-        while open || !self.runs.is_empty() || !self.parked.is_empty() {
-            let mut timeout = self.next_timeout();
-            let mut due = self.delayed.peek().map(|Reverse((due, _))| *due);
-            if timeout > POLL_WAITING {
-                // Wake up in time to poll the waiting runs; not for the timer.
-                timeout = POLL_WAITING;
-                due = None;
-            }
-            let never = crossbeam_channel::never();
-            let command_rx = if open { commands } else { &never };
-            // Wait for the first message, then take everything already waiting.
-            select! {
-                recv(command_rx) -> msg => match msg {
-                    Ok(cmd) => self.command(cmd),
-                    Err(_) => open = false,
-                },
-                recv(done) -> msg => if let Ok(d) = msg { self.finished(d) },
-                default(timeout) => {
-                    // The wait was computed for the earliest retry: the
-                    // system clock is there now (within microseconds); a
-                    // manual clock (tests) jumps to it.
-                    if let Some(due) = due {
-                        self.clock.sleep_until(due);
-                    }
-                },
-            }
-            for _ in 0..1024 {
-                if let Ok(d) = done.try_recv() {
-                    self.finished(d);
-                } else if let Ok(cmd) = commands.try_recv() {
-                    self.command(cmd);
-                } else {
-                    break;
-                }
-            }
-            self.release_due();
-            self.advance_and_commit();
-            if self.reorder_seed.is_some() {
-                self.release_held();
-            }
-            if polled.elapsed() >= POLL_WAITING {
-                self.poll_waiting();
-                polled = std::time::Instant::now();
-            }
-            if !open
-                && self.parked.is_empty()
-                && self
-                    .runs
-                    .values()
-                    .all(|r| r.in_flight.is_empty() && r.waiters.is_empty())
-            {
-                break;
-            }
+    /// Finishes a round begun by a message (or a wake-up): runs whose
+    /// timer is due, then every changed run advanced and committed at once.
+    fn round(&mut self) {
+        self.release_due();
+        self.advance_and_commit();
+        if self.reorder_seed.is_some() {
+            self.release_held();
         }
+    }
+
+    /// A worker's report, applied by the worker that finished the attempt
+    /// (the orchestrator thread was not needed: no hand-off). Commits the
+    /// round like the orchestrator thread would, and returns one of the
+    /// attempts it made ready, for the same worker to run next instead of
+    /// dispatching it; the others are dispatched. Returns whether the
+    /// orchestrator thread must look at its state again (an earlier timer,
+    /// or it waits for the runs to end to shut down).
+    pub(super) fn continue_with(&mut self, done: Done) -> (Option<WorkItem>, bool) {
+        let earliest = self.delayed.peek().map(|Reverse((due, _))| *due);
+        self.keep = Some(None);
+        self.finished(done);
+        self.round();
+        let kept = self.keep.take().flatten();
+        let next = self.delayed.peek().map(|Reverse((due, _))| *due);
+        (kept, self.closing || next != earliest)
     }
 
     /// How long to wait for messages: until the earliest retry is due (the
@@ -737,11 +811,15 @@ impl Orchestrator {
         active.request = None;
         for task in active.to_dispatch.drain(..) {
             let view = active.state.view(&task.path);
-            self.bus.dispatch(WorkItem {
+            let item = WorkItem {
                 workflow: Arc::clone(&active.workflow),
                 task,
                 view,
-            });
+            };
+            match &mut self.keep {
+                Some(slot @ None) => *slot = Some(item),
+                _ => self.bus.dispatch(item),
+            }
         }
         if active.detach && active.only_waits() {
             // Detached: the caller learns it is running; `weft recover`
