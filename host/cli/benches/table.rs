@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench -p weft-cli --bench table` after
 //! `./guest-examples/build.sh`; `-- --rounds N` (default 5) sets how many
-//! times each row is measured (the cell is the median, with min–max).
+//! times each row is measured (the cell is the median, with min–max), and
+//! `-- seq parallel foreach suspend concurrent latency cold` (any subset)
+//! selects sections.
 //!
 //! The step is the `echo` guest (Rust, returns its input) on the 100-byte
 //! order object of perf-floor.md. Runtimes: `default` (in-memory store: the
@@ -28,6 +30,17 @@ use serde_json::{Value, json};
 use weft_core::{ResumeTarget, RunId, RunStatus};
 use weft_runtime::{NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig};
+
+/// The sections, in table order; `-- seq cold` (any subset) runs only those.
+const SECTIONS: [&str; 7] = [
+    "seq",
+    "parallel",
+    "foreach",
+    "suspend",
+    "concurrent",
+    "latency",
+    "cold",
+];
 
 /// A flush at or above this is the disk's slow state.
 const SLOW_FLUSH: Duration = Duration::from_millis(1);
@@ -619,13 +632,33 @@ fn main() {
         ids: Ids(0),
         table: Table,
     };
-    bench.sequences();
-    bench.parallel();
-    bench.foreach();
-    bench.suspend_resume();
-    bench.concurrent();
-    bench.latency();
-    bench.cold();
+    let sections: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| SECTIONS.contains(a))
+        .collect();
+    let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
+    if wanted("seq") {
+        bench.sequences();
+    }
+    if wanted("parallel") {
+        bench.parallel();
+    }
+    if wanted("foreach") {
+        bench.foreach();
+    }
+    if wanted("suspend") {
+        bench.suspend_resume();
+    }
+    if wanted("concurrent") {
+        bench.concurrent();
+    }
+    if wanted("latency") {
+        bench.latency();
+    }
+    if wanted("cold") {
+        bench.cold();
+    }
     println!(
         "\npeak RSS of this bench process (every scenario above): {:.1} MiB",
         own_memory("VmHWM") as f64 / (1024.0 * 1024.0)
