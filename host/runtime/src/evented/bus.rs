@@ -68,6 +68,10 @@ pub trait Bus: Send + Sync {
     fn next_work(&self) -> Option<WorkItem>;
     /// Worker side: reports a finished attempt.
     fn report(&self, done: Done);
+    /// Whether attempts are waiting for a worker: the runtime is busy, and
+    /// a finished attempt's report is better committed together with the
+    /// others (group commit) than right away by the worker that ran it.
+    fn backlog(&self) -> bool;
     /// Stops `workers` workers: each gets `None` from `next_work` once the
     /// work dispatched before is taken.
     fn close(&self, workers: usize);
@@ -108,6 +112,10 @@ impl Bus for InProcessBus {
 
     fn report(&self, done: Done) {
         let _ = self.done_tx.send(done);
+    }
+
+    fn backlog(&self) -> bool {
+        !self.work_rx.is_empty()
     }
 
     fn close(&self, workers: usize) {

@@ -437,9 +437,17 @@ impl Worker {
     /// Applies `done` in this thread if the state is free (see [`Worker`]);
     /// returns the attempt to run next, if it kept one.
     fn continue_run(&self, done: Done) -> Option<WorkItem> {
-        let Ok(mut state) = self.shared.try_lock() else {
-            // Another round holds the state (or a worker panicked in one:
-            // the orchestrator thread then stops the runtime).
+        // Attempts wait for workers (many runs active): the orchestrator
+        // thread commits this report with the others arriving meanwhile.
+        // Otherwise, if no other round holds the state (or a worker
+        // panicked in one: the orchestrator thread then stops the runtime),
+        // commit it here at once.
+        let state = if self.bus.backlog() {
+            None
+        } else {
+            self.shared.try_lock().ok()
+        };
+        let Some(mut state) = state else {
             self.bus.report(done);
             return None;
         };
