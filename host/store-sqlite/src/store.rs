@@ -370,12 +370,23 @@ impl EventStore for SqliteStore {
                 .rev()
                 .find_map(|e| e.status)
                 .map(RunStatus::as_str);
-            tx.prepare_cached(
-                "UPDATE runs SET last_seq = ?2, updated_at = ?3, status = coalesce(?4, status)
-                 WHERE run_id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![run, new_last, last.at, status]))
-            .map_err(backend_run("append_batch: update the run", run))?;
+            // The status only when it changes: naming it in the `SET` list
+            // rewrites its index entry (one more page per commit) even when
+            // the value stays the same.
+            let updated = match status {
+                Some(status) => tx
+                    .prepare_cached(
+                        "UPDATE runs SET last_seq = ?2, updated_at = ?3, status = ?4
+                         WHERE run_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![run, new_last, last.at, status])),
+                None => tx
+                    .prepare_cached(
+                        "UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE run_id = ?1",
+                    )
+                    .and_then(|mut s| s.execute(params![run, new_last, last.at])),
+            };
+            updated.map_err(backend_run("append_batch: update the run", run))?;
         }
         tx.commit().map_err(backend("append_batch: commit"))
     }
