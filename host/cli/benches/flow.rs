@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use weft_core::{Clock as _, EventStore, RunId, RunStatus, SystemClock};
-use weft_runtime::{DefaultRuntime, EventedRuntime, NoObserver};
+use weft_runtime::{DefaultRuntime, NoObserver};
 use weft_sandbox::{Sandbox, SandboxConfig};
 use weft_store_sqlite::SqliteStore;
 
@@ -367,56 +367,13 @@ fn suspended(sandbox: &Sandbox, dir: &Path) {
         "| runs | RSS before | peak RSS (VmHWM) | RSS once all suspended, after `malloc_trim` | growth per suspended run | wall time |"
     );
     println!("|---:|---:|---:|---:|---:|---:|");
-    let runs = 10_000u32;
-    let component = echo().with_file_name("test-steps.wasm");
-    let workflow = registered(
-        sandbox,
-        &format!(
-            "id = \"suspends\"\nflow = [{{ step = \"approve\" }}]\n[steps.approve]\ncomponent = \"{}\"\n",
-            component.display()
-        ),
-    );
-    let store = Arc::new(
-        SqliteStore::open_with(
-            &dir.join("suspended.db"),
-            weft_store_sqlite::Durability::Normal,
-        )
-        .expect("store"),
-    );
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let runtime = EventedRuntime::new(store, Arc::new(SystemClock), workers);
-    let input = json!({"action": "suspend", "payload": {"amount": 120}, "labels": ["approve"]});
-    // Warm up (engine, instance pool, first commit) before measuring.
-    let warm = runtime
-        .start(
-            Arc::clone(&workflow),
-            RunId::new("warm").expect("id"),
-            input.clone(),
-        )
-        .expect("run");
-    assert_eq!(warm.status, RunStatus::Suspended);
-    let before = own_memory("VmRSS");
-    let t = Instant::now();
-    let pending: Vec<_> = (0..runs)
-        .map(|i| {
-            let id = RunId::new(&format!("suspended-{i}")).expect("id");
-            runtime.submit_start(Arc::clone(&workflow), id, input.clone())
-        })
-        .collect();
-    for reply in pending {
-        let result = reply.recv().expect("a result").expect("run");
-        assert_eq!(result.status, RunStatus::Suspended);
-    }
-    let wall = t.elapsed();
-    let peak = own_memory("VmHWM");
-    // The burst's freed memory back to the kernel (glibc keeps it in its
-    // arenas otherwise), so that what stays resident is what is still live.
-    #[allow(unsafe_code)]
-    // SAFETY: `malloc_trim` only releases free heap memory; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let after = own_memory("VmRSS");
+    let Suspended {
+        runs,
+        before,
+        peak,
+        after,
+        wall,
+    } = suspend_many(sandbox, dir, 10_000);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
         "| {runs} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.0} B | {:.1} s |",
@@ -431,10 +388,8 @@ fn suspended(sandbox: &Sandbox, dir: &Path) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // The helper of `rss`: run the command, print "ok|failed PEAK_BYTES".
-    if args.first().is_some_and(|a| a == "--rss-of") {
-        let (ok, peak) = run_measuring_peak_rss(Command::new(&args[1]).args(&args[2..]));
-        println!("{} {peak}", if ok { "ok" } else { "failed" });
+    // The helper of `rss` and `sleepers`.
+    if rss_helper(&args) {
         return;
     }
     // `cargo bench` passes `--bench`; under `cargo test --all-targets` this

@@ -5,8 +5,8 @@
 //! Run with `cargo bench -p weft-cli --bench table` after
 //! `./guest-examples/build.sh`; `-- --rounds N` (default 5) sets how many
 //! times each row is measured (the cell is the median, with min–max), and
-//! `-- seq parallel foreach suspend concurrent latency cold` (any subset)
-//! selects sections.
+//! `-- seq parallel foreach suspend concurrent latency cold memory` (any
+//! subset) selects sections.
 //!
 //! The step is the `echo` guest (Rust, returns its input) on the 100-byte
 //! order object of perf-floor.md. Runtimes: `default` (in-memory store: the
@@ -32,7 +32,7 @@ use weft_runtime::{NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig};
 
 /// The sections, in table order; `-- seq cold` (any subset) runs only those.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "seq",
     "parallel",
     "foreach",
@@ -40,6 +40,7 @@ const SECTIONS: [&str; 7] = [
     "concurrent",
     "latency",
     "cold",
+    "memory",
 ];
 
 /// A flush at or above this is the disk's slow state.
@@ -559,6 +560,67 @@ impl Bench<'_> {
     }
 }
 
+impl Bench<'_> {
+    /// Memory: 10,000 runs suspended at once in this process (what each
+    /// costs once suspended), and the peak RSS of a `weft run` process
+    /// running a 100,000-item foreach (concurrency 16), on each runtime.
+    fn memory(&mut self) {
+        let suspended = suspend_many(self.sandbox, self.dir, 10_000);
+        let growth = Figure {
+            // Signed: freeing the burst may leave less resident than before.
+            samples: vec![
+                (suspended.after as f64 - suspended.before as f64) / f64::from(suspended.runs),
+            ],
+            flushes: Vec::new(),
+        };
+        self.table.row(
+            "10,000 runs suspended at once, resident memory each once suspended",
+            "evented, SQLite NORMAL, one process",
+            &growth,
+            &format!("B (burst: {:.1} s)", suspended.wall.as_secs_f64()),
+            0,
+            "–",
+            "≈ 0: a suspended run lives in the store",
+        );
+        let home = self.dir.join("home");
+        let manifest = self.dir.join("foreach-16.toml");
+        std::fs::write(&manifest, foreach_manifest(16)).expect("manifest");
+        let input = self.dir.join("items-100000.json");
+        std::fs::write(&input, items(100_000).to_string()).expect("input");
+        let input = format!("@{}", input.display());
+        for runtime in ["default", "evented"] {
+            let db = self.dir.join(format!("foreach-{runtime}.db"));
+            let args: Vec<&OsStr> = vec![
+                OsStr::new("run"),
+                manifest.as_os_str(),
+                OsStr::new("--runtime"),
+                OsStr::new(runtime),
+                OsStr::new("--db"),
+                db.as_os_str(),
+                OsStr::new("--input"),
+                OsStr::new(&input),
+            ];
+            let before = fsync_probe(self.dir).0;
+            let (ok, peak, wall) = measure_weft(&home, &args);
+            let after = fsync_probe(self.dir).0;
+            assert!(ok, "weft run --runtime {runtime} of 100,000 items failed");
+            let figure = Figure {
+                samples: vec![peak as f64 / (1024.0 * 1024.0)],
+                flushes: vec![(before, after)],
+            };
+            self.table.row(
+                "foreach of 100,000 items (c=16): peak RSS of the `weft run` process",
+                &format!("{runtime}, SQLite FULL"),
+                &figure,
+                &format!("MiB (wall {:.1} s)", wall.as_secs_f64()),
+                1,
+                "never finishes 1,000 items (evented)",
+                "–",
+            );
+        }
+    }
+}
+
 /// Starts a run that suspends, then resumes it; the two statuses.
 fn cycle(
     runtime: &Runtime,
@@ -666,6 +728,9 @@ fn main() {
     }
     if wanted("cold") {
         bench.cold();
+    }
+    if wanted("memory") {
+        bench.memory();
     }
     println!(
         "\npeak RSS of this bench process (every scenario above): {:.1} MiB",

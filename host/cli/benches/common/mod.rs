@@ -331,3 +331,76 @@ pub fn sequence_manifest(steps: usize) -> String {
 pub fn order() -> Value {
     json!({"workflow": "order-fulfil", "step": "reserve-stock", "order_id": "ord_000123", "amount": 129900, "ok": true})
 }
+
+/// What [`suspend_many`] measured: this process's resident memory (bytes)
+/// before, at its peak (`VmHWM`: the process's, so far) and once every run
+/// has suspended (after `malloc_trim`), and the wall time.
+pub struct Suspended {
+    pub runs: u32,
+    pub before: u64,
+    pub peak: u64,
+    pub after: u64,
+    pub wall: Duration,
+}
+
+/// `runs` runs that each suspend at their first step, started at once in
+/// this process (evented runtime, SQLite file, `synchronous=NORMAL`): a
+/// suspended run lives in the store, not in memory.
+pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
+    let component = echo().with_file_name("test-steps.wasm");
+    let workflow = registered(
+        sandbox,
+        &format!(
+            "id = \"suspends\"\nflow = [{{ step = \"approve\" }}]\n[steps.approve]\ncomponent = \"{}\"\n",
+            component.display()
+        ),
+    );
+    let store = Arc::new(
+        SqliteStore::open_with(
+            &dir.join("suspended.db"),
+            weft_store_sqlite::Durability::Normal,
+        )
+        .expect("store"),
+    );
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let runtime = EventedRuntime::new(store, Arc::new(SystemClock), workers);
+    let input = json!({"action": "suspend", "payload": {"amount": 120}, "labels": ["approve"]});
+    // Warm up (engine, instance pool, first commit) before measuring.
+    let warm = runtime
+        .start(
+            Arc::clone(&workflow),
+            RunId::new("warm").expect("id"),
+            input.clone(),
+        )
+        .expect("run");
+    assert_eq!(warm.status, RunStatus::Suspended);
+    let before = own_memory("VmRSS");
+    let t = Instant::now();
+    let pending: Vec<_> = (0..runs)
+        .map(|i| {
+            let id = RunId::new(&format!("suspended-{i}")).expect("id");
+            runtime.submit_start(Arc::clone(&workflow), id, input.clone())
+        })
+        .collect();
+    for reply in pending {
+        let result = reply.recv().expect("a result").expect("run");
+        assert_eq!(result.status, RunStatus::Suspended);
+    }
+    let wall = t.elapsed();
+    let peak = own_memory("VmHWM");
+    // The burst's freed memory back to the kernel (glibc keeps it in its
+    // arenas otherwise), so that what stays resident is what is still live.
+    #[allow(unsafe_code)]
+    // SAFETY: `malloc_trim` only releases free heap memory; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let after = own_memory("VmRSS");
+    Suspended {
+        runs,
+        before,
+        peak,
+        after,
+        wall,
+    }
+}
