@@ -387,37 +387,19 @@ fn suspended(sandbox: &Sandbox, dir: &Path) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // The helper of `rss` and `sleepers`.
-    if rss_helper(&args) {
+    let Some(args) = bench_args() else {
         return;
-    }
-    // `cargo bench` passes `--bench`; under `cargo test --all-targets` this
-    // binary runs without it and only checks that it starts.
-    if !args.iter().any(|a| a == "--bench") {
-        return;
-    }
-    let max = args
-        .iter()
-        .position(|a| a == "--max")
-        .and_then(|i| args.get(i + 1))
-        .map_or(usize::MAX, |m| m.parse().expect("--max N"));
-    let sections: Vec<&str> = args
-        .iter()
-        .filter(|a| {
-            [
-                "foreach",
-                "rss",
-                "parallel",
-                "nested",
-                "sleepers",
-                "suspended",
-            ]
-            .contains(&a.as_str())
-        })
-        .map(String::as_str)
-        .collect();
-    let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
+    };
+    let max = option(&args, "max").unwrap_or(usize::MAX);
+    const SECTIONS: [&str; 6] = [
+        "foreach",
+        "rss",
+        "parallel",
+        "nested",
+        "sleepers",
+        "suspended",
+    ];
+    let wanted = |name: &str| wanted(&args, &SECTIONS, name);
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     // Beside the target directory (on the same file system as a real
     // store would be), not in a tmpfs.

@@ -32,15 +32,16 @@ use weft_runtime::{NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig};
 
 /// The sections, in table order; `-- seq cold` (any subset) runs only those.
-const SECTIONS: [&str; 8] = [
-    "seq",
-    "parallel",
-    "foreach",
-    "suspend",
-    "concurrent",
-    "latency",
-    "cold",
-    "memory",
+type Section = fn(&mut Bench<'_>);
+const SECTIONS: [(&str, Section); 8] = [
+    ("seq", |b| b.sequences()),
+    ("parallel", |b| b.parallel()),
+    ("foreach", |b| b.foreach()),
+    ("suspend", |b| b.suspend_resume()),
+    ("concurrent", |b| b.concurrent()),
+    ("latency", |b| b.latency()),
+    ("cold", |b| b.cold()),
+    ("memory", |b| b.memory()),
 ];
 
 /// A flush at or above this is the disk's slow state.
@@ -657,20 +658,10 @@ fn cycle(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if rss_helper(&args) {
+    let Some(args) = bench_args() else {
         return;
-    }
-    // `cargo bench` passes `--bench`; under `cargo test --all-targets` this
-    // binary runs without it and only checks that it starts.
-    if !args.iter().any(|a| a == "--bench") {
-        return;
-    }
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .map_or(5, |m| m.parse().expect("--rounds N"));
+    };
+    let rounds = option(&args, "rounds").unwrap_or(5);
     let sandbox = Sandbox::new(SandboxConfig::default()).expect("sandbox");
     // Beside the target directory (on the same file system as a real
     // store would be), not in a tmpfs.
@@ -702,35 +693,11 @@ fn main() {
         ids: Ids(0),
         table: Table,
     };
-    let sections: Vec<&str> = args
-        .iter()
-        .map(String::as_str)
-        .filter(|a| SECTIONS.contains(a))
-        .collect();
-    let wanted = |name: &str| sections.is_empty() || sections.contains(&name);
-    if wanted("seq") {
-        bench.sequences();
-    }
-    if wanted("parallel") {
-        bench.parallel();
-    }
-    if wanted("foreach") {
-        bench.foreach();
-    }
-    if wanted("suspend") {
-        bench.suspend_resume();
-    }
-    if wanted("concurrent") {
-        bench.concurrent();
-    }
-    if wanted("latency") {
-        bench.latency();
-    }
-    if wanted("cold") {
-        bench.cold();
-    }
-    if wanted("memory") {
-        bench.memory();
+    let names: Vec<&str> = SECTIONS.iter().map(|(name, _)| *name).collect();
+    for (name, section) in SECTIONS {
+        if wanted(&args, &names, name) {
+            section(&mut bench);
+        }
     }
     println!(
         "\npeak RSS of this bench process (every scenario above): {:.1} MiB",

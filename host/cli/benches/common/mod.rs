@@ -404,3 +404,39 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
         wall,
     }
 }
+
+/// A bench binary's arguments when `cargo bench` runs it; `None` when it
+/// must do nothing else: it served as its own `--rss-of` helper (see
+/// [`measure_weft`]), or `cargo test --all-targets` started it without
+/// `--bench` only to check that it starts.
+pub fn bench_args() -> Option<Vec<String>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    (!rss_helper(&args) && args.iter().any(|a| a == "--bench")).then_some(args)
+}
+
+/// The value after `--NAME` in `args`, if given.
+///
+/// # Panics
+/// When it does not parse: a bench's usage error.
+pub fn option<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let flag = format!("--{name}");
+    let value = args
+        .iter()
+        .position(|a| *a == flag)
+        .and_then(|i| args.get(i + 1))?;
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{flag}: cannot parse `{value}`")),
+    )
+}
+
+/// Whether section `name` runs: every section does unless `args` name some
+/// of `known`.
+pub fn wanted(args: &[String], known: &[&str], name: &str) -> bool {
+    let named: Vec<&String> = args
+        .iter()
+        .filter(|a| known.contains(&a.as_str()))
+        .collect();
+    named.is_empty() || named.iter().any(|a| *a == name)
+}
