@@ -374,6 +374,9 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
         )
         .expect("run");
     assert_eq!(warm.status, RunStatus::Suspended);
+    // What earlier work freed goes back to the kernel first, so that both
+    // figures count only live memory.
+    trim();
     let before = own_memory("VmRSS");
     let t = Instant::now();
     let pending: Vec<_> = (0..runs)
@@ -390,11 +393,7 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
     let peak = own_memory("VmHWM");
     // The burst's freed memory back to the kernel (glibc keeps it in its
     // arenas otherwise), so that what stays resident is what is still live.
-    #[allow(unsafe_code)]
-    // SAFETY: `malloc_trim` only releases free heap memory; no pointer is involved.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    trim();
     let after = own_memory("VmRSS");
     Suspended {
         runs,
@@ -439,4 +438,13 @@ pub fn wanted(args: &[String], known: &[&str], name: &str) -> bool {
         .filter(|a| known.contains(&a.as_str()))
         .collect();
     named.is_empty() || named.iter().any(|a| *a == name)
+}
+
+/// Returns the heap memory glibc keeps free in its arenas to the kernel.
+fn trim() {
+    #[allow(unsafe_code)]
+    // SAFETY: `malloc_trim` only releases free heap memory; no pointer is involved.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
