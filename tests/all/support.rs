@@ -1,7 +1,12 @@
 //! Helpers shared by the test modules.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use weft_core::Event;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -40,6 +45,80 @@ pub fn weft(home: &Path) -> Command {
         .env_remove("RUST_LOG")
         .current_dir(root());
     cmd
+}
+
+/// A `weft run --watch --json` process whose events are read as it prints
+/// them: on the evented runtime each once it is committed, on the default
+/// runtime as it happens. Waiting on them is waiting on the condition, not
+/// a guess at timing; every wait is bounded (a hang fails the test), and a
+/// dropped `Watched` kills its process.
+pub struct Watched {
+    child: Child,
+    events: Receiver<Event>,
+}
+
+/// How long a [`Watched`] wait lasts before it fails the test.
+const WATCH_BOUND: Duration = Duration::from_secs(120);
+
+impl Watched {
+    /// Spawns `run` (a `weft run` command) with `--watch --json` added.
+    pub fn spawn(mut run: Command) -> Self {
+        let mut child = run
+            .args(["--watch", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weft run starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Reads to the end (the run's result, which follows its events,
+            // is not one), so the process never meets a closed stdout.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str::<Event>(&line) {
+                    let _ = sender.send(event);
+                }
+            }
+        });
+        Self { child, events }
+    }
+
+    /// The next event `found` accepts, skipping others; `None` when the
+    /// process ended first.
+    pub fn until(&mut self, mut found: impl FnMut(&Event) -> bool) -> Option<Event> {
+        let deadline = Instant::now() + WATCH_BOUND;
+        loop {
+            match self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(event) if found(&event) => return Some(event),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => panic!("no awaited event in {WATCH_BOUND:?}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit (once it has printed everything);
+    /// returns its exit code.
+    pub fn exit_code(mut self) -> Option<i32> {
+        assert!(self.until(|_| false).is_none());
+        self.child.wait().expect("weft run is reaped").code()
+    }
+
+    /// Kills the process with SIGKILL (a no-op if it already exited) and
+    /// reaps it.
+    pub fn kill(self) {
+        drop(self); // see `Drop`
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Stdout of a finished command, as text.

@@ -4,14 +4,13 @@
 //! --detach` leaves a sleeping run to `weft recover`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weft_core::{Event, EventStore as _, RunId, RunStatus, Timestamp};
 use weft_store_sqlite::SqliteStore;
 
-use crate::support::{guest, stderr, stdout, weft};
+use crate::support::{Watched, guest, stderr, stdout, weft};
 
 /// `a`, a sleep of `sleep_ms` at `nap`, then `b`; each step emits `exec`.
 fn sleepy_manifest(dir: &Path, sleep_ms: u64) -> PathBuf {
@@ -35,46 +34,16 @@ fn input() -> String {
     .to_string()
 }
 
-fn spawn_run(home: &Path, manifest: &Path, db: &Path, run: &str, extra: &[&str]) -> Child {
-    weft(home)
+/// `weft run` of the sleepy manifest, its events watched.
+fn spawn_run(home: &Path, manifest: &Path, db: &Path, run: &str, extra: &[&str]) -> Watched {
+    let mut command = weft(home);
+    command
         .arg("run")
         .arg(manifest)
         .args(["--input", &input(), "--run-id", run, "--db"])
         .arg(db)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-/// Polls the store (the condition, not a guess at timing) until `run`'s
-/// log holds an event `found` accepts; returns it.
-fn wait_for(db: &Path, run: &str, found: impl Fn(&Event) -> bool) -> Event {
-    let run = RunId::new(run).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Ok(store) = SqliteStore::open(db)
-            && let Ok(events) = store.events_after(&run, 0)
-            && let Some(event) = events.into_iter().find(&found)
-        {
-            return event;
-        }
-        assert!(Instant::now() < deadline, "run {run}: the event never came");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Waits for a child process to exit (bounded); returns its exit code.
-fn exit_code(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "the process never exited");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+        .args(extra);
+    Watched::spawn(command)
 }
 
 fn events(db: &Path, run: &str) -> Vec<Event> {
@@ -102,12 +71,11 @@ fn a_run_killed_while_sleeping_wakes_once_after_recover() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = sleepy_manifest(dir.path(), 2_000);
     let db = dir.path().join("weft.db");
-    let mut child = spawn_run(home.path(), &manifest, &db, "killed-asleep", &[]);
-    let started = wait_for(&db, "killed-asleep", |e| {
-        matches!(e, Event::SleepStarted { .. })
-    });
-    child.kill().unwrap(); // SIGKILL, mid-sleep
-    let _ = child.wait();
+    let mut run = spawn_run(home.path(), &manifest, &db, "killed-asleep", &[]);
+    let started = run
+        .until(|e| matches!(e, Event::SleepStarted { .. }))
+        .expect("the run sleeps");
+    run.kill(); // SIGKILL, mid-sleep
     let killed_at = now();
     let Event::SleepStarted { until, at, .. } = started else {
         unreachable!()
@@ -175,13 +143,12 @@ fn cancel_interrupts_a_sleep_on_both_runtimes() {
     let db = dir.path().join("weft.db");
     for runtime in ["evented", "default"] {
         let run = format!("cancel-asleep-{runtime}");
-        let mut child = spawn_run(home.path(), &manifest, &db, &run, &["--runtime", runtime]);
-        // The default runtime records the run's events when it settles:
-        // wait for the run to exist (the evented one: for the sleep).
-        wait_for(&db, &run, |e| match runtime {
-            "evented" => matches!(e, Event::SleepStarted { .. }),
-            _ => matches!(e, Event::RunStarted { .. }),
-        });
+        let mut watched = spawn_run(home.path(), &manifest, &db, &run, &["--runtime", runtime]);
+        // Asleep: on the default runtime, whose `run-started` commits
+        // before any step runs, the run is stored by then too.
+        watched
+            .until(|e| matches!(e, Event::SleepStarted { .. }))
+            .expect("the run sleeps");
         let out = weft(home.path())
             .args(["cancel", &run, "--reason", "no longer needed", "--db"])
             .arg(&db)
@@ -190,7 +157,7 @@ fn cancel_interrupts_a_sleep_on_both_runtimes() {
         assert_eq!(out.status.code(), Some(4), "{runtime}: {}", stderr(&out));
         // The sleeping `weft run` notices (it polls the store while it
         // waits) and reports the cancellation.
-        assert_eq!(exit_code(&mut child), Some(4), "{runtime}: weft run's exit");
+        assert_eq!(watched.exit_code(), Some(4), "{runtime}: weft run's exit");
         let stored = events(&db, &run);
         assert!(
             matches!(stored.last(), Some(Event::RunCanceled { .. })),
