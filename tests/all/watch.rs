@@ -1,6 +1,8 @@
 //! Live events on BOTH runtimes: `weft run --watch` prints a run's events as
-//! they happen, exactly as `weft events` prints them afterwards, and `weft
-//! events --follow` streams a run another process drives until it settles.
+//! they happen, exactly as `weft events` prints them afterwards, `weft resume
+//! --watch` prints the resumed run's new events the same way (numbered on
+//! from the suspension), and `weft events --follow` streams a run another
+//! process drives until it settles.
 
 use std::collections::BTreeMap;
 use std::process::{Output, Stdio};
@@ -85,6 +87,69 @@ fn run_watch_streams_the_events_weft_events_prints_on_both_runtimes() {
             stdout(&out)
         );
         assert!(stdout(&out).contains("succeeded; output:"), "{runtime}");
+    }
+    // Same content, same order per address, whichever runtime drove it.
+    assert_eq!(streams[0], streams[1]);
+}
+
+#[test]
+fn resume_watch_streams_the_new_events_weft_events_prints_on_both_runtimes() {
+    let mut streams = Vec::new();
+    for runtime in RUNTIMES {
+        for json in [true, false] {
+            let home = tempfile::tempdir().unwrap();
+            let out = weft(home.path())
+                .args(["run", EXAMPLE, "--runtime", runtime, "--run-id", "resumed"])
+                .args(["--input", "@examples/order-approval/big-order.json"])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(3), "{runtime}: {}", stderr(&out));
+            let events = |json: bool| {
+                let mut command = weft(home.path());
+                command.args(["events", "resumed"]);
+                if json {
+                    command.arg("--json");
+                }
+                stdout(&command.output().unwrap())
+            };
+            let suspended = json_lines(&events(true)).len();
+            let mut resume = weft(home.path());
+            resume
+                .args(["resume", "resumed", "--watch", "--runtime", runtime])
+                .args(["--data", r#"{"approved": true, "approver": "dana"}"#]);
+            if json {
+                resume.arg("--json");
+            }
+            let out = resume.output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{runtime}: {}", stderr(&out));
+            if json {
+                let mut lines = json_lines(&stdout(&out));
+                // The new events, then the result.
+                let result = lines.pop().unwrap();
+                assert_eq!(result["status"], "success", "{runtime}");
+                let stored = json_lines(&events(true));
+                assert_eq!(stored[suspended..], lines[..], "{runtime}");
+                let kinds: Vec<&str> = lines.iter().filter_map(|e| e["type"].as_str()).collect();
+                assert_eq!(kinds.first(), Some(&"run-resumed"), "{runtime}");
+                assert_eq!(kinds.last(), Some(&"run-completed"), "{runtime}");
+                streams.push(per_address(&lines));
+            } else {
+                // Human lines are `weft events`' lines after the suspension.
+                let stored = events(false);
+                let new: String = stored
+                    .lines()
+                    .skip(suspended)
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                assert!(!new.is_empty(), "{runtime}");
+                assert!(
+                    stdout(&out).starts_with(&new),
+                    "{runtime}: {}\n---\n{new}",
+                    stdout(&out)
+                );
+                assert!(stdout(&out).contains("succeeded; output:"), "{runtime}");
+            }
+        }
     }
     // Same content, same order per address, whichever runtime drove it.
     assert_eq!(streams[0], streams[1]);

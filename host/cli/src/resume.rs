@@ -11,12 +11,12 @@ use weft_core::{
 use weft_store_sqlite::SqliteStore;
 
 use crate::engine::{self, RuntimeKind};
-use crate::exit::{Failure, Outcome};
+use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::{Loaded, load, load_run_workflow, locked_manifest, run_lock};
-use crate::output::LogObserver;
 use crate::run::report;
+use crate::watch::Watcher;
 
 /// Arguments of `weft resume`.
 #[derive(Debug, clap::Args)]
@@ -38,6 +38,10 @@ pub struct Args {
     /// Print the result as one JSON object instead of per-step lines
     #[arg(long)]
     json: bool,
+    /// First print each event as it happens, numbered as `weft events`
+    /// numbers it (with --json: one JSON object per line)
+    #[arg(long)]
+    watch: bool,
     /// Move the run to the workflow on disk (its manifest, or --manifest)
     /// instead of the workflow it is pinned to, if its recorded events still
     /// apply to it; the run is then pinned to that workflow
@@ -82,15 +86,27 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         )
     };
     let registered = engine::registered(&loaded, digest);
+    // With --watch the run's new events are printed as they happen (on the
+    // evented runtime, as they commit); a sleep is said on stderr either way.
+    let mut watcher = Watcher::after(events.len(), args.json, args.watch);
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
-            engine::evented(store.clone()).resume(Arc::clone(&registered), run_id, target, payload)
+            let runtime = engine::evented(store.clone());
+            let (watch, events) = crossbeam_channel::unbounded();
+            let result =
+                runtime.resume_watched(Arc::clone(&registered), run_id, target, payload, watch);
+            watcher.follow(&events, &result)
         }
         RuntimeKind::Default => engine::default(store.clone())
-            .resume(&registered, &run_id, &target, payload, &mut LogObserver)
+            .resume(&registered, &run_id, &target, payload, &mut watcher)
             .map(|run| run.result()),
     };
+    let open = watcher.finish()?;
     let result = engine::settle(&store, &registered, outcome)?;
+    if !open {
+        // Stdout closed while watching: nothing more to print.
+        return Ok(Code::of(result.status));
+    }
     let events = engine::stored_events(&store, &result.run_id);
     Ok(report(&result, &events, args.json))
 }

@@ -127,22 +127,7 @@ fn watch_evented(
     let runtime = engine::evented(Arc::clone(store));
     let (watch, events) = crossbeam_channel::unbounded();
     let result = runtime.start_watched(Arc::clone(registered), run_id, input, detach, watch);
-    loop {
-        crossbeam_channel::select! {
-            recv(events) -> event => match event {
-                Ok(event) => watcher.event(&event),
-                // The run is done here; its result is on its way.
-                Err(_) => return result.recv().unwrap_or(Err(RuntimeError::ShutDown)),
-            },
-            recv(result) -> outcome => {
-                // Every event committed before the result was sent is queued.
-                for event in events.try_iter() {
-                    watcher.event(&event);
-                }
-                return outcome.unwrap_or(Err(RuntimeError::ShutDown));
-            }
-        }
-    }
+    watcher.follow(&events, &result)
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

@@ -2,8 +2,9 @@
 //! `weft events` numbers them, as human lines (guest-controlled text
 //! escaped) or JSON lines.
 
-use weft_core::{Event, LogLine, RunId, StepPath};
-use weft_runtime::RunObserver;
+use crossbeam_channel::Receiver;
+use weft_core::{Event, LogLine, RunId, RunResult, StepPath};
+use weft_runtime::{RunObserver, RuntimeError};
 
 use crate::output::{self, LogObserver};
 use crate::status::write_event;
@@ -25,8 +26,14 @@ impl Watcher {
     /// event if `print` (`--watch`); it says on stderr when the run sleeps
     /// either way.
     pub fn new(json: bool, print: bool) -> Self {
+        Self::after(0, json, print)
+    }
+
+    /// [`Watcher::new`] for a run that already has `seen` events (a
+    /// resume): its first event is numbered `seen + 1`, as in the store.
+    pub fn after(seen: usize, json: bool, print: bool) -> Self {
         Self {
-            seq: 0,
+            seq: seen,
             json,
             print,
             open: true,
@@ -47,6 +54,31 @@ impl Watcher {
         match output::print(|out| write_event(out, seq, event, json)) {
             Ok(open) => self.open = open,
             Err(failure) => self.error = Some(failure),
+        }
+    }
+
+    /// Prints the events an evented run sends as they commit, until its
+    /// result comes (when it finishes or suspends); returns the result.
+    pub fn follow(
+        &mut self,
+        events: &Receiver<Event>,
+        result: &Receiver<Result<RunResult, RuntimeError>>,
+    ) -> Result<RunResult, RuntimeError> {
+        loop {
+            crossbeam_channel::select! {
+                recv(events) -> event => match event {
+                    Ok(event) => self.event(&event),
+                    // The run is done here; its result is on its way.
+                    Err(_) => return result.recv().unwrap_or(Err(RuntimeError::ShutDown)),
+                },
+                recv(result) -> outcome => {
+                    // Every event committed before the result was sent is queued.
+                    for event in events.try_iter() {
+                        self.event(&event);
+                    }
+                    return outcome.unwrap_or(Err(RuntimeError::ShutDown));
+                }
+            }
         }
     }
 

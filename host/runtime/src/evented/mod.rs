@@ -315,6 +315,28 @@ impl EventedRuntime {
             run,
             request: Request::Resume { target, payload },
             reply,
+            watch: None,
+        })
+    }
+
+    /// [`EventedRuntime::resume`], sending the run's events to `watch` as
+    /// they commit, from the resume's own event on, until the run finishes
+    /// or suspends (then `watch` is dropped); the receiver gets the result.
+    /// A resume that is refused sends no event.
+    pub fn resume_watched(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        target: ResumeTarget,
+        payload: Value,
+        watch: Sender<Event>,
+    ) -> Receiver<Result<RunResult, RuntimeError>> {
+        self.submit(|reply| Command::Request {
+            workflow,
+            run,
+            request: Request::Resume { target, payload },
+            reply,
+            watch: Some(watch),
         })
     }
 
@@ -335,6 +357,7 @@ impl EventedRuntime {
             run,
             request: Request::Cancel { reason },
             reply,
+            watch: None,
         })
     }
 

@@ -47,6 +47,9 @@ pub(super) enum Command {
         run: RunId,
         request: Request,
         reply: Reply,
+        /// Gets the run's events from the request's on, as they commit
+        /// (`weft resume --watch`).
+        watch: Option<Sender<Event>>,
     },
     Recover {
         workflow: Arc<Registered>,
@@ -441,7 +444,8 @@ impl Orchestrator {
                 run,
                 request,
                 reply,
-            } => self.request(workflow, run, reply, request),
+                watch,
+            } => self.request(workflow, run, reply, request, watch),
             Command::Recover {
                 workflow,
                 run,
@@ -474,8 +478,17 @@ impl Orchestrator {
 
     /// A request that turns into one event decided by the state machine
     /// (resume, cancel) on a run driven here or loaded from the store. The
-    /// caller is answered once the event and what follows are committed.
-    fn request(&mut self, workflow: Arc<Registered>, run: RunId, reply: Reply, request: Request) {
+    /// caller is answered once the event and what follows are committed;
+    /// `watch`, if given, watches the run from the request's event on
+    /// (unless the run already has a watcher here).
+    fn request(
+        &mut self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        reply: Reply,
+        request: Request,
+        watch: Option<Sender<Event>>,
+    ) {
         // A parked run is driven here: back into memory first.
         self.unpark(&run);
         let driving = self.runs.contains_key(&run);
@@ -494,6 +507,9 @@ impl Orchestrator {
             Ok(events) => {
                 active.waiters.push(reply);
                 active.request = Some(request);
+                if active.watch.is_none() {
+                    active.watch = watch;
+                }
                 let applied = events.into_iter().try_for_each(|e| apply(active, e));
                 match applied {
                     Ok(()) => drop(self.touched.insert(run)),
