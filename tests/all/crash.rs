@@ -110,21 +110,13 @@ fn kill_when(
     killed
 }
 
-/// [`kill_when`] the run's log holds `target` events.
-fn kill_when_logged(
-    home: &Path,
-    manifest: &Path,
-    db: &Path,
-    run: &RunId,
-    args: &[&str],
-    durability: &str,
-    target: u64,
-) {
-    let mut logged = 0;
-    kill_when(home, manifest, db, run, args, durability, |_| {
-        logged += 1;
-        logged >= target
-    });
+/// For [`kill_when`]: true once `target` events were committed.
+fn logged(target: u64) -> impl FnMut(&Event) -> bool {
+    let mut seen = 0;
+    move |_| {
+        seen += 1;
+        seen >= target
+    }
 }
 
 /// Runs `weft recover`; returns how many runs it picked up.
@@ -182,14 +174,14 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
         let run = RunId::new(&format!("crash-{kill}")).unwrap();
         let target = 1 + rng.next() % total;
         let run_args = ["--input", &input_arg];
-        kill_when_logged(
+        kill_when(
             home.path(),
             &manifest,
             &db,
             &run,
             &run_args,
             durability(kill),
-            target,
+            logged(target),
         );
         recovered += recover(home.path(), &db, durability(kill));
     }
@@ -498,14 +490,14 @@ fn runs_killed_in_and_around_a_nested_workflow_recover_without_repeating_steps()
         for attempt in 0..5 {
             let run = RunId::new(&format!("nested-{target}-{attempt}")).unwrap();
             let run_args = ["--input", input.as_str()];
-            kill_when_logged(
+            kill_when(
                 home.path(),
                 &manifest,
                 &db,
                 &run,
                 &run_args,
                 durability(target as usize),
-                target,
+                logged(target),
             );
             let interrupted = recover(home.path(), &db, durability(target as usize));
             check_nested_run(&store, &run);
