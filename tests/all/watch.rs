@@ -187,7 +187,8 @@ fn events_follow_streams_a_run_another_process_drives_until_it_settles() {
             if out.status.code() == Some(0) {
                 break out;
             }
-            // Not stored yet, or (first run) the store is still being created.
+            // Not stored yet, or (first run) the store is still being
+            // created (its migrations commit at once: version 0, then current).
             let err = stderr(&out);
             assert!(
                 err.contains(&format!("no run `{id}`")) || err.contains("schema version 0"),
