@@ -20,7 +20,6 @@
 
 mod common;
 
-use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -510,17 +509,7 @@ impl Bench<'_> {
             // The first run compiles the component into the cache.
             let db = self.dir.join(format!("cold-{runtime}.db"));
             let run = |dbs: &Path| {
-                let args: Vec<&OsStr> = vec![
-                    OsStr::new("run"),
-                    manifest.as_os_str(),
-                    OsStr::new("--runtime"),
-                    OsStr::new(runtime),
-                    OsStr::new("--db"),
-                    dbs.as_os_str(),
-                    OsStr::new("--input"),
-                    OsStr::new(&input),
-                ];
-                let (ok, peak, wall) = measure_weft(&home, &args);
+                let (ok, peak, wall) = measure_weft_run(&home, &manifest, runtime, dbs, &input);
                 assert!(ok, "weft run --runtime {runtime} failed");
                 (peak, wall)
             };
@@ -591,18 +580,8 @@ impl Bench<'_> {
         let input = format!("@{}", input.display());
         for runtime in ["default", "evented"] {
             let db = self.dir.join(format!("foreach-{runtime}.db"));
-            let args: Vec<&OsStr> = vec![
-                OsStr::new("run"),
-                manifest.as_os_str(),
-                OsStr::new("--runtime"),
-                OsStr::new(runtime),
-                OsStr::new("--db"),
-                db.as_os_str(),
-                OsStr::new("--input"),
-                OsStr::new(&input),
-            ];
             let before = fsync_probe(self.dir).0;
-            let (ok, peak, wall) = measure_weft(&home, &args);
+            let (ok, peak, wall) = measure_weft_run(&home, &manifest, runtime, &db, &input);
             let after = fsync_probe(self.dir).0;
             assert!(ok, "weft run --runtime {runtime} of 100,000 items failed");
             let figure = Figure {

@@ -92,10 +92,10 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
             let runtime = engine::evented(store.clone());
-            let (watch, events) = crossbeam_channel::unbounded();
+            let (watch, committed) = crossbeam_channel::unbounded();
             let result =
                 runtime.resume_watched(Arc::clone(&registered), run_id, target, payload, watch);
-            watcher.follow(&events, &result)
+            watcher.follow(&committed, &result)
         }
         RuntimeKind::Default => engine::default(store.clone())
             .resume(&registered, &run_id, &target, payload, &mut watcher)

@@ -290,17 +290,28 @@ pub fn rss_helper(args: &[String]) -> bool {
     true
 }
 
-/// Runs `weft ARGS` with `WEFT_HOME=home` to its end, through this binary's
+/// Runs `weft run MANIFEST --runtime RUNTIME --db DB --input INPUT` with
+/// `WEFT_HOME=home` to its end, through this binary's
 /// `--rss-of` mode: Linux folds the RSS peak of the address space a process
 /// `exec`s from into its `ru_maxrss`, and std spawns with `vfork`
 /// semantics, so a child of this (large) process would report this
 /// process's peak. Returns whether it succeeded, its peak RSS in bytes and
 /// its wall time (spawn to reap, measured by the small helper).
-pub fn measure_weft(home: &Path, args: &[&std::ffi::OsStr]) -> (bool, u64, Duration) {
+pub fn measure_weft_run(
+    home: &Path,
+    manifest: &Path,
+    runtime: &str,
+    db: &Path,
+    input: &str,
+) -> (bool, u64, Duration) {
     let helper = Command::new(std::env::current_exe().expect("this binary"))
         .arg("--rss-of")
         .arg(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
+        .arg("run")
+        .arg(manifest)
+        .args(["--runtime", runtime, "--db"])
+        .arg(db)
+        .args(["--input", input])
         .env("WEFT_HOME", home)
         .env_remove("RUST_LOG")
         .stderr(Stdio::inherit())
@@ -406,7 +417,7 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
 
 /// A bench binary's arguments when `cargo bench` runs it; `None` when it
 /// must do nothing else: it served as its own `--rss-of` helper (see
-/// [`measure_weft`]), or `cargo test --all-targets` started it without
+/// [`measure_weft_run`]), or `cargo test --all-targets` started it without
 /// `--bench` only to check that it starts.
 pub fn bench_args() -> Option<Vec<String>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
