@@ -289,7 +289,10 @@ fn check_language(sandbox: &Sandbox, path: &Path, lang: &str, granted: bool) -> 
     };
     for seed in seeds {
         let recording = Recording::new(&steps);
-        let options = EventedOptions { reorder_seed: seed };
+        let options = EventedOptions {
+            reorder_seed: seed,
+            ..EventedOptions::default()
+        };
         let evented = run_evented(&s, recording.clone(), &id, options);
         compare(
             &s,

@@ -3,13 +3,17 @@
 mod cli;
 mod conformance;
 mod crash;
+mod leases;
 mod manifest;
 mod parity;
 mod pins;
+#[cfg(unix)]
+mod read_only;
 mod rerun;
 mod runs;
 mod runtime;
 mod sandbox;
+mod store_contract;
 mod support;
 mod timers;
 mod watch;

@@ -676,6 +676,7 @@ fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
                 for seed in 0..seeds {
                     let options = EventedOptions {
                         reorder_seed: Some(seed),
+                        ..EventedOptions::default()
                     };
                     let evented = run_evented(&s, steps.clone(), &id, options);
                     compare(&s, Some(seed), &default, &evented);

@@ -428,30 +428,38 @@ fn an_infinite_loop_hits_the_deadline_and_the_sandbox_keeps_working() {
     );
 }
 
-/// A deadline is never early, and late by little: one 5 ms epoch tick plus
-/// scheduling. (250 ms of slack so that a loaded 2-core machine — four
-/// spinning guests, the rest of the suite and its `weft` processes — never
-/// makes this flaky; the exact bound, one tick plus the ticker's lateness, is
-/// unit-tested with a simulated clock in the sandbox's `deadline` module.)
+/// A deadline is never early, and it stops a guest that would never stop by
+/// itself. The lower bound is a guarantee: the deadline runs from the start
+/// of the call, which `elapsed` includes. The upper bound is generous on
+/// purpose, 30 s: the guests here loop forever, so stopping at all is what
+/// counts, and a loaded 2-core machine (four spinning guests, the rest of the
+/// suite and its `weft` processes) can delay the epoch thread and the
+/// guest's thread by far more than a tick. How late a deadline is — the
+/// first 5 ms epoch tick after it, not drifting with its length or the load
+/// — is unit-tested with a simulated clock in the sandbox's `deadline`
+/// module (`deadlines_stop_at_the_first_tick_after_them_whatever_the_load`).
 #[track_caller]
 fn assert_on_time(elapsed: Duration, deadline_ms: u64) {
     let deadline = Duration::from_millis(deadline_ms);
     assert!(elapsed >= deadline, "stopped early: {elapsed:?}");
     assert!(
-        elapsed < deadline + Duration::from_millis(250),
-        "stopped late: {elapsed:?}"
+        elapsed < deadline + Duration::from_secs(30),
+        "not stopped by its deadline: {elapsed:?}"
     );
 }
 
 #[test]
-fn deadlines_do_not_drift_with_length_or_load() {
+fn deadlines_stop_concurrent_guests_and_are_never_early() {
     let step = load(
         &step_module("", "(loop $forever (br $forever)) unreachable"),
         "loop.wat",
     );
-    // Four loops at once on two cores: the epoch thread competes with them.
-    // Ticks used to be one sleep after the other, so each late wake-up pushed
-    // every deadline back (200 ms → up to 317 ms, 1000 ms → 1254 ms).
+    // Four loops at once on two cores: the epoch thread competes with them,
+    // and every one is still stopped, none early. (Ticks used to be one sleep
+    // after the other, so each late wake-up pushed every deadline back, 200 ms
+    // → up to 317 ms, 1000 ms → 1254 ms. That drift is ruled out by the
+    // sandbox's simulated-clock unit test, see `assert_on_time`; here only
+    // bounds a loaded machine cannot break are asserted.)
     std::thread::scope(|scope| {
         for deadline_ms in [200, 200, 1000, 1000] {
             let step = &step;
@@ -1589,11 +1597,27 @@ fn a_component_file_is_hashed_once_until_it_changes() {
     // granularity could keep the same metadata, so the hash is not
     // remembered yet ("racily clean", as in git)...
     assert_eq!(hashes(), 0);
-    // ...until the file's times are 2 s old (the test waits for that).
-    let changed_at = std::fs::metadata(&file).unwrap().modified().unwrap();
-    while changed_at.elapsed().unwrap_or_default() < std::time::Duration::from_millis(3100) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    // ...until the file's modification and change times, in whole seconds,
+    // are more than 2 s before now (the cache's rule). That is real time
+    // passing: the change time is set by the file system, and no process can
+    // set it back, so there is no event to wait for. The test sleeps once,
+    // until the second the rule is met, computed from the file's own times as
+    // the cache reads them, and fails instead of hanging if the clock makes
+    // that more than a few seconds away.
+    let aged_at = {
+        use std::os::unix::fs::MetadataExt as _;
+        let times = std::fs::metadata(&file).unwrap();
+        let newest = u64::try_from(times.mtime().max(times.ctime())).unwrap();
+        std::time::UNIX_EPOCH + Duration::from_secs(newest + 3)
+    };
+    let wait = aged_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        wait <= Duration::from_secs(4),
+        "{wait:?} to wait for the file to age: did the clock jump?"
+    );
+    std::thread::sleep(wait);
     let again = Sandbox::new(config.clone())
         .unwrap()
         .load_file(&file, &[])
@@ -1857,6 +1881,8 @@ fn rust_guest_panics_loops_and_grows_within_limits() {
     let error = failure(&report, FailureKind::Trap);
     assert!(error.message.contains("unreachable"), "{}", error.message);
 
+    // The guest loops forever: its deadline stops it (see `assert_on_time`
+    // for the bounds).
     let started = Instant::now();
     let report = run_test_step(
         json!({"action": "loop"}),
@@ -1866,11 +1892,7 @@ fn rust_guest_panics_loops_and_grows_within_limits() {
         },
     );
     failure(&report, FailureKind::Deadline);
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_on_time(started.elapsed(), 100);
 
     let limits = Limits {
         memory_bytes: 32 << 20,

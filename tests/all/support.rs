@@ -62,11 +62,17 @@ const WATCH_BOUND: Duration = Duration::from_secs(120);
 
 impl Watched {
     /// Spawns `run` (a `weft run` command) with `--watch --json` added.
-    pub fn spawn(mut run: Command) -> Self {
+    pub fn spawn(run: Command) -> Self {
+        Self::spawn_with_stderr(run, Stdio::null())
+    }
+
+    /// [`Watched::spawn`], with the process's stderr (weft's log) going
+    /// to `stderr`.
+    pub fn spawn_with_stderr(mut run: Command, stderr: impl Into<Stdio>) -> Self {
         let mut child = run
             .args(["--watch", "--json"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("weft run starts");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -105,6 +111,11 @@ impl Watched {
     pub fn exit_code(mut self) -> Option<i32> {
         assert!(self.until(|_| false).is_none());
         self.child.wait().expect("weft run is reaped").code()
+    }
+
+    /// The process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the process with SIGKILL (a no-op if it already exited) and

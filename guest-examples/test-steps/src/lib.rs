@@ -258,6 +258,20 @@ fn act(input: &Value, ctx: &StepContext) -> Result<Outcome, StepError> {
             completed(&Value::Object(object))
         }
 
+        "spin" => {
+            // Logs `marker` (so a test can count executions across
+            // processes), burns `iterations` loop turns (a step that is
+            // still running when another process looks), then completes
+            // with `output`.
+            host::log(LogLevel::Info, str_of(&input, "marker"));
+            let iterations = input.get("iterations").and_then(Value::as_u64).unwrap_or(0);
+            let mut n: u64 = 0;
+            while n < iterations {
+                n = core::hint::black_box(n + 1);
+            }
+            completed(&field(&input, "output"))
+        }
+
         "log" => {
             host::log(level(str_of(&input, "level")), str_of(&input, "message"));
             completed(&Value::Null)

@@ -28,9 +28,10 @@ pub struct Args {
     db: Option<PathBuf>,
 }
 
-/// Runs `weft cancel`: appends `run-canceled` to the stored run (a single
-/// event, so the default runtime does it; attempts in flight in another
-/// process finish, and that process reports the cancellation).
+/// Runs `weft cancel`: takes the run's lease (from whichever process holds
+/// it: that process is fenced out, commits nothing more, stops at its next
+/// step boundary and reports the cancellation) and appends `run-canceled`
+/// (a single event, so the default runtime does it).
 pub fn run(home: &Home, args: Args) -> Outcome {
     let run_id = RunId::new(&args.run_id)
         .context("run id")
@@ -39,7 +40,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let (meta, _) = engine::load_run(&store, &run_id)?;
     let loaded = load_run_plan(home, &store, &meta)?;
     let registered = engine::registered(&loaded, meta.workflow_digest.clone());
-    let run = engine::default(store.clone())
+    let run = engine::default(home, store.clone())
         .cancel(&registered, &run_id, args.reason, &mut LogObserver)
         .map_err(failure)?;
     Ok(report(&run.result(), run.events(), args.json))

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use weft_core::{EventStore as _, RunId, RunResult, RunState, RunStatus, SystemClock};
-use weft_runtime::{DefaultRuntime, EventedRuntime, Registered, RuntimeError};
+use weft_runtime::{
+    DefaultRuntime, EventedOptions, EventedRuntime, LeaseOptions, Registered, RuntimeError,
+};
 use weft_store_sqlite::SqliteStore;
 
 use crate::exit::Failure;
@@ -34,14 +36,24 @@ pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<SqliteStore>,
 }
 
 /// An evented runtime over `store`, with one step worker per core.
-pub fn evented(store: Arc<SqliteStore>) -> EventedRuntime {
+pub fn evented(home: &Home, store: Arc<SqliteStore>) -> EventedRuntime {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    EventedRuntime::new(store, Arc::new(SystemClock), workers)
+    let options = EventedOptions {
+        leases: leases(home),
+        ..EventedOptions::default()
+    };
+    EventedRuntime::with_options(store, Arc::new(SystemClock), workers, options)
 }
 
 /// A default runtime recording in `store`.
-pub fn default(store: Arc<SqliteStore>) -> DefaultRuntime {
-    DefaultRuntime::new(store, Arc::new(SystemClock))
+pub fn default(home: &Home, store: Arc<SqliteStore>) -> DefaultRuntime {
+    DefaultRuntime::with_leases(store, Arc::new(SystemClock), leases(home))
+}
+
+fn leases(home: &Home) -> LeaseOptions {
+    LeaseOptions {
+        ttl: home.lease_ttl(),
+    }
 }
 
 /// The loaded workflow, registered with a runtime; a run it starts is

@@ -1,6 +1,7 @@
 //! weft's home directory: the default event store and the component compile cache.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use weft_store_sqlite::Durability;
 
@@ -9,12 +10,13 @@ use weft_store_sqlite::Durability;
 pub struct Home {
     dir: PathBuf,
     durability: Durability,
+    lease_ttl: Duration,
 }
 
 impl Home {
     /// `--home`, else `$WEFT_HOME`, else `$XDG_DATA_HOME/weft`, else
     /// `~/.local/share/weft`, else `.weft`.
-    pub fn resolve(flag: Option<PathBuf>, durability: Durability) -> Self {
+    pub fn resolve(flag: Option<PathBuf>, durability: Durability, lease_ttl: Duration) -> Self {
         let env = |name| {
             std::env::var_os(name)
                 .filter(|v| !v.is_empty())
@@ -25,7 +27,16 @@ impl Home {
             .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("weft")))
             .or_else(|| env("HOME").map(|h| h.join(".local/share/weft")))
             .unwrap_or_else(|| PathBuf::from(".weft"));
-        Self { dir, durability }
+        Self {
+            dir,
+            durability,
+            lease_ttl,
+        }
+    }
+
+    /// How long a run's lease lasts without renewal (`--lease-ttl`).
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
     /// When the store's commits are durable (`--durability`).
@@ -41,5 +52,53 @@ impl Home {
     /// The compile cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join("cache")
+    }
+}
+
+/// Parses a duration such as `500ms`, `10s` or `2m` (a whole number and a
+/// unit); at least 1 ms.
+///
+/// # Errors
+/// A message naming what is wrong, for clap to print.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s or 2m"))?;
+    let millis = match unit {
+        "ms" => Some(value),
+        "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        _ => return Err(format!("`{text}`: the unit must be ms, s or m")),
+    };
+    match millis {
+        Some(0) => Err("a duration must be at least 1ms".into()),
+        Some(ms) => Ok(Duration::from_millis(ms)),
+        None => Err(format!("`{text}` is too long")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_their_unit() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1h",
+            "-1s",
+            "0s",
+            "1.5s",
+            "99999999999999999999m",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 }

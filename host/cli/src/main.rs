@@ -55,6 +55,20 @@ struct Cli {
         default_value = "full"
     )]
     durability: DurabilityArg,
+
+    /// How long a run's lease lasts without renewal (`500ms`, `10s`, `2m`):
+    /// a process driving a run renews it every third of this; after the
+    /// process dies, another (`weft recover`) can take the run over this
+    /// long after the last renewal, or at once when the dead process was on
+    /// this host; also WEFT_LEASE_TTL
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_LEASE_TTL",
+        default_value = "10s",
+        value_parser = home::parse_duration
+    )]
+    lease_ttl: std::time::Duration,
 }
 
 /// `--durability`.
@@ -100,7 +114,7 @@ fn main() -> ExitCode {
         DurabilityArg::Full => weft_store_sqlite::Durability::Full,
         DurabilityArg::Normal => weft_store_sqlite::Durability::Normal,
     };
-    let home = home::Home::resolve(cli.home, durability);
+    let home = home::Home::resolve(cli.home, durability, cli.lease_ttl);
     let outcome = match cli.command {
         Command::Run(args) => run::run(&home, args),
         Command::Resume(args) => resume::run(&home, args),

@@ -80,9 +80,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     .map_err(Failure::invalid)?;
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
-            engine::evented(store.clone()).start_with(Arc::clone(&registered), new, first)
+            engine::evented(home, store.clone()).start_with(Arc::clone(&registered), new, first)
         }
-        RuntimeKind::Default => engine::default(store.clone())
+        RuntimeKind::Default => engine::default(home, store.clone())
             .start_with(&registered, new, first, &mut LogObserver)
             .map(|run| run.result()),
     };

@@ -91,13 +91,13 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let mut watcher = Watcher::after(events.len(), args.json, args.watch);
     let outcome = match args.runtime {
         RuntimeKind::Evented => {
-            let runtime = engine::evented(store.clone());
+            let runtime = engine::evented(home, store.clone());
             let (watch, committed) = crossbeam_channel::unbounded();
             let result =
                 runtime.resume_watched(Arc::clone(&registered), run_id, target, payload, watch);
             watcher.follow(&committed, &result)
         }
-        RuntimeKind::Default => engine::default(store.clone())
+        RuntimeKind::Default => engine::default(home, store.clone())
             .resume(&registered, &run_id, &target, payload, &mut watcher)
             .map(|run| run.result()),
     };

@@ -55,7 +55,8 @@ pub fn failure(error: RuntimeError) -> Failure {
         | RuntimeError::Exists { .. }
         | RuntimeError::NotFound { .. }
         | RuntimeError::WrongWorkflow { .. }
-        | RuntimeError::Replay { .. } => Failure::invalid(error),
+        | RuntimeError::Replay { .. }
+        | RuntimeError::Leased { .. } => Failure::invalid(error),
         other => Failure::other(other),
     }
 }
@@ -79,6 +80,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let mut watcher = Watcher::new(args.json, args.watch);
     let outcome = match args.runtime {
         RuntimeKind::Evented => watch_evented(
+            home,
             &store,
             &registered,
             run_id,
@@ -87,7 +89,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             &mut watcher,
         ),
         RuntimeKind::Default => {
-            let runtime = engine::default(store.clone());
+            let runtime = engine::default(home, store.clone());
             if args.detach {
                 runtime.start_detached(&registered, run_id, input, &mut watcher)
             } else {
@@ -117,6 +119,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
 /// Starts a run on the evented runtime and prints its events as they
 /// commit, until the run finishes or suspends.
 fn watch_evented(
+    home: &Home,
     store: &Arc<weft_store_sqlite::SqliteStore>,
     registered: &Arc<weft_runtime::Registered>,
     run_id: RunId,
@@ -124,7 +127,7 @@ fn watch_evented(
     detach: bool,
     watcher: &mut Watcher,
 ) -> Result<RunResult, RuntimeError> {
-    let runtime = engine::evented(Arc::clone(store));
+    let runtime = engine::evented(home, Arc::clone(store));
     let (watch, events) = crossbeam_channel::unbounded();
     let result = runtime.start_watched(Arc::clone(registered), run_id, input, detach, watch);
     watcher.follow(&events, &result)

@@ -264,11 +264,10 @@ fn print_events(
 /// Runs `weft events`: one event per line, optionally following the run.
 ///
 /// `--follow` polls the store until the run finishes, fails, suspends or is
-/// canceled. weft cannot tell whether a process is still driving a running
-/// run (there are no leases yet), so when no new event has come for
-/// [`FOLLOW_NOTE_AFTER_MICROS`] it says so on stderr, once, and keeps
-/// waiting: a step may simply be slow, or its driver may have crashed
-/// (`weft recover` continues such a run).
+/// canceled. When no new event has come for [`FOLLOW_NOTE_AFTER_MICROS`]
+/// and no live process holds the run's lease (its driver died), it says so
+/// on stderr, once, and keeps waiting (`weft recover` continues such a run);
+/// a run whose driver is alive may simply have a slow step.
 pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
     let (store, _, events) = load_run(home, args.db.as_ref(), &run)?;
@@ -279,12 +278,15 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     let mut last_at = events.last().map_or(Timestamp(0), Event::at);
     let mut noted = false;
     while args.follow && open && !settled {
-        if !noted && clock.now().micros_since(last_at) >= FOLLOW_NOTE_AFTER_MICROS {
+        if !noted
+            && clock.now().micros_since(last_at) >= FOLLOW_NOTE_AFTER_MICROS
+            && orphaned(&store, &run)?
+        {
             noted = true;
             eprintln!(
-                "note: run {} is running but has had no new event for {} s; if no weft process \
-                 is driving it (its `weft run` crashed or was killed), `weft recover` continues \
-                 it. Still following (Ctrl-C to stop).",
+                "note: run {} is running but has had no new event for {} s, and no weft process \
+                 holds it (its driver crashed or was killed): `weft recover` continues it. \
+                 Still following (Ctrl-C to stop).",
                 escape(run.as_str()),
                 clock.now().micros_since(last_at) / 1_000_000
             );
@@ -300,6 +302,16 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
         open = print_events(&new, &mut seen, &mut settled, args.json)?;
     }
     Ok(Code::Success)
+}
+
+/// Whether no live process holds `run` (it is running with no lease, or an
+/// expired one): the store's `claimable` query, read-only.
+fn orphaned(store: &dyn weft_core::EventStore, run: &RunId) -> Result<bool, Failure> {
+    Ok(store
+        .claimable(Timestamp(u64::MAX))
+        .map_err(Failure::other)?
+        .iter()
+        .any(|c| c.run == *run))
 }
 
 #[cfg(test)]

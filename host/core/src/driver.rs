@@ -128,6 +128,26 @@ impl RunState {
         Ok(advance)
     }
 
+    /// When the run next needs attention if it only waits for timers: the
+    /// earliest retry or sleep time among its ready work, or `None` when
+    /// work is due now, an attempt is in flight, or the run is not running.
+    /// What a runtime stores as the run's wake time ([`crate::Append::wake`]).
+    pub fn next_wake(&self) -> Option<Timestamp> {
+        if self.status() != crate::state::RunStatus::Running || !self.in_flight().is_empty() {
+            return None;
+        }
+        let mut wake: Option<Timestamp> = None;
+        for work in self.ready() {
+            let due = match work {
+                Work::Execute(task) => task.not_before?,
+                Work::Wake { due, .. } => due,
+                _ => return None,
+            };
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
+        wake
+    }
+
     /// Whether a report of `attempt` at `path` would apply: the execution
     /// is in flight at that attempt. A report that would not is stale (a
     /// redelivered attempt finishing twice, or a run canceled meanwhile).

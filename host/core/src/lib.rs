@@ -43,7 +43,9 @@ pub use state::{
     Finish, NodeRecord, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus,
     SuspendedStep, Wake, Work,
 };
-pub use store::{Append, EventStore, RunMeta, RunSummary, StoreError, Timer};
+pub use store::{
+    Append, Claimable, EventStore, Lease, Owner, RunMeta, RunSummary, StoreError, Takeover,
+};
 pub use upgrade::{UpgradeError, check_upgrade};
 pub use workflow::{
     Arm, Grant, InputError, Limits, LoopKind, Node, NodeKind, RetryPolicy, StepDef, Workflow,

@@ -1,10 +1,26 @@
-//! The persistence boundary of the evented runtime: an append-only event log
-//! per run with optimistic concurrency, plus durable timers.
+//! The persistence boundary of the runtimes: an append-only event log per
+//! run with optimistic concurrency, **leases** (one owner per run at a time,
+//! fenced by epoch) and each run's **wake time** (durable timers).
 //!
-//! Implementations: `weft-store-sqlite` (the default, embedded). The trait is
-//! synchronous: appends are short transactions, and a runtime batches many
-//! runs' appends into one call ([`EventStore::append_batch`]) to share one
-//! commit (group commit).
+//! Implementations: `weft-store-sqlite` (the default, embedded) and
+//! `weft_runtime::MemoryStore` (not durable). The trait is synchronous:
+//! appends are short transactions, and a runtime batches many runs' appends
+//! into one call ([`EventStore::append_batch`]) to share one commit (group
+//! commit).
+//!
+//! # Ownership
+//! A process drives a run only while it holds the run's [`Lease`]: it gets
+//! one with [`EventStore::create_run`] or [`EventStore::acquire`], keeps it
+//! alive with [`EventStore::renew`], and gives it up with
+//! [`EventStore::release`] (or by appending the event that settles the run:
+//! the store releases the lease of a run that is no longer `running`). Every
+//! append names the epoch of the lease it was decided under; a takeover
+//! bumps the epoch, so a stale owner's append is refused
+//! ([`StoreError::Fenced`]) and can never interleave with the new owner's.
+//! Lease expiry is judged by the store's clock only (for SQLite the clock of
+//! the one machine that can open the file), never by the owners' clocks.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,16 +63,69 @@ pub struct RunSummary {
     pub updated_at: Timestamp,
 }
 
+/// Who asks for a lease, and for how long it holds without renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's id: unique per runtime instance (several runtimes of one
+    /// process are distinct owners). Opaque to the store; a runtime may
+    /// encode in it how to tell that the owner is gone (its host and
+    /// process).
+    pub id: String,
+    /// How long a lease lasts from its grant or last renewal.
+    pub ttl: Duration,
+}
+
+/// A lease on one run, granted to an [`Owner`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The run.
+    pub run: RunId,
+    /// The owner's id.
+    pub owner: String,
+    /// The fencing token: bumped by every grant, so each grant (and each
+    /// takeover) has its own. Appends name it ([`Append::epoch`]).
+    pub epoch: u64,
+}
+
+/// How [`EventStore::acquire`] may take a lease that another owner holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeover<'a> {
+    /// Only a run without a live lease: none, released, or expired.
+    IfFree,
+    /// Also a live lease held by this owner id, which the caller has proven
+    /// gone (its process no longer exists): a compare-and-swap on the holder.
+    From(&'a str),
+    /// Whatever holds it (a cancel: it fences the holder out, which then
+    /// finds the run canceled when it next appends).
+    Force,
+}
+
 /// One append: `events` go after sequence number `expected` (the number of
-/// events the writer has seen; 0 for a new run).
+/// events the writer has seen; 0 for a new run), under the lease `epoch`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Append<'a> {
     /// The run.
     pub run: &'a RunId,
     /// The sequence number of the run's last event as the writer knows it.
     pub expected: u64,
+    /// The epoch of the writer's lease on the run.
+    pub epoch: u64,
     /// The events to append, in order.
     pub events: &'a [Event],
+    /// When the run next needs attention though nothing happens to it
+    /// before (its earliest sleep or retry time), if it only waits for a
+    /// timer after these events; `None` for a run with work to do now (or
+    /// one that settles).
+    pub wake: Option<Timestamp>,
+}
+
+/// A running run that no live lease holds: a recovering host may take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimable {
+    /// The run.
+    pub run: RunId,
+    /// When it next needs attention (`None`: now).
+    pub wake: Option<Timestamp>,
 }
 
 /// A store failure.
@@ -72,6 +141,30 @@ pub enum StoreError {
         expected: u64,
         /// The sequence number in the log.
         actual: u64,
+    },
+    /// The writer's lease was taken over (or the run was canceled by
+    /// another process): nothing was written, and this writer must stop
+    /// driving the run.
+    #[error(
+        "run {run}: the lease of epoch {epoch} is no longer held (the run is at epoch {current})"
+    )]
+    Fenced {
+        /// The run.
+        run: String,
+        /// The writer's epoch.
+        epoch: u64,
+        /// The run's epoch now.
+        current: u64,
+    },
+    /// Another owner holds a live lease on the run.
+    #[error("run {run} is held by {owner} (for {remaining_ms} ms more unless renewed)")]
+    Leased {
+        /// The run.
+        run: String,
+        /// The holder's id.
+        owner: String,
+        /// How long the lease still lasts by the store's clock.
+        remaining_ms: u64,
     },
     /// No such run.
     #[error("no run `{run}` in the store")]
@@ -90,20 +183,62 @@ pub enum StoreError {
     Backend(String),
 }
 
-/// An append-only, per-run event log.
+/// An append-only, per-run event log with leases and wake times.
 pub trait EventStore: Send + Sync {
-    /// Creates a run whose first events are `events` (starting with `run-started`).
+    /// Creates a run whose first events are `events` (starting with
+    /// `run-started`), leased to `owner` (epoch 1), with its wake time (as
+    /// [`Append::wake`]), in one transaction.
     ///
     /// # Errors
     /// [`StoreError::Exists`] when the run id is taken; backend errors.
-    fn create_run(&self, meta: &RunMeta, events: &[Event]) -> Result<(), StoreError>;
+    fn create_run(
+        &self,
+        meta: &RunMeta,
+        events: &[Event],
+        owner: &Owner,
+        wake: Option<Timestamp>,
+    ) -> Result<Lease, StoreError>;
 
-    /// Appends to several runs in ONE transaction: all appends land or none.
+    /// Grants `owner` the lease on `run` with a new epoch (the previous one
+    /// plus 1), if `takeover` allows: a run with no live lease always; a
+    /// run leased by `owner` itself is granted again (a new epoch). A run
+    /// that is not `running` can be leased too (to resume or cancel it).
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] (naming the first conflicting run) when any
-    /// run's log does not end at its `expected` sequence number; then nothing
-    /// was written. Backend errors.
+    /// [`StoreError::Leased`] when another owner holds a live lease that
+    /// `takeover` does not allow taking; [`StoreError::NotFound`]; backend
+    /// errors.
+    fn acquire(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+    ) -> Result<Lease, StoreError>;
+
+    /// Extends every lease `owner` holds by its ttl, and returns the runs it
+    /// still holds with their epochs (a lease taken over meanwhile is not
+    /// among them). One call per owner, whatever the number of its runs.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError>;
+
+    /// Gives up `lease` (a no-op when it was taken over meanwhile). The run
+    /// stays as stored: a running run is then [`EventStore::claimable`].
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn release(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Appends to several runs in ONE transaction: all appends land or none.
+    /// The lease of a run whose status after its append is not `running`
+    /// is released in the same transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Fenced`] when a run's epoch is not the append's (its
+    /// lease was taken over), [`StoreError::Conflict`] when a run's log does
+    /// not end at its `expected` sequence number, naming the first such
+    /// run; then nothing was written. Backend errors.
     fn append_batch(&self, appends: &[Append<'_>]) -> Result<(), StoreError>;
 
     /// A run's metadata and every event, in order.
@@ -141,32 +276,11 @@ pub trait EventStore: Send + Sync {
     /// Backend errors.
     fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError>;
 
-    /// Schedules (or moves) the durable timer `key` of `run` to fire at `due`.
+    /// Running runs that no live lease holds and that need attention at or
+    /// before `horizon` (their wake time, or now), earliest wake first:
+    /// what a recovering host can take. One indexed query.
     ///
     /// # Errors
     /// Backend errors.
-    fn set_timer(&self, run: &RunId, key: &str, due: Timestamp) -> Result<(), StoreError>;
-
-    /// Removes a timer (no error if it does not exist).
-    ///
-    /// # Errors
-    /// Backend errors.
-    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), StoreError>;
-
-    /// Timers due at or before `now`, earliest first.
-    ///
-    /// # Errors
-    /// Backend errors.
-    fn due_timers(&self, now: Timestamp) -> Result<Vec<Timer>, StoreError>;
-}
-
-/// A durable timer: survives restarts; the runtime fires it once due.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timer {
-    /// The run.
-    pub run: RunId,
-    /// The timer's key within the run (e.g. a step path).
-    pub key: String,
-    /// When it is due.
-    pub due: Timestamp,
+    fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError>;
 }

@@ -5,28 +5,39 @@
 //! nothing is written while it runs. The store sees the run only where it
 //! enters or leaves this process:
 //!
-//! - **entering** — `start` creates the run with its `run-started` event,
-//!   `resume` appends `run-resumed`, `cancel` appends `run-canceled`, each an
-//!   optimistic append fenced by sequence number. Only after that claim
-//!   commits does a step run, so a run id is created once and a suspended
-//!   step is resumed once, however many processes try at the same moment;
+//! - **entering** — `start` creates the run with its `run-started` event
+//!   and its lease, `resume` takes the lease and appends `run-resumed`,
+//!   `cancel` takes the lease (from any holder: the holder is fenced out)
+//!   and appends `run-canceled`, each an optimistic append fenced by epoch
+//!   and sequence number. Only after that claim commits does a step run, so
+//!   a run id is created once and a suspended step is resumed once, however
+//!   many processes try at the same moment;
 //! - **leaving** — when the run finishes, fails or suspends, every event it
-//!   produced is appended in one transaction.
+//!   produced is appended in one transaction, fenced by the lease's epoch,
+//!   which releases the lease.
 //!
-//! Between the two the run lives only in memory: if the process dies, the
-//! store holds the run as `running` at its claim, and `weft recover` drives it
-//! again from there (its steps run again, with the same idempotency keys).
+//! Between the two the run lives only in memory, and the lease says this
+//! process drives it (renewed by the runtime's keeper thread): `weft
+//! recover` leaves it alone. If the process dies, the store holds the run
+//! as `running` at its claim; once the lease expires (at once when the
+//! process is provably gone), `weft recover` drives it again from there
+//! (its steps run again, with the same idempotency keys). If another
+//! process takes the run over meanwhile (this one was stopped past the
+//! lease's time to live), this one stops at the next step boundary and
+//! commits nothing: [`RuntimeError::LeaseLost`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Effect, Event, EventStore, LogLine, ResumeTarget, RunId, RunResult, RunState,
-    RunStatus, StepPath, StoreError,
+    Append, Clock, Effect, Event, EventStore, Lease, LogLine, ResumeTarget, RunId, RunResult,
+    RunState, RunStatus, StepPath, StoreError, Takeover,
 };
 
 use crate::error::RuntimeError;
 use crate::evented::Registered;
+use crate::lease::{Keeper, LeaseOptions};
 use crate::stored;
 use crate::worker::execute_step;
 
@@ -52,6 +63,16 @@ pub struct Run {
     events: Vec<Event>,
     /// How many of `events` the store holds.
     committed: u64,
+    /// This process's lease on the run while it drives it; `None` once
+    /// returned to the caller.
+    held: Option<Held>,
+}
+
+/// A lease this runtime holds, and the keeper's flag saying it was lost.
+#[derive(Debug, Clone)]
+struct Held {
+    lease: Lease,
+    lost: Arc<AtomicBool>,
 }
 
 impl Run {
@@ -76,6 +97,13 @@ impl Run {
         Ok(())
     }
 
+    /// Whether this process's lease on the run was taken over.
+    fn lost(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_some_and(|h| h.lost.load(Ordering::Relaxed))
+    }
+
     /// Keeps events already applied to the state.
     fn record(&mut self, events: Vec<Event>, observer: &mut dyn RunObserver) {
         if let Some(run) = self.state.run_id() {
@@ -93,12 +121,29 @@ impl Run {
 pub struct DefaultRuntime {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
+    keeper: Keeper,
 }
 
 impl DefaultRuntime {
-    /// A runtime recording runs in `store`, reading time from `clock`.
+    /// A runtime recording runs in `store`, reading time from `clock`, with
+    /// the default lease options.
     pub fn new(store: Arc<dyn EventStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { store, clock }
+        Self::with_leases(store, clock, LeaseOptions::default())
+    }
+
+    /// A runtime recording runs in `store`, reading time from `clock`,
+    /// leasing the runs it drives as `leases` says.
+    pub fn with_leases(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        leases: LeaseOptions,
+    ) -> Self {
+        let keeper = Keeper::start(Arc::clone(&store), leases);
+        Self {
+            store,
+            clock,
+            keeper,
+        }
     }
 
     /// Starts a run of `workflow` with `input` and drives it until it
@@ -191,14 +236,22 @@ impl DefaultRuntime {
             state: RunState::new(Arc::clone(&workflow.workflow)),
             events: Vec::new(),
             committed: 0,
+            held: None,
         };
         for event in first {
             run.apply(event, observer)?;
         }
-        self.store
-            .create_run(&workflow.meta(run_id), &run.events)
+        let lease = self
+            .store
+            .create_run(
+                &workflow.meta(run_id),
+                &run.events,
+                self.keeper.owner(),
+                None,
+            )
             .map_err(|e| stored::error(run_id, e))?;
         run.committed = run.events.len() as u64;
+        run.held = Some(self.hold(lease));
         self.drive(workflow, run, observer, detach)
     }
 
@@ -219,13 +272,15 @@ impl DefaultRuntime {
         payload: Value,
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
-        let run = self.claim(workflow, run_id, observer, |state, at| {
+        let run = self.claim(workflow, run_id, observer, Takeover::IfFree, |state, at| {
             state.resume_stored(target, payload.clone(), at)
         })?;
         self.drive(workflow, run, observer, false)
     }
 
-    /// Cancels a stored running or suspended run: nothing more runs.
+    /// Cancels a stored running or suspended run: nothing more runs. A run
+    /// another process drives is taken from it (its lease is taken over, so
+    /// it commits nothing more and reports the run canceled).
     ///
     /// # Errors
     /// [`RuntimeError::Resume`] when the run has finished; it is then
@@ -237,43 +292,102 @@ impl DefaultRuntime {
         reason: Option<String>,
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
-        self.claim(workflow, run_id, observer, |state, at| {
+        let mut run = self.claim(workflow, run_id, observer, Takeover::Force, |state, at| {
             state.cancel(reason.clone(), at).map(|e| vec![e])
-        })
+        })?;
+        // The cancel settled the run, which released its lease.
+        if let Some(held) = run.held.take() {
+            self.keeper.unwatch(&held.lease.run);
+        }
+        Ok(run)
     }
 
-    /// Loads the run, lets `decide` turn the request into events and
-    /// appends them. When another process appended first, the request is
-    /// decided again on the run as it is now.
+    /// Watches a lease this runtime was granted.
+    fn hold(&self, lease: Lease) -> Held {
+        let lost = self.keeper.watch(&lease);
+        Held { lease, lost }
+    }
+
+    /// Takes the run's lease (as `takeover` allows), loads the run, lets
+    /// `decide` turn the request into events and appends them. When another
+    /// process appended first, the request is decided again on the run as
+    /// it is now. A refused request releases the lease.
     fn claim(
         &self,
         workflow: &Arc<Registered>,
         run_id: &RunId,
         observer: &mut dyn RunObserver,
+        takeover: Takeover<'_>,
         decide: impl Fn(&RunState, weft_core::Timestamp) -> Result<Vec<Event>, weft_core::ResumeError>,
     ) -> Result<Run, RuntimeError> {
         loop {
-            let (state, events) = stored::load(&*self.store, workflow, run_id)?;
+            let acquired =
+                stored::acquire(&*self.store, run_id, self.keeper.owner(), takeover, false);
+            let lease = match acquired {
+                Ok(lease) => lease,
+                Err(RuntimeError::Leased { remaining_ms, .. }) => {
+                    // Another process holds the run. If the request does
+                    // not fit the run as stored (a resume of a running
+                    // run), that is the answer; otherwise the holder is
+                    // most likely claiming it for the same request right
+                    // now (concurrent resumes): look again in a moment,
+                    // and the request is decided on what it did.
+                    let (state, _) = stored::load(&*self.store, workflow, run_id)?;
+                    decide(&state, self.clock.now())?;
+                    std::thread::sleep(std::time::Duration::from_millis(remaining_ms.clamp(1, 20)));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let held = self.hold(lease);
+            let loaded = stored::load(&*self.store, workflow, run_id);
+            let (state, events) = match loaded {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    self.keeper.release(&held.lease);
+                    return Err(e);
+                }
+            };
             let mut run = Run {
                 state,
                 committed: events.len() as u64,
                 events,
+                held: Some(held),
             };
-            for event in decide(&run.state, self.clock.now())? {
-                run.apply(event, observer)?;
+            let decided = decide(&run.state, self.clock.now());
+            let applied = decided.map_err(RuntimeError::from).and_then(|events| {
+                events
+                    .into_iter()
+                    .try_for_each(|event| run.apply(event, observer))
+            });
+            if let Err(e) = applied {
+                self.let_go(&mut run);
+                return Err(e);
             }
             match self.persist(&mut run) {
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(stored::error(run_id, e)),
+                // Another process appended first, or took the lease (a
+                // cancel): decide again on what it did.
+                Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => continue,
+                Err(e) => {
+                    self.let_go(&mut run);
+                    return Err(stored::error(run_id, e));
+                }
                 Ok(()) => return Ok(run),
             }
         }
     }
 
+    /// Gives up the run's lease, if this runtime still holds it.
+    fn let_go(&self, run: &mut Run) {
+        if let Some(held) = run.held.take() {
+            self.keeper.release(&held.lease);
+        }
+    }
+
     /// Waits until `due` (a sleep, a retry delay), checking every second
-    /// whether another process changed the stored run (`weft cancel`).
-    /// Returns `false` when it did: the run's new events will not commit,
-    /// and what is stored is the caller's answer.
+    /// whether another process changed the stored run (`weft cancel`) or
+    /// took the lease. Returns `false` when it did: the run's new events
+    /// will not commit, and what is stored is the caller's answer.
     fn wait(&self, run: &Run, due: weft_core::Timestamp) -> bool {
         loop {
             let now = self.clock.now();
@@ -286,6 +400,9 @@ impl DefaultRuntime {
                 return true;
             }
             self.clock.sleep_until(now.plus_millis(1000).min(due));
+            if run.lost() {
+                return false;
+            }
             let id = run.state.run_id();
             let changed = id.is_some_and(|id| {
                 self.store
@@ -298,7 +415,8 @@ impl DefaultRuntime {
         }
     }
 
-    /// Appends the run's uncommitted events in one transaction.
+    /// Appends the run's uncommitted events in one transaction, under its
+    /// lease, with its wake time.
     fn persist(&self, run: &mut Run) -> Result<(), StoreError> {
         let Some(id) = run.state.run_id() else {
             return Ok(());
@@ -307,18 +425,27 @@ impl DefaultRuntime {
         if new.is_empty() {
             return Ok(());
         }
+        let Some(held) = &run.held else {
+            return Err(StoreError::Backend(format!(
+                "run {id}: appending without a lease (a bug)"
+            )));
+        };
         self.store.append_batch(&[Append {
             run: id,
             expected: run.committed,
+            epoch: held.lease.epoch,
             events: new,
+            wake: run.state.next_wake(),
         }])?;
         run.committed = run.events.len() as u64;
         Ok(())
     }
 
     /// Advances the run and performs what the driver decides until it
-    /// settles (finishes, fails, suspends), then records the run's new events. If another process changed the run meanwhile (e.g. canceled
-    /// it), what is stored wins and is what the caller gets.
+    /// settles (finishes, fails, suspends), then records the run's new
+    /// events. If another process changed the run meanwhile, what is stored
+    /// wins: a run canceled there is what the caller gets; a run taken over
+    /// (this process was presumed dead) is [`RuntimeError::LeaseLost`].
     fn drive(
         &self,
         workflow: &Arc<Registered>,
@@ -326,6 +453,7 @@ impl DefaultRuntime {
         observer: &mut dyn RunObserver,
         detach: bool,
     ) -> Result<Run, RuntimeError> {
+        let mut interrupted = false;
         loop {
             let advance = run.state.advance(self.clock.now())?;
             let mut executed_any = false;
@@ -334,6 +462,11 @@ impl DefaultRuntime {
             let idle = advance.effects.is_empty();
             run.record(advance.events, observer);
             for effect in advance.effects {
+                if run.lost() {
+                    // Taken over: stop at this step boundary.
+                    changed = true;
+                    break;
+                }
                 match effect {
                     Effect::Execute(task) => {
                         executed_any = true;
@@ -363,26 +496,54 @@ impl DefaultRuntime {
                     Effect::WakeAt(_) => {}
                 }
             }
-            // Settled, detached while it only waits for a timer, or (never
-            // for runs this runtime drives) waiting for an attempt it does
-            // not execute.
+            // Settled, detached while it only waits for a timer, changed
+            // elsewhere, or (never for runs this runtime drives) waiting for
+            // an attempt it does not execute.
+            interrupted |= changed;
             if idle || waits || changed || run.state.status() != RunStatus::Running {
                 break;
             }
         }
         let run_id = run.result().run_id;
-        match self.persist(&mut run) {
-            Ok(()) => Ok(run),
-            Err(StoreError::Conflict { .. }) => {
+        // Another process wrote to the run (every writer takes the lease
+        // first, so this process's append would be fenced): its new events
+        // are void; what is stored is the answer.
+        let persisted = (!interrupted).then(|| self.persist(&mut run));
+        match persisted {
+            Some(Ok(())) => {
+                if run.state.status() == RunStatus::Running {
+                    // Detached: `weft recover` (or any host) continues it.
+                    self.let_go(&mut run);
+                } else if let Some(held) = run.held.take() {
+                    // Settled: the append released the lease.
+                    self.keeper.unwatch(&held.lease.run);
+                }
+                Ok(run)
+            }
+            None | Some(Err(StoreError::Conflict { .. } | StoreError::Fenced { .. })) => {
+                if let Some(held) = run.held.take() {
+                    self.keeper.unwatch(&held.lease.run);
+                }
                 let (state, events) = stored::load(&*self.store, workflow, &run_id)?;
-                stored::settled(&state, &run_id)?;
+                // Only a cancel takes a run from a live owner; any other
+                // takeover presumed this process dead, and what the run
+                // became is the other process's to report.
+                if state.status() != RunStatus::Canceled {
+                    return Err(RuntimeError::LeaseLost {
+                        run: run_id.to_string(),
+                    });
+                }
                 Ok(Run {
                     state,
                     committed: events.len() as u64,
                     events,
+                    held: None,
                 })
             }
-            Err(e) => Err(stored::error(&run_id, e)),
+            Some(Err(e)) => {
+                self.let_go(&mut run);
+                Err(stored::error(&run_id, e))
+            }
         }
     }
 }

@@ -56,6 +56,29 @@ pub enum RuntimeError {
         /// The run.
         run: String,
     },
+    /// Another live process holds the run's lease (it is driving the run):
+    /// this runtime did not touch it.
+    #[error(
+        "run {run} is held by another weft process ({owner}); its lease lasts {remaining_ms} ms more unless renewed"
+    )]
+    Leased {
+        /// The run.
+        run: String,
+        /// The lease holder's id.
+        owner: String,
+        /// How long the lease lasts without renewal, by the store's clock.
+        remaining_ms: u64,
+    },
+    /// This process's lease on the run was taken over (it was presumed
+    /// dead, e.g. stopped longer than the lease's time to live): it stopped
+    /// driving the run and committed nothing more; the new owner drives it.
+    #[error(
+        "run {run}: this process lost its lease on the run (another process took it over); it stopped driving the run, which goes on there"
+    )]
+    LeaseLost {
+        /// The run.
+        run: String,
+    },
     /// No run with this id is stored.
     #[error("no run `{run}` in the store")]
     NotFound {

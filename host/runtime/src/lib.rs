@@ -18,6 +18,7 @@
 mod default;
 mod error;
 mod evented;
+mod lease;
 mod memory_store;
 mod stored;
 mod worker;
@@ -25,6 +26,7 @@ mod worker;
 pub use default::{DefaultRuntime, NoObserver, Run, RunObserver};
 pub use error::RuntimeError;
 pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, Registered, WorkItem};
+pub use lease::{LeaseOptions, owner_id, owner_is_gone};
 pub use memory_store::MemoryStore;
 pub use worker::{Executed, execute_step};
 

@@ -1,153 +1,263 @@
 //! An [`EventStore`] in memory: for tests, benchmarks and embedding without
-//! durability. Same semantics as the SQLite store (optimistic concurrency,
-//! all-or-nothing batches), no persistence.
+//! durability. Same contract as the SQLite store (optimistic concurrency,
+//! all-or-nothing batches, leases fenced by epoch, wake times; the store
+//! conformance suite runs against both), no persistence.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use weft_core::{
-    Append, Event, EventStore, RunId, RunMeta, RunStatus, RunSummary, StoreError, Timer, Timestamp,
+    Append, Claimable, Clock, Event, EventStore, Lease, Owner, RunId, RunMeta, RunStatus,
+    RunSummary, StoreError, SystemClock, Takeover, Timestamp,
 };
 
-#[derive(Default)]
-struct Inner {
-    runs: BTreeMap<RunId, (RunSummary, Vec<Event>)>,
-    timers: BTreeMap<(RunId, String), Timestamp>,
+/// A run as kept in memory.
+struct Stored {
+    summary: RunSummary,
+    events: Vec<Event>,
+    /// The lease holder and its expiry (by the store's clock), if any.
+    holder: Option<(String, Timestamp)>,
+    epoch: u64,
+    wake: Option<Timestamp>,
 }
 
 /// A non-durable event store.
-#[derive(Default)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    runs: Mutex<BTreeMap<RunId, Stored>>,
+    /// The store's clock: what lease expiry is judged by.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store judging lease expiry by the system clock.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_clock(Arc::new(SystemClock))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    /// An empty store judging lease expiry by `clock` (a manual clock lets
+    /// a test expire a lease without waiting).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            runs: Mutex::new(BTreeMap::new()),
+            clock,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<RunId, Stored>> {
         // A panic while holding the lock leaves consistent data (every
         // mutation below is complete or not started), so poisoning is ignored.
-        self.inner
+        self.runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
-fn absorb(summary: &mut RunSummary, events: &[Event]) {
+fn expiry(clock: &dyn Clock, owner: &Owner) -> Timestamp {
+    let ttl = u64::try_from(owner.ttl.as_micros()).unwrap_or(u64::MAX);
+    Timestamp(clock.now().0.saturating_add(ttl))
+}
+
+fn not_found(run: &RunId) -> StoreError {
+    StoreError::NotFound {
+        run: run.to_string(),
+    }
+}
+
+fn absorb(stored: &mut Stored, events: &[Event]) {
     for event in events {
         if let Some(status) = RunStatus::after(event) {
-            summary.status = status;
+            stored.summary.status = status;
         }
-        summary.updated_at = event.at();
+        stored.summary.updated_at = event.at();
     }
-    summary.events += events.len() as u64;
+    stored.summary.events += events.len() as u64;
+    stored.events.extend_from_slice(events);
+    if stored.summary.status != RunStatus::Running {
+        stored.holder = None;
+    }
 }
 
 impl EventStore for MemoryStore {
-    fn create_run(&self, meta: &RunMeta, events: &[Event]) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        if inner.runs.contains_key(&meta.run_id) {
+    fn create_run(
+        &self,
+        meta: &RunMeta,
+        events: &[Event],
+        owner: &Owner,
+        wake: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
+        let mut runs = self.lock();
+        if runs.contains_key(&meta.run_id) {
             return Err(StoreError::Exists {
                 run: meta.run_id.to_string(),
             });
         }
         let at = events.first().map(Event::at).unwrap_or_default();
-        let mut summary = RunSummary {
-            meta: meta.clone(),
-            status: RunStatus::Pending,
-            events: 0,
-            created_at: at,
-            updated_at: at,
+        let mut stored = Stored {
+            summary: RunSummary {
+                meta: meta.clone(),
+                status: RunStatus::Pending,
+                events: 0,
+                created_at: at,
+                updated_at: at,
+            },
+            events: Vec::new(),
+            holder: Some((owner.id.clone(), expiry(&*self.clock, owner))),
+            epoch: 1,
+            wake,
         };
-        absorb(&mut summary, events);
-        inner
-            .runs
-            .insert(meta.run_id.clone(), (summary, events.to_vec()));
+        absorb(&mut stored, events);
+        runs.insert(meta.run_id.clone(), stored);
+        Ok(Lease {
+            run: meta.run_id.clone(),
+            owner: owner.id.clone(),
+            epoch: 1,
+        })
+    }
+
+    fn acquire(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+    ) -> Result<Lease, StoreError> {
+        let now = self.clock.now();
+        let mut runs = self.lock();
+        let stored = runs.get_mut(run).ok_or_else(|| not_found(run))?;
+        if let Some((holder, expires)) = &stored.holder
+            && *holder != owner.id
+            && *expires > now
+        {
+            let allowed = match takeover {
+                Takeover::IfFree => false,
+                Takeover::From(gone) => gone == holder,
+                Takeover::Force => true,
+            };
+            if !allowed {
+                return Err(StoreError::Leased {
+                    run: run.to_string(),
+                    owner: holder.clone(),
+                    remaining_ms: expires.micros_since(now) / 1000,
+                });
+            }
+        }
+        stored.epoch += 1;
+        stored.holder = Some((owner.id.clone(), expiry(&*self.clock, owner)));
+        Ok(Lease {
+            run: run.clone(),
+            owner: owner.id.clone(),
+            epoch: stored.epoch,
+        })
+    }
+
+    fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
+        let expires = expiry(&*self.clock, owner);
+        let mut runs = self.lock();
+        let mut held = Vec::new();
+        for (run, stored) in runs.iter_mut() {
+            if let Some((holder, until)) = &mut stored.holder
+                && *holder == owner.id
+            {
+                *until = expires;
+                held.push((run.clone(), stored.epoch));
+            }
+        }
+        Ok(held)
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut runs = self.lock();
+        if let Some(stored) = runs.get_mut(&lease.run)
+            && stored.epoch == lease.epoch
+            && stored
+                .holder
+                .as_ref()
+                .is_some_and(|(holder, _)| *holder == lease.owner)
+        {
+            stored.holder = None;
+        }
         Ok(())
     }
 
     fn append_batch(&self, appends: &[Append<'_>]) -> Result<(), StoreError> {
-        let mut inner = self.lock();
+        let mut runs = self.lock();
+        // Check every append first (counting earlier appends of the same
+        // run in this batch), so that the batch lands whole or not at all.
+        let mut seen: BTreeMap<&RunId, u64> = BTreeMap::new();
         for append in appends {
-            let Some((summary, _)) = inner.runs.get(append.run) else {
-                return Err(StoreError::NotFound {
+            let stored = runs.get(append.run).ok_or_else(|| not_found(append.run))?;
+            if stored.epoch != append.epoch {
+                return Err(StoreError::Fenced {
                     run: append.run.to_string(),
+                    epoch: append.epoch,
+                    current: stored.epoch,
                 });
-            };
-            if summary.events != append.expected {
+            }
+            let actual = *seen.get(append.run).unwrap_or(&stored.summary.events);
+            if actual != append.expected {
                 return Err(StoreError::Conflict {
                     run: append.run.to_string(),
                     expected: append.expected,
-                    actual: summary.events,
+                    actual,
                 });
             }
+            seen.insert(append.run, actual + append.events.len() as u64);
         }
         for append in appends {
-            if let Some((summary, events)) = inner.runs.get_mut(append.run) {
-                absorb(summary, append.events);
-                events.extend_from_slice(append.events);
+            if let Some(stored) = runs.get_mut(append.run)
+                && !append.events.is_empty()
+            {
+                absorb(stored, append.events);
+                stored.wake = append.wake;
             }
         }
         Ok(())
     }
 
     fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError> {
-        let inner = self.lock();
-        let (summary, events) = inner.runs.get(run).ok_or_else(|| StoreError::NotFound {
-            run: run.to_string(),
-        })?;
-        Ok((summary.meta.clone(), events.clone()))
+        let runs = self.lock();
+        let stored = runs.get(run).ok_or_else(|| not_found(run))?;
+        Ok((stored.summary.meta.clone(), stored.events.clone()))
     }
 
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
-        let inner = self.lock();
-        let (_, events) = inner.runs.get(run).ok_or_else(|| StoreError::NotFound {
-            run: run.to_string(),
-        })?;
+        let runs = self.lock();
+        let stored = runs.get(run).ok_or_else(|| not_found(run))?;
         let skip = usize::try_from(after).unwrap_or(usize::MAX);
-        Ok(events.iter().skip(skip).cloned().collect())
+        Ok(stored.events.iter().skip(skip).cloned().collect())
     }
 
     fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError> {
-        let inner = self.lock();
-        let mut runs: Vec<RunSummary> = inner
-            .runs
+        let runs = self.lock();
+        let mut listed: Vec<RunSummary> = runs
             .values()
-            .map(|(s, _)| s.clone())
+            .map(|s| s.summary.clone())
             .filter(|s| status.is_none_or(|wanted| s.status == wanted))
             .collect();
-        runs.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(runs)
+        listed.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        Ok(listed)
     }
 
-    fn set_timer(&self, run: &RunId, key: &str, due: Timestamp) -> Result<(), StoreError> {
-        self.lock()
-            .timers
-            .insert((run.clone(), key.to_owned()), due);
-        Ok(())
-    }
-
-    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), StoreError> {
-        self.lock().timers.remove(&(run.clone(), key.to_owned()));
-        Ok(())
-    }
-
-    fn due_timers(&self, now: Timestamp) -> Result<Vec<Timer>, StoreError> {
-        let mut due: Vec<Timer> = self
-            .lock()
-            .timers
+    fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
+        let now = self.clock.now();
+        let runs = self.lock();
+        let mut claimable: Vec<Claimable> = runs
             .iter()
-            .filter(|(_, due)| **due <= now)
-            .map(|((run, key), due)| Timer {
+            .filter(|(_, s)| s.summary.status == RunStatus::Running)
+            .filter(|(_, s)| s.wake.is_none_or(|w| w <= horizon))
+            .filter(|(_, s)| s.holder.as_ref().is_none_or(|(_, until)| *until <= now))
+            .map(|(run, s)| Claimable {
                 run: run.clone(),
-                key: key.clone(),
-                due: *due,
+                wake: s.wake,
             })
             .collect();
-        due.sort_by_key(|t| t.due);
-        Ok(due)
+        // As SQLite orders: no wake time (now) first, then the earliest.
+        claimable.sort_by(|a, b| (a.wake, &a.run).cmp(&(b.wake, &b.run)));
+        Ok(claimable)
     }
 }

@@ -51,6 +51,33 @@ pub(crate) fn settled(state: &RunState, run: &RunId) -> Result<(), RuntimeError>
     Ok(())
 }
 
+/// Takes the lease of `run` for `owner`: a free run (no lease, released or
+/// expired), or with `takeover` more; and for a recovery (`From` is asked
+/// for by passing `recovering`), also a run whose holder is provably gone
+/// ([`crate::owner_is_gone`]).
+///
+/// # Errors
+/// [`RuntimeError::Leased`] when a live owner holds it; store failures.
+pub(crate) fn acquire(
+    store: &dyn EventStore,
+    run: &RunId,
+    owner: &weft_core::Owner,
+    takeover: weft_core::Takeover<'_>,
+    recovering: bool,
+) -> Result<weft_core::Lease, RuntimeError> {
+    match store.acquire(run, owner, takeover) {
+        Err(StoreError::Leased { owner: holder, .. })
+            if recovering && crate::lease::owner_is_gone(&holder) =>
+        {
+            tracing::info!(run = %run, "the run's owner {holder} is gone (its process no longer exists): taking the run over");
+            store
+                .acquire(run, owner, weft_core::Takeover::From(&holder))
+                .map_err(|e| error(run, e))
+        }
+        other => other.map_err(|e| error(run, e)),
+    }
+}
+
 /// The runtime error a store failure about `run` means to the caller.
 pub(crate) fn error(run: &RunId, error: StoreError) -> RuntimeError {
     let run = run.to_string();
@@ -58,6 +85,16 @@ pub(crate) fn error(run: &RunId, error: StoreError) -> RuntimeError {
         StoreError::Exists { .. } => RuntimeError::Exists { run },
         StoreError::NotFound { .. } => RuntimeError::NotFound { run },
         StoreError::Conflict { .. } => RuntimeError::Conflict { run },
+        StoreError::Fenced { .. } => RuntimeError::LeaseLost { run },
+        StoreError::Leased {
+            owner,
+            remaining_ms,
+            ..
+        } => RuntimeError::Leased {
+            run,
+            owner,
+            remaining_ms,
+        },
         reason @ StoreError::Backend(_) => RuntimeError::Store { run, reason },
     }
 }

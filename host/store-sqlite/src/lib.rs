@@ -1,5 +1,6 @@
-//! The SQLite implementation of [`weft_core::EventStore`]: the evented
-//! runtime's durable, append-only event log per run, plus durable timers.
+//! The SQLite implementation of [`weft_core::EventStore`]: the durable,
+//! append-only event log per run, with leases (one owner per run, fenced
+//! appends) and each run's wake time.
 //!
 //! [`SqliteStore`] keeps everything in one database file (WAL mode) that
 //! several weft processes may share:
@@ -9,10 +10,13 @@
 //! - `runs` caches what the log implies (status, last sequence number,
 //!   first and last event time), so listing runs needs no replay. Its
 //!   `last_seq` is also the optimistic-concurrency check of every append.
+//!   It also holds the run's lease (owner, epoch, expiry by the database's
+//!   clock; every append is fenced by the epoch) and its wake time, so a
+//!   recovering host finds the runs it may take with one indexed query
+//!   ([`weft_core::EventStore::claimable`]).
 //! - `step_results` is a projection of the step events for inspection
 //!   ([`SqliteStore::step_results`]); see [`StepResult`] for what it cannot
 //!   know.
-//! - `timers` holds durable timers.
 //! - `workflows` holds each distinct workflow lock once, by digest; a run
 //!   references the lock it is pinned to, and `run_pins` keeps the history of
 //!   its pins ([`SqliteStore::put_workflow`], [`SqliteStore::repin`]).
@@ -33,8 +37,10 @@
 //!
 //! [`EventStore::append_batch`]: weft_core::EventStore::append_batch
 
+mod leases;
 mod migrate;
 mod projection;
+mod read_only;
 mod rows;
 mod sql;
 mod store;

@@ -15,6 +15,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_workflow_locks.sql",
         include_str!("../migrations/0002_workflow_locks.sql"),
     ),
+    (
+        "0003_leases.sql",
+        include_str!("../migrations/0003_leases.sql"),
+    ),
 ];
 
 /// The schema version this code writes and understands.

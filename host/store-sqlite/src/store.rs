@@ -9,16 +9,15 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use weft_core::{
-    Append, Event, EventStore, RunId, RunMeta, RunStatus, RunSummary, StoreError, Timer, Timestamp,
+    Append, Claimable, Event, EventStore, Lease, Owner, RunId, RunMeta, RunStatus, RunSummary,
+    StoreError, Takeover, Timestamp,
 };
 
+use crate::leases::{self, NOW_US, head_of, ttl_us};
 use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
 use crate::projection::{self, StepResult, encode};
 use crate::rows::{last_seq_of, list_runs, read_events, workflow_id_of, write_events};
-use crate::sql::{
-    backend, backend_run, from_sql_ts, from_sql_u64, is_foreign_key_violation, not_found, run_id,
-    to_sql_ts, to_sql_u64,
-};
+use crate::sql::{backend, backend_run, from_sql_u64, not_found, to_sql_ts, to_sql_u64};
 use crate::workflows::{insert_pin, unknown_workflow};
 
 /// How long a statement waits for another connection's write lock before
@@ -135,14 +134,9 @@ impl SqliteStore {
     /// migration a writable [`SqliteStore::open`] applies).
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let location = path.display().to_string();
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| StoreError::Backend(format!("open {location} read-only: {e}")))?;
-        let err = |what: &str, e: rusqlite::Error| {
-            StoreError::Backend(format!("open {location} read-only: {what}: {e}"))
-        };
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|e| err("set busy_timeout", e))?;
+        // Falls back to an immutable open in a directory it cannot write;
+        // see `read_only::open` for when and why that is safe.
+        let conn = crate::read_only::open(path, &location, BUSY_TIMEOUT)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let version = schema_version(&conn)?;
         if !check(version, &location)? {
@@ -270,7 +264,13 @@ impl EventStore for SqliteStore {
     /// Creates `meta.run_id` with `events` as its events 1..=n; its status is
     /// what the events imply (`running` after `run-started`), its creation
     /// time the first event's. `events` must not be empty.
-    fn create_run(&self, meta: &RunMeta, events: &[Event]) -> Result<(), StoreError> {
+    fn create_run(
+        &self,
+        meta: &RunMeta,
+        events: &[Event],
+        owner: &Owner,
+        wake: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
         let run = meta.run_id.as_str();
         let encoded = events
             .iter()
@@ -287,6 +287,7 @@ impl EventStore for SqliteStore {
             .find_map(|e| e.status)
             .unwrap_or(RunStatus::Pending);
         let last_seq = to_sql_u64(events.len() as u64, "event count", run)?;
+        let wake = wake.map(|w| to_sql_ts(w, run)).transpose()?;
 
         let mut conn = self.lock();
         let tx = begin_immediate(&mut conn, "create_run", run)?;
@@ -295,11 +296,12 @@ impl EventStore for SqliteStore {
                 run: run.to_owned(),
             });
         }
-        tx.prepare_cached(
+        tx.prepare_cached(&format!(
             "INSERT INTO runs (run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
-                               created_at, updated_at, workflow_digest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
+                               created_at, updated_at, workflow_digest,
+                               lease_owner, lease_epoch, lease_expires_at, wake_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, {NOW_US} + ?11, ?12)"
+        ))
         .and_then(|mut s| {
             s.execute(params![
                 run,
@@ -311,6 +313,9 @@ impl EventStore for SqliteStore {
                 first.at,
                 last.at,
                 meta.workflow_digest,
+                owner.id,
+                ttl_us(owner),
+                wake,
             ])
         })
         .map_err(|e| unknown_workflow(e, meta, "create_run: insert the run"))?;
@@ -318,7 +323,45 @@ impl EventStore for SqliteStore {
             insert_pin(&tx, run, 0, digest, first.at)?;
         }
         write_events(&tx, run, 0, &encoded)?;
-        tx.commit().map_err(backend_run("create_run: commit", run))
+        tx.commit()
+            .map_err(backend_run("create_run: commit", run))?;
+        Ok(Lease {
+            run: meta.run_id.clone(),
+            owner: owner.id.clone(),
+            epoch: 1,
+        })
+    }
+
+    fn acquire(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+    ) -> Result<Lease, StoreError> {
+        let mut conn = self.lock();
+        let tx = begin_immediate(&mut conn, "acquire", run.as_str())?;
+        let lease = leases::acquire(&tx, run, owner, takeover)?;
+        tx.commit()
+            .map_err(backend_run("acquire: commit", run.as_str()))?;
+        Ok(lease)
+    }
+
+    fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(backend("renew leases: begin"))?;
+        let held = leases::renew(&tx, owner)?;
+        tx.commit().map_err(backend("renew leases: commit"))?;
+        Ok(held)
+    }
+
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        leases::release(&self.lock(), lease)
+    }
+
+    fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
+        leases::claimable(&self.lock(), horizon)
     }
 
     /// Appends in one `BEGIN IMMEDIATE` transaction. Appends are checked and
@@ -349,13 +392,21 @@ impl EventStore for SqliteStore {
         let tx = begin_immediate(&mut conn, "append_batch", appends[0].run.as_str())?;
         for (append, expected, events) in &encoded {
             let run = append.run.as_str();
-            let actual = last_seq_of(&tx, run)?.ok_or_else(|| not_found(run))?;
-            if actual != *expected {
-                // Returning drops `tx`, which rolls back every earlier append.
+            let head = head_of(&tx, run)?.ok_or_else(|| not_found(run))?;
+            // Returning an error drops `tx`, which rolls back every earlier append.
+            let epoch = to_sql_u64(append.epoch, "lease epoch", run)?;
+            if head.epoch != epoch {
+                return Err(StoreError::Fenced {
+                    run: run.to_owned(),
+                    epoch: append.epoch,
+                    current: from_sql_u64(head.epoch, "lease epoch", run)?,
+                });
+            }
+            if head.last_seq != *expected {
                 return Err(StoreError::Conflict {
                     run: run.to_owned(),
                     expected: append.expected,
-                    actual: from_sql_u64(actual, "last sequence number", run)?,
+                    actual: from_sql_u64(head.last_seq, "last sequence number", run)?,
                 });
             }
             let Some(last) = events.last() else { continue };
@@ -365,28 +416,16 @@ impl EventStore for SqliteStore {
                 "sequence number",
                 run,
             )?;
-            let status = events
-                .iter()
-                .rev()
-                .find_map(|e| e.status)
-                .map(RunStatus::as_str);
-            // The status only when it changes: naming it in the `SET` list
-            // rewrites its index entry (one more page per commit) even when
-            // the value stays the same.
-            let updated = match status {
-                Some(status) => tx
-                    .prepare_cached(
-                        "UPDATE runs SET last_seq = ?2, updated_at = ?3, status = ?4
-                         WHERE run_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![run, new_last, last.at, status])),
-                None => tx
-                    .prepare_cached(
-                        "UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE run_id = ?1",
-                    )
-                    .and_then(|mut s| s.execute(params![run, new_last, last.at])),
-            };
-            updated.map_err(backend_run("append_batch: update the run", run))?;
+            let status = events.iter().rev().find_map(|e| e.status);
+            let wake = append.wake.map(|w| to_sql_ts(w, run)).transpose()?;
+            update_head(
+                &tx,
+                run,
+                new_last,
+                last.at,
+                status,
+                (head.wake_at != wake).then_some(wake),
+            )?;
         }
         tx.commit().map_err(backend("append_batch: commit"))
     }
@@ -473,68 +512,6 @@ impl EventStore for SqliteStore {
         }
         Ok(changed)
     }
-
-    /// Schedules or moves a timer. [`StoreError::NotFound`] when the run does
-    /// not exist: a timer belongs to a run and is deleted with it.
-    fn set_timer(&self, run: &RunId, key: &str, due: Timestamp) -> Result<(), StoreError> {
-        let id = run.as_str();
-        let due = to_sql_ts(due, id)?;
-        let conn = self.lock();
-        conn.prepare_cached(
-            "INSERT INTO timers (run_id, key, due) VALUES (?1, ?2, ?3)
-             ON CONFLICT (run_id, key) DO UPDATE SET due = excluded.due",
-        )
-        .and_then(|mut s| s.execute(params![id, key, due]))
-        .map(drop)
-        .map_err(|e| {
-            if is_foreign_key_violation(&e) {
-                not_found(id)
-            } else {
-                backend_run("set_timer", id)(e)
-            }
-        })
-    }
-
-    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), StoreError> {
-        let id = run.as_str();
-        let conn = self.lock();
-        conn.prepare_cached("DELETE FROM timers WHERE run_id = ?1 AND key = ?2")
-            .and_then(|mut s| s.execute(params![id, key]))
-            .map(drop)
-            .map_err(backend_run("clear_timer", id))
-    }
-
-    /// Due timers, earliest first; timers due at the same time by run id, then key.
-    fn due_timers(&self, now: Timestamp) -> Result<Vec<Timer>, StoreError> {
-        // Every stored due time fits an i64, so a later `now` means "all".
-        let now = i64::try_from(now.0).unwrap_or(i64::MAX);
-        let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT run_id, key, due FROM timers WHERE due <= ?1 ORDER BY due, run_id, key",
-            )
-            .map_err(backend("due_timers"))?;
-        let rows = stmt
-            .query_map([now], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            })
-            .map_err(backend("due_timers"))?;
-        let mut timers = Vec::new();
-        for row in rows {
-            let (run, key, due) = row.map_err(backend("due_timers"))?;
-            let due = from_sql_ts(due, "timer due time", &run)?;
-            timers.push(Timer {
-                run: run_id(&run)?,
-                key,
-                due,
-            });
-        }
-        Ok(timers)
-    }
 }
 
 /// Starts a write transaction holding SQLite's write lock from the start,
@@ -547,4 +524,46 @@ fn begin_immediate<'c>(
 ) -> Result<Transaction<'c>, StoreError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_run(op, run))
+}
+
+/// Updates a run's row after an append: its last sequence number and update
+/// time; its status only when the append changes it (naming a column in the
+/// `SET` list rewrites its index entries, one more page per commit, even
+/// when the value stays), releasing the lease of a run that leaves
+/// `running`; its wake time only when it changes (`Some(new)`).
+fn update_head(
+    tx: &Transaction<'_>,
+    run: &str,
+    last_seq: i64,
+    at: i64,
+    status: Option<RunStatus>,
+    wake: Option<Option<i64>>,
+) -> Result<(), StoreError> {
+    const SQL: [&str; 4] = [
+        "UPDATE runs SET last_seq = ?2, updated_at = ?3 WHERE run_id = ?1",
+        "UPDATE runs SET last_seq = ?2, updated_at = ?3, wake_at = ?5 WHERE run_id = ?1",
+        "UPDATE runs SET last_seq = ?2, updated_at = ?3, status = ?4,
+             lease_owner = CASE WHEN ?4 = 'running' THEN lease_owner END,
+             lease_expires_at = CASE WHEN ?4 = 'running' THEN lease_expires_at END
+         WHERE run_id = ?1",
+        "UPDATE runs SET last_seq = ?2, updated_at = ?3, status = ?4, wake_at = ?5,
+             lease_owner = CASE WHEN ?4 = 'running' THEN lease_owner END,
+             lease_expires_at = CASE WHEN ?4 = 'running' THEN lease_expires_at END
+         WHERE run_id = ?1",
+    ];
+    let which = usize::from(wake.is_some()) + 2 * usize::from(status.is_some());
+    let mut stmt = tx
+        .prepare_cached(SQL[which])
+        .map_err(backend_run("append_batch: update the run", run))?;
+    let status = status.map(RunStatus::as_str);
+    let wake = wake.flatten();
+    let updated = match which {
+        0 => stmt.execute(params![run, last_seq, at]),
+        1 => stmt.execute(params![run, last_seq, at, rusqlite::types::Null, wake]),
+        2 => stmt.execute(params![run, last_seq, at, status]),
+        _ => stmt.execute(params![run, last_seq, at, status, wake]),
+    };
+    updated
+        .map(drop)
+        .map_err(backend_run("append_batch: update the run", run))
 }

@@ -1,10 +1,11 @@
 //! The store against its contract, on real database files where it matters.
 //!
 //! - `appends`: creating runs, appending, conflicts, atomicity, racing writers;
-//! - `views`: listing runs, the step projection, timers;
+//! - `views`: listing runs, the step projection;
 //! - `database`: the file itself: reopening, pragmas, migrations, damage;
 //! - `pins`: workflow locks and the runs pinned to them, and the migration
-//!   that added them.
+//!   that added them;
+//! - `read_only`: reading a database in a directory that cannot be written.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -12,8 +13,8 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::json;
 use weft_core::{
-    Append, CustomEvent, Event, EventStore, FailureKind, RunError, RunId, RunMeta, RunStatus,
-    StepError, StepId, StepPath, StepStatus, StoreError, Timer, Timestamp,
+    Append, CustomEvent, Event, EventStore, FailureKind, Owner, RunError, RunId, RunMeta,
+    RunStatus, StepError, StepId, StepPath, StepStatus, StoreError, Timestamp,
 };
 
 use crate::{Durability, SqliteStore, StepResult};
@@ -21,6 +22,8 @@ use crate::{Durability, SqliteStore, StepResult};
 mod appends;
 mod database;
 mod pins;
+#[cfg(unix)]
+mod read_only;
 mod views;
 
 fn run_id(id: &str) -> RunId {
@@ -142,11 +145,23 @@ fn file_store(dir: &Path) -> SqliteStore {
     SqliteStore::open(&dir.join("weft.db")).unwrap()
 }
 
+/// An append under the lease every test run is created with (epoch 1).
 fn append<'a>(run: &'a RunId, expected: u64, events: &'a [Event]) -> Append<'a> {
     Append {
         run,
         expected,
+        epoch: 1,
         events,
+        wake: None,
+    }
+}
+
+/// The owner test runs are created by (the lease contract itself is tested
+/// by the conformance suite in `tests/all/store_contract.rs`).
+fn owner() -> Owner {
+    Owner {
+        id: "test-owner".into(),
+        ttl: std::time::Duration::from_secs(60),
     }
 }
 

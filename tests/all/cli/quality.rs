@@ -254,6 +254,12 @@ fn following_a_run_nobody_drives_says_so_and_keeps_following() {
                 at: Timestamp(1_000_000),
                 origin: None,
             }],
+            // Its lease ran out long ago.
+            &weft_core::Owner {
+                id: "weft/killed".into(),
+                ttl: std::time::Duration::from_millis(1),
+            },
+            None,
         )
         .unwrap();
 
@@ -317,12 +323,23 @@ fn the_readme_lists_every_option_of_every_command() {
             .unwrap();
         let help = stdout(&out);
         // Option lines start with `-x, --long` or `--long`; `--home`,
-        // `--log` and `--durability` are global and described below the table.
+        // `--log`, `--durability` and `--lease-ttl` are global and described
+        // below the table.
         let options: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with('-'))
             .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
-            .filter(|w| !["--help", "--version", "--home", "--log", "--durability"].contains(w))
+            .filter(|w| {
+                ![
+                    "--help",
+                    "--version",
+                    "--home",
+                    "--log",
+                    "--durability",
+                    "--lease-ttl",
+                ]
+                .contains(w)
+            })
             .collect();
         for option in options {
             assert!(

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::{Finish, NodeRecord, Progress, RunState, RunStatus, StepStatus, Wake, Work};
+use super::progress::Progress;
+use super::{Finish, NodeRecord, RunState, RunStatus, StepStatus, Wake, Work};
 use crate::error::{ErrorCause, FailureKind, RunError, StepError};
 use crate::expr::Expr;
 use crate::id::{StepId, StepPath, Timestamp};

@@ -73,6 +73,8 @@ pub struct EventedOptions {
     /// harness (`tests/all/parity.rs`) runs concurrent scenarios under many
     /// seeds.
     pub reorder_seed: Option<u64>,
+    /// How the runtime leases the runs it drives.
+    pub leases: crate::LeaseOptions,
 }
 
 /// Drives runs through an [`EventStore`] and step workers.
@@ -103,8 +105,13 @@ impl EventedRuntime {
         let bus: Arc<dyn Bus> = Arc::new(bus);
         let (commands, command_rx) = crossbeam_channel::unbounded();
         let (nudge, nudged) = crossbeam_channel::bounded(1);
+        let keeper = Arc::new(crate::lease::Keeper::start(
+            Arc::clone(&store),
+            options.leases,
+        ));
         let shared = Arc::new(Mutex::new(Orchestrator::new(
             store,
+            keeper,
             Arc::clone(&clock),
             Arc::clone(&bus),
             options.reorder_seed,
@@ -155,14 +162,9 @@ impl EventedRuntime {
     }
 
     fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<RunResult, RuntimeError> {
-        self.submit(make).recv().unwrap_or_else(|_| {
-            let why = self
-                .panicked
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            Err(why.map_or(RuntimeError::ShutDown, RuntimeError::Panicked))
-        })
+        self.submit(make)
+            .recv()
+            .unwrap_or_else(|_| Err(stopped(&self.panicked)))
     }
 
     fn submit(
@@ -299,6 +301,9 @@ impl EventedRuntime {
     /// Resumes a suspended run stored in the store (by any process) and
     /// waits until it finishes or suspends again.
     ///
+    /// While another process holds the run's lease (resuming it too), it
+    /// waits and decides the request on what that process did.
+    ///
     /// # Errors
     /// [`RuntimeError::Resume`] (not suspended, no such step or label, payload
     /// fails the resume schema; nothing is written),
@@ -310,19 +315,33 @@ impl EventedRuntime {
         target: ResumeTarget,
         payload: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Request {
-            workflow,
-            run,
-            request: Request::Resume { target, payload },
-            reply,
-            watch: None,
-        })
+        // As `submit_resume`, on the caller's thread.
+        loop {
+            let request = Request::Resume {
+                target: target.clone(),
+                payload: payload.clone(),
+            };
+            let answer = self.call(|reply| Command::Request {
+                workflow: Arc::clone(&workflow),
+                run: run.clone(),
+                request,
+                reply,
+                watch: None,
+            });
+            match answer {
+                Err(RuntimeError::Leased { remaining_ms, .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(remaining_ms.clamp(1, 20)))
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`EventedRuntime::resume`], sending the run's events to `watch` as
     /// they commit, from the resume's own event on, until the run finishes
     /// or suspends (then `watch` is dropped); the receiver gets the result.
-    /// A resume that is refused sends no event.
+    /// A resume that is refused sends no event. Waits as
+    /// [`EventedRuntime::resume`] does for another process's claim.
     pub fn resume_watched(
         &self,
         workflow: Arc<Registered>,
@@ -331,13 +350,50 @@ impl EventedRuntime {
         payload: Value,
         watch: Sender<Event>,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(|reply| Command::Request {
-            workflow,
-            run,
-            request: Request::Resume { target, payload },
-            reply,
-            watch: Some(watch),
-        })
+        self.submit_resume(workflow, run, target, payload, Some(watch))
+    }
+
+    fn submit_resume(
+        &self,
+        workflow: Arc<Registered>,
+        run: RunId,
+        target: ResumeTarget,
+        payload: Value,
+        watch: Option<Sender<Event>>,
+    ) -> Receiver<Result<RunResult, RuntimeError>> {
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        let Some(commands) = self.commands.clone() else {
+            let _ = answer.send(Err(RuntimeError::ShutDown));
+            return answered;
+        };
+        let panicked = Arc::clone(&self.panicked);
+        // While another process holds the suspended run (resuming it too),
+        // look again in a moment: the request is then decided on what that
+        // process did, or taken once its lease is free. The waiting is on
+        // this thread, never the orchestrator's.
+        std::thread::spawn(move || {
+            loop {
+                let (reply, replied) = crossbeam_channel::bounded(1);
+                let _ = commands.send(Command::Request {
+                    workflow: Arc::clone(&workflow),
+                    run: run.clone(),
+                    request: Request::Resume {
+                        target: target.clone(),
+                        payload: payload.clone(),
+                    },
+                    reply,
+                    watch: watch.clone(),
+                });
+                match replied.recv() {
+                    Ok(Err(RuntimeError::Leased { remaining_ms, .. })) => std::thread::sleep(
+                        std::time::Duration::from_millis(remaining_ms.clamp(1, 20)),
+                    ),
+                    Ok(other) => return drop(answer.send(other)),
+                    Err(_) => return drop(answer.send(Err(stopped(&panicked)))),
+                }
+            }
+        });
+        answered
     }
 
     /// Cancels a running or suspended run (stored by any process). Attempts
@@ -363,10 +419,13 @@ impl EventedRuntime {
 
     /// Picks up a run left `running` (e.g. by a crashed process): attempts in
     /// flight run again, committed ones never; then drives it until it
-    /// finishes or suspends.
+    /// finishes or suspends. The run must be free: no live lease, or one
+    /// whose holder is provably gone (its process no longer exists on this
+    /// host, see [`crate::owner_is_gone`]).
     ///
     /// # Errors
-    /// Store failures; a run that does not replay onto `workflow`.
+    /// [`RuntimeError::Leased`] when a live process drives the run; store
+    /// failures; a run that does not replay onto `workflow`.
     pub fn recover(
         &self,
         workflow: Arc<Registered>,
@@ -407,6 +466,16 @@ impl Drop for EventedRuntime {
             let _ = worker.join();
         }
     }
+}
+
+/// The error for a caller whose request the runtime dropped: why it
+/// stopped (a panic), or that it shut down.
+fn stopped(panicked: &Mutex<Option<String>>) -> RuntimeError {
+    let why = panicked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    why.map_or(RuntimeError::ShutDown, RuntimeError::Panicked)
 }
 
 /// Why the runtime stopped, for its callers: the first panic recorded.

@@ -12,11 +12,12 @@ use crossbeam_channel::{Receiver, Sender, select};
 use serde_json::Value;
 use weft_core::{
     Advance, Append, Clock, Effect, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult,
-    RunState, RunStatus, StepPath, StoreError, Timestamp, TransitionError,
+    RunState, RunStatus, StepPath, StoreError, Takeover, Timestamp, TransitionError,
 };
 
 use super::bus::{Bus, Done, Registered, WorkItem};
 use crate::error::RuntimeError;
+use crate::lease::Keeper;
 use crate::stored;
 
 pub(super) type Reply = Sender<Result<RunResult, RuntimeError>>;
@@ -91,11 +92,23 @@ impl Request {
             Self::Cancel { reason } => state.cancel(reason.clone(), at).map(|e| vec![e]),
         }
     }
+
+    /// How the request may take the lease of a run another process holds:
+    /// a resume only a free run's; a cancel anyone's (the holder is fenced
+    /// out and finds the run canceled).
+    fn takeover(&self) -> Takeover<'static> {
+        match self {
+            Self::Resume { .. } => Takeover::IfFree,
+            Self::Cancel { .. } => Takeover::Force,
+        }
+    }
 }
 
 /// A run this process drives.
 struct Active {
     workflow: Arc<Registered>,
+    /// The epoch of this process's lease on the run: every commit names it.
+    epoch: u64,
     state: RunState,
     /// Sequence number of the last committed event.
     committed: u64,
@@ -124,6 +137,15 @@ struct Active {
 impl Active {
     /// Nothing to do here but wait for its wake-up time (a sleep or a retry
     /// delay): no attempt in flight, nothing to commit or dispatch.
+    /// The wake time to store with the pending events: the run's timer if,
+    /// once they commit, it has nothing to do but wait for it.
+    fn stored_wake(&self) -> Option<Timestamp> {
+        let waits = self.in_flight.is_empty()
+            && self.to_dispatch.is_empty()
+            && self.state.status() == RunStatus::Running;
+        self.wake.filter(|_| waits)
+    }
+
     fn only_waits(&self) -> bool {
         self.wake.is_some()
             && self.in_flight.is_empty()
@@ -146,6 +168,8 @@ const PARK_AFTER_MICROS: u64 = 1_000_000;
 /// takes to reload it when the timer fires.
 struct Parked {
     workflow: Arc<Registered>,
+    /// The epoch of this process's lease on the run.
+    epoch: u64,
     /// Sequence number of its last committed event.
     committed: u64,
     /// When it wakes.
@@ -313,6 +337,8 @@ pub(super) fn serve(
 
 pub(super) struct Orchestrator {
     store: Arc<dyn EventStore>,
+    /// This runtime's leases: its owner id, renewal, release.
+    keeper: Arc<Keeper>,
     clock: Arc<dyn Clock>,
     bus: Arc<dyn Bus>,
     runs: HashMap<RunId, Active>,
@@ -339,12 +365,14 @@ pub(super) struct Orchestrator {
 impl Orchestrator {
     pub(super) fn new(
         store: Arc<dyn EventStore>,
+        keeper: Arc<Keeper>,
         clock: Arc<dyn Clock>,
         bus: Arc<dyn Bus>,
         reorder_seed: Option<u64>,
     ) -> Self {
         Self {
             store,
+            keeper,
             clock,
             bus,
             runs: HashMap::new(),
@@ -460,7 +488,7 @@ impl Orchestrator {
                     active.waiters.push(reply);
                     return;
                 }
-                match self.load(workflow, &run) {
+                match self.lease_and_load(workflow, &run, Takeover::IfFree, true) {
                     Ok(mut active) => {
                         // Executions in flight when the previous process stopped
                         // run again, same attempt (at-least-once).
@@ -493,9 +521,23 @@ impl Orchestrator {
         self.unpark(&run);
         let driving = self.runs.contains_key(&run);
         if !driving {
-            match self.load(workflow, &run) {
+            match self.lease_and_load(Arc::clone(&workflow), &run, request.takeover(), false) {
                 Ok(active) => {
                     self.runs.insert(run.clone(), active);
+                }
+                Err(leased @ RuntimeError::Leased { .. })
+                    if matches!(request, Request::Resume { .. }) =>
+                {
+                    // Another process holds the run: if the resume does
+                    // not fit the run as stored (it runs there), that is
+                    // the answer; otherwise the holder is most likely
+                    // resuming it right now, and the caller looks again in
+                    // a moment (see `EventedRuntime::resume`).
+                    let refused =
+                        stored::load(&*self.store, &workflow, &run).and_then(|(state, _)| {
+                            Ok(request.decide(&state, self.clock.now(), false)?)
+                        });
+                    return drop(reply.send(Err(refused.err().unwrap_or(leased))));
                 }
                 Err(e) => return drop(reply.send(Err(e))),
             }
@@ -518,8 +560,29 @@ impl Orchestrator {
             }
             Err(e) => {
                 let _ = reply.send(Err(e.into()));
+                if !driving {
+                    // Loaded for this request only: let go of it.
+                    self.release(&run);
+                }
                 self.forget_if_idle(&run);
             }
+        }
+    }
+
+    /// Gives up this process's lease on a run it holds in memory (parked
+    /// or active), e.g. one it leaves to `weft recover`.
+    fn release(&self, run: &RunId) {
+        let epoch = self
+            .runs
+            .get(run)
+            .map(|a| a.epoch)
+            .or_else(|| self.parked.get(run).map(|p| p.epoch));
+        if let Some(epoch) = epoch {
+            self.keeper.release(&weft_core::Lease {
+                run: run.clone(),
+                owner: self.keeper.owner().id.clone(),
+                epoch,
+            });
         }
     }
 
@@ -567,6 +630,7 @@ impl Orchestrator {
         }
         let mut active = Active {
             workflow,
+            epoch: 0,
             state,
             committed: 0,
             pending: first,
@@ -586,22 +650,56 @@ impl Orchestrator {
             let _ = active.waiters.remove(0).send(Err(e.into()));
             return;
         }
-        if let Err(e) = self.store.create_run(&meta, &active.pending) {
-            let error = stored::error(&run, e);
-            // Nothing was written: the only waiter is the caller.
-            if let Some(waiter) = active.waiters.into_iter().next() {
-                let _ = waiter.send(Err(error));
+        match self.store.create_run(
+            &meta,
+            &active.pending,
+            self.keeper.owner(),
+            active.stored_wake(),
+        ) {
+            Ok(lease) => active.epoch = lease.epoch,
+            Err(e) => {
+                let error = stored::error(&run, e);
+                // Nothing was written: the only waiter is the caller.
+                if let Some(waiter) = active.waiters.into_iter().next() {
+                    let _ = waiter.send(Err(error));
+                }
+                return;
             }
-            return;
         }
         self.runs.insert(run.clone(), active);
         self.take_effect(&run);
     }
 
-    fn load(&self, workflow: Arc<Registered>, run: &RunId) -> Result<Active, RuntimeError> {
+    /// Takes the run's lease (see [`stored::acquire`]), then loads it as
+    /// stored: after the grant, nothing another owner decided can still
+    /// commit, so what is loaded is the whole story.
+    fn lease_and_load(
+        &self,
+        workflow: Arc<Registered>,
+        run: &RunId,
+        takeover: Takeover<'_>,
+        recovering: bool,
+    ) -> Result<Active, RuntimeError> {
+        let owner = self.keeper.owner();
+        let lease = stored::acquire(&*self.store, run, owner, takeover, recovering)?;
+        let loaded = self.load(workflow, run, lease.epoch);
+        if loaded.is_err() {
+            self.keeper.release(&lease);
+        }
+        loaded
+    }
+
+    /// The run as stored, driven under the lease of `epoch`.
+    fn load(
+        &self,
+        workflow: Arc<Registered>,
+        run: &RunId,
+        epoch: u64,
+    ) -> Result<Active, RuntimeError> {
         let (state, events) = stored::load(&*self.store, &workflow, run)?;
         Ok(Active {
             workflow,
+            epoch,
             state,
             committed: events.len() as u64,
             pending: Vec::new(),
@@ -777,7 +875,9 @@ impl Orchestrator {
                 Append {
                     run,
                     expected: active.committed,
+                    epoch: active.epoch,
                     events: &active.pending,
+                    wake: active.stored_wake(),
                 }
             })
             .collect();
@@ -796,7 +896,9 @@ impl Orchestrator {
                     let one = [Append {
                         run,
                         expected: active.committed,
+                        epoch: active.epoch,
                         events: &active.pending,
+                        wake: active.stored_wake(),
                     }];
                     match self.store.append_batch(&one) {
                         Ok(()) => self.take_effect(run),
@@ -844,6 +946,7 @@ impl Orchestrator {
             for waiter in active.waiters.drain(..) {
                 let _ = waiter.send(Ok(result.clone()));
             }
+            self.release(run);
             self.runs.remove(run);
             return;
         }
@@ -868,11 +971,55 @@ impl Orchestrator {
         if matches!(error, StoreError::Conflict { .. }) {
             return self.reload(run);
         }
+        if matches!(error, StoreError::Fenced { .. }) {
+            return self.lost(run);
+        }
         let Some(active) = self.runs.remove(run) else {
             return;
         };
         tracing::warn!(run = %run, "cannot commit the run's events: {error}");
         fail(run, active.waiters, stored::error(run, error));
+    }
+
+    /// This process's lease on the run was taken over (by a cancel, or by a
+    /// host that presumed this one dead): what it decided is void, and it
+    /// drives the run no more. Its callers learn the run as stored when it
+    /// was canceled, else that this process lost the run.
+    fn lost(&mut self, run: &RunId) {
+        let Some(old) = self.runs.remove(run) else {
+            return;
+        };
+        tracing::warn!(run = %run, "this process's lease on the run was taken over; it stops driving the run");
+        if old.request.is_some() {
+            // A resume whose claim lost to another process (a cancel): it
+            // was not applied, whatever the run's state now.
+            return fail(
+                run,
+                old.waiters,
+                RuntimeError::Conflict {
+                    run: run.to_string(),
+                },
+            );
+        }
+        // Only a cancel takes a run from a live owner; any other takeover
+        // presumed this process dead, and what the run became is the other
+        // process's to report.
+        match stored::load(&*self.store, &old.workflow, run) {
+            Ok((state, _)) if state.status() == RunStatus::Canceled => {
+                let result = state.result();
+                for waiter in old.waiters {
+                    let _ = waiter.send(Ok(result.clone()));
+                }
+            }
+            Ok(_) => fail(
+                run,
+                old.waiters,
+                RuntimeError::LeaseLost {
+                    run: run.to_string(),
+                },
+            ),
+            Err(e) => fail(run, old.waiters, e),
+        }
     }
 
     /// Another process appended to the run first: what this process decided
@@ -885,7 +1032,7 @@ impl Orchestrator {
             return;
         };
         tracing::debug!(run = %run, "the run changed in the store; reloading it");
-        let mut fresh = match self.load(Arc::clone(&old.workflow), run) {
+        let mut fresh = match self.load(Arc::clone(&old.workflow), run, old.epoch) {
             Ok(fresh) => fresh,
             Err(e) => return fail(run, old.waiters, e),
         };
@@ -959,6 +1106,7 @@ impl Orchestrator {
                 run.clone(),
                 Parked {
                     workflow: active.workflow,
+                    epoch: active.epoch,
                     committed: active.committed,
                     wake,
                     waiters: active.waiters,
@@ -977,7 +1125,7 @@ impl Orchestrator {
         let Some(parked) = self.parked.remove(run) else {
             return;
         };
-        match self.load(parked.workflow, run) {
+        match self.load(parked.workflow, run, parked.epoch) {
             Ok(active)
                 if active.committed != parked.committed
                     && active.state.status() == RunStatus::Running =>

@@ -228,8 +228,24 @@ impl EventStore for NoAppends {
         &self,
         meta: &weft_core::RunMeta,
         events: &[Event],
-    ) -> Result<(), weft_core::StoreError> {
-        self.0.create_run(meta, events)
+        owner: &weft_core::Owner,
+        wake: Option<weft_core::Timestamp>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        self.0.create_run(meta, events, owner, wake)
+    }
+    fn acquire(
+        &self,
+        run: &RunId,
+        owner: &weft_core::Owner,
+        takeover: weft_core::Takeover<'_>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        self.0.acquire(run, owner, takeover)
+    }
+    fn renew(&self, owner: &weft_core::Owner) -> Result<Vec<(RunId, u64)>, weft_core::StoreError> {
+        self.0.renew(owner)
+    }
+    fn release(&self, lease: &weft_core::Lease) -> Result<(), weft_core::StoreError> {
+        self.0.release(lease)
     }
     fn append_batch(&self, _: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
         Err(weft_core::StoreError::Backend("disk gone".into()))
@@ -246,22 +262,11 @@ impl EventStore for NoAppends {
     ) -> Result<Vec<weft_core::RunSummary>, weft_core::StoreError> {
         self.0.list_runs(status)
     }
-    fn set_timer(
+    fn claimable(
         &self,
-        run: &RunId,
-        key: &str,
-        due: weft_core::Timestamp,
-    ) -> Result<(), weft_core::StoreError> {
-        self.0.set_timer(run, key, due)
-    }
-    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), weft_core::StoreError> {
-        self.0.clear_timer(run, key)
-    }
-    fn due_timers(
-        &self,
-        now: weft_core::Timestamp,
-    ) -> Result<Vec<weft_core::Timer>, weft_core::StoreError> {
-        self.0.due_timers(now)
+        horizon: weft_core::Timestamp,
+    ) -> Result<Vec<weft_core::Claimable>, weft_core::StoreError> {
+        self.0.claimable(horizon)
     }
 }
 

@@ -3,50 +3,68 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use weft_core::{
-    Append, Clock, Event, EventStore, RetryPolicy, RunId, RunMeta, RunStatus, RunSummary,
-    StepOutcome, StepReport, StoreError, SystemClock, Timer, Timestamp,
+    Append, Claimable, Clock, Event, EventStore, Lease, Owner, RetryPolicy, RunId, RunMeta,
+    RunStatus, RunSummary, StepOutcome, StepReport, StoreError, SystemClock, Takeover, Timestamp,
 };
 
 use super::{Driver, Fixture, Kind, guest_error, ok};
 use crate::{EventedRuntime, MemoryStore, Registered, RuntimeError};
 
-/// The system clock, recording the longest wait anyone asked it to sleep.
+/// The system clock moved forward by `ahead_micros` (a test's jump over a
+/// long wait, instead of waiting it out), recording the longest wait anyone
+/// asked it to sleep.
 #[derive(Default)]
 struct WatchedClock {
     longest_sleep_micros: AtomicU64,
+    ahead_micros: AtomicU64,
 }
 
 impl Clock for WatchedClock {
     fn now(&self) -> Timestamp {
-        SystemClock.now()
+        let ahead = self.ahead_micros.load(Ordering::SeqCst);
+        Timestamp(SystemClock.now().0.saturating_add(ahead))
     }
 
     fn sleep_until(&self, deadline: Timestamp) {
         let wait = deadline.micros_since(self.now());
         self.longest_sleep_micros.fetch_max(wait, Ordering::SeqCst);
-        SystemClock.sleep_until(deadline);
+        std::thread::sleep(Duration::from_micros(wait));
     }
 }
 
 #[test]
 fn a_long_retry_delay_does_not_stall_other_runs() {
+    // Ten minutes: an orchestrator that held other runs until the retry
+    // would hold them far longer than `BOUND`. The test does not wait for
+    // it: it moves the clock past it.
+    const RETRY_DELAY_MS: u64 = 600_000;
+    // How long a fast run may take (about a millisecond unloaded): generous
+    // for a loaded 2-core machine, and still a tenth of the stall it rules
+    // out. Every wait is bounded by it, so a stall fails instead of hanging.
+    const BOUND: Duration = Duration::from_secs(60);
     let clock = Arc::new(WatchedClock::default());
+    // How far the clock was moved when the slow run's retry ran.
+    let retried_ahead = Arc::new(AtomicU64::new(u64::MAX));
+    let (step_clock, retried) = (clock.clone(), retried_ahead.clone());
     let mut fixture = Fixture::new()
-        .step("flaky", |task, _| {
+        .step("flaky", move |task, _| {
             if *task.input == json!("slow") && task.attempt == 1 {
-                StepReport::failed(guest_error("later", true))
-            } else {
-                ok(StepOutcome::Completed(json!(task.attempt)))
+                return StepReport::failed(guest_error("later", true));
             }
+            if *task.input == json!("slow") {
+                let ahead = step_clock.ahead_micros.load(Ordering::SeqCst);
+                retried.store(ahead, Ordering::SeqCst);
+            }
+            ok(StepOutcome::Completed(json!(task.attempt)))
         })
         .with(|d| {
             d.retry = RetryPolicy {
                 max_retries: 1,
-                delay_ms: 1_500,
+                delay_ms: RETRY_DELAY_MS,
                 backoff: 1,
             }
         });
@@ -55,35 +73,56 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
     let Driver::Evented(rt, reg, _) = &driver else {
         unreachable!("built for the evented runtime")
     };
-    let begun = Instant::now();
-    let slow = rt.submit_start(reg.clone(), RunId::new("slow").unwrap(), json!("slow"));
-    // Other runs start and finish while the slow one waits for its retry.
-    let mut n = 0;
-    let result = loop {
-        if let Ok(result) = slow.try_recv() {
-            break result.unwrap();
+    let (watch, committed) = crossbeam_channel::unbounded();
+    let slow = rt.start_watched(
+        reg.clone(),
+        RunId::new("slow").unwrap(),
+        json!("slow"),
+        false,
+        watch,
+    );
+    // From its committed failure on, the slow run waits for its retry.
+    loop {
+        match committed.recv_timeout(BOUND) {
+            Ok(Event::StepFailed { .. }) => break,
+            Ok(_) => {}
+            Err(e) => panic!("the slow run's first attempt did not fail: {e}"),
         }
-        n += 1;
-        let asked = Instant::now();
+    }
+    // Other runs start and finish while it waits, and it keeps waiting.
+    for n in 1..=5 {
         let fast = rt
-            .start(
+            .submit_start(
                 reg.clone(),
                 RunId::new(&format!("fast-{n}")).unwrap(),
                 json!("fast"),
             )
+            .recv_timeout(BOUND)
+            .unwrap_or_else(|_| {
+                panic!("run fast-{n} did not finish in {BOUND:?} while another run waited for its retry")
+            })
             .unwrap();
         assert_eq!(fast.status, RunStatus::Success);
-        let took = asked.elapsed();
-        assert!(
-            took < Duration::from_millis(500),
-            "run fast-{n} took {took:?} while another run waited for its retry"
-        );
-    };
+        assert!(slow.try_recv().is_err(), "the retry did not wait");
+    }
+    // Past the retry's due time, it runs.
+    let jump = (RETRY_DELAY_MS + 1) * 1_000;
+    clock.ahead_micros.store(jump, Ordering::SeqCst);
+    let result = slow
+        .recv_timeout(BOUND)
+        .expect("the slow run finishes once its retry is due")
+        .unwrap();
     assert_eq!(result.status, RunStatus::Success);
     assert_eq!(result.output, Some(json!(2)));
-    assert!(begun.elapsed() >= Duration::from_millis(1_500));
+    assert_eq!(
+        retried_ahead.load(Ordering::SeqCst),
+        jump,
+        "the retry ran before the clock reached its due time"
+    );
     // The orchestrator waits for the retry on its message queue, with a
-    // timeout, never by sleeping on the clock.
+    // timeout, never by sleeping on the clock. (What is recorded is the
+    // wait asked for, computed from the clock, not a measured duration: a
+    // loaded machine only makes it shorter.)
     let longest = clock.longest_sleep_micros.load(Ordering::SeqCst);
     assert!(
         longest < 20_000,
@@ -95,8 +134,26 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
 struct PanickingStore(MemoryStore);
 
 impl EventStore for PanickingStore {
-    fn create_run(&self, _: &RunMeta, _: &[Event]) -> Result<(), StoreError> {
+    fn create_run(
+        &self,
+        _: &RunMeta,
+        _: &[Event],
+        _: &Owner,
+        _: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
         panic!("store bug")
+    }
+    fn acquire(&self, run: &RunId, owner: &Owner, t: Takeover<'_>) -> Result<Lease, StoreError> {
+        self.0.acquire(run, owner, t)
+    }
+    fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
+        self.0.renew(owner)
+    }
+    fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        self.0.release(lease)
+    }
+    fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
+        self.0.claimable(horizon)
     }
     fn append_batch(&self, _: &[Append<'_>]) -> Result<(), StoreError> {
         panic!("store bug")
@@ -109,15 +166,6 @@ impl EventStore for PanickingStore {
     }
     fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError> {
         self.0.list_runs(status)
-    }
-    fn set_timer(&self, run: &RunId, key: &str, due: Timestamp) -> Result<(), StoreError> {
-        self.0.set_timer(run, key, due)
-    }
-    fn clear_timer(&self, run: &RunId, key: &str) -> Result<(), StoreError> {
-        self.0.clear_timer(run, key)
-    }
-    fn due_timers(&self, now: Timestamp) -> Result<Vec<Timer>, StoreError> {
-        self.0.due_timers(now)
     }
 }
 

@@ -10,7 +10,9 @@ fn every_event_variant_round_trips() {
     let names: BTreeSet<_> = events.iter().map(Event::name).collect();
     assert_eq!(names.len(), 12, "every variant is covered: {names:?}");
 
-    store.create_run(&meta("r1"), &events).unwrap();
+    store
+        .create_run(&meta("r1"), &events, &owner(), None)
+        .unwrap();
     let (loaded_meta, loaded) = store.load(&run_id("r1")).unwrap();
     assert_eq!(loaded_meta, meta("r1"));
     assert_eq!(loaded, events);
@@ -52,10 +54,6 @@ fn unknown_runs_are_not_found() {
         store.step_results(&nobody),
         Err(StoreError::NotFound { .. })
     ));
-    assert!(matches!(
-        store.set_timer(&nobody, "t", Timestamp(1)),
-        Err(StoreError::NotFound { .. })
-    ));
     let events = [custom("a", 1)];
     assert!(matches!(
         store.append_batch(&[append(&nobody, 0, &events)]),
@@ -67,12 +65,16 @@ fn unknown_runs_are_not_found() {
 #[test]
 fn creating_a_run_twice_or_without_events_fails() {
     let store = SqliteStore::open_in_memory().unwrap();
-    store.create_run(&meta("r1"), &[started("r1", 5)]).unwrap();
-    let again = store.create_run(&meta("r1"), &[started("r1", 9)]);
+    store
+        .create_run(&meta("r1"), &[started("r1", 5)], &owner(), None)
+        .unwrap();
+    let again = store.create_run(&meta("r1"), &[started("r1", 9)], &owner(), None);
     assert!(matches!(again, Err(StoreError::Exists { run }) if run == "r1"));
     assert_eq!(store.load(&run_id("r1")).unwrap().1, [started("r1", 5)]);
 
-    let empty = store.create_run(&meta("r2"), &[]).unwrap_err();
+    let empty = store
+        .create_run(&meta("r2"), &[], &owner(), None)
+        .unwrap_err();
     assert!(empty.to_string().contains("r2"), "{empty}");
     assert!(matches!(
         store.load(&run_id("r2")),
@@ -85,7 +87,12 @@ fn an_append_with_a_stale_expected_conflicts_and_writes_nothing() {
     let store = SqliteStore::open_in_memory().unwrap();
     let r1 = run_id("r1");
     store
-        .create_run(&meta("r1"), &[started("r1", 1), step_started("a", 1, 2)])
+        .create_run(
+            &meta("r1"),
+            &[started("r1", 1), step_started("a", 1, 2)],
+            &owner(),
+            None,
+        )
         .unwrap();
     let more = [
         custom("a", 3),
@@ -126,8 +133,12 @@ fn a_batch_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = file_store(dir.path());
     let (a, b) = (run_id("a"), run_id("b"));
-    store.create_run(&meta("a"), &[started("a", 1)]).unwrap();
-    store.create_run(&meta("b"), &[started("b", 2)]).unwrap();
+    store
+        .create_run(&meta("a"), &[started("a", 1)], &owner(), None)
+        .unwrap();
+    store
+        .create_run(&meta("b"), &[started("b", 2)], &owner(), None)
+        .unwrap();
     let step = [step_started("s", 1, 10)];
     let done = [Event::StepCompleted {
         path: path("s"),
@@ -180,9 +191,10 @@ fn two_handles_on_one_file_see_one_log() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (file_store(dir.path()), file_store(dir.path()));
     let r = run_id("r");
-    one.create_run(&meta("r"), &[started("r", 1)]).unwrap();
+    one.create_run(&meta("r"), &[started("r", 1)], &owner(), None)
+        .unwrap();
     assert!(matches!(
-        two.create_run(&meta("r"), &[started("r", 1)]),
+        two.create_run(&meta("r"), &[started("r", 1)], &owner(), None),
         Err(StoreError::Exists { .. })
     ));
 
@@ -213,7 +225,7 @@ fn racing_writers_on_one_file_exactly_one_wins() {
         Arc::new(file_store(dir.path())),
     ];
     stores[0]
-        .create_run(&meta("race"), &[started("race", 1)])
+        .create_run(&meta("race"), &[started("race", 1)], &owner(), None)
         .unwrap();
 
     let barrier = Arc::new(Barrier::new(2));
@@ -273,7 +285,12 @@ fn changed_since_names_the_runs_with_newer_events_in_one_question() {
     let ids: Vec<RunId> = (0..1_200).map(|i| run_id(&format!("r{i}"))).collect();
     for id in &ids {
         store
-            .create_run(&meta(id.as_str()), &[started(id.as_str(), 1)])
+            .create_run(
+                &meta(id.as_str()),
+                &[started(id.as_str(), 1)],
+                &owner(),
+                None,
+            )
             .unwrap();
     }
     let seen: Vec<(RunId, u64)> = ids.iter().map(|id| (id.clone(), 1)).collect();

@@ -21,8 +21,9 @@ fn a_reopened_file_keeps_its_data_and_schema() {
             store.schema_version().unwrap(),
             crate::migrate::SCHEMA_VERSION
         );
-        store.create_run(&meta("kept"), &events).unwrap();
-        store.set_timer(&run_id("kept"), "t", Timestamp(9)).unwrap();
+        store
+            .create_run(&meta("kept"), &events, &owner(), None)
+            .unwrap();
     }
     for durability in [Durability::Full, Durability::Normal] {
         // Re-running 0001 would fail on its CREATE TABLEs.
@@ -35,7 +36,6 @@ fn a_reopened_file_keeps_its_data_and_schema() {
             store.load(&run_id("kept")).unwrap(),
             (meta("kept"), events.clone())
         );
-        assert_eq!(store.due_timers(Timestamp(9)).unwrap().len(), 1);
         assert_eq!(
             store.list_runs(None).unwrap()[0].status,
             RunStatus::Canceled
@@ -90,7 +90,7 @@ fn a_stored_event_that_does_not_parse_is_a_backend_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = file_store(dir.path());
     store
-        .create_run(&meta("r"), &every_variant("r")[..3])
+        .create_run(&meta("r"), &every_variant("r")[..3], &owner(), None)
         .unwrap();
     rusqlite::Connection::open(dir.path().join("weft.db"))
         .unwrap()
@@ -134,7 +134,7 @@ fn a_panic_while_holding_the_connection_does_not_wedge_the_store() {
     .join();
     assert!(panicked.is_err());
     store
-        .create_run(&meta("after"), &[started("after", 1)])
+        .create_run(&meta("after"), &[started("after", 1)], &owner(), None)
         .unwrap();
     assert_eq!(store.load(&run_id("after")).unwrap().1.len(), 1);
 }
@@ -178,7 +178,7 @@ fn a_database_that_cannot_be_written_is_read_with_open_read_only() {
     let events = &every_variant("r")[..3];
     SqliteStore::open(&file)
         .unwrap()
-        .create_run(&meta("r"), events)
+        .create_run(&meta("r"), events, &owner(), None)
         .unwrap();
     make_read_only(&file);
 
@@ -219,13 +219,21 @@ fn open_read_only_never_writes() {
     let file = dir.path().join("weft.db");
     SqliteStore::open(&file)
         .unwrap()
-        .create_run(&meta("r"), &every_variant("r")[..2])
+        .create_run(&meta("r"), &every_variant("r")[..2], &owner(), None)
         .unwrap();
     let before = std::fs::read(&file).unwrap();
     let store = SqliteStore::open_read_only(&file).unwrap();
     assert_eq!(store.load(&run_id("r")).unwrap().1.len(), 2);
-    assert!(store.create_run(&meta("s"), &[started("s", 1)]).is_err());
-    assert!(store.set_timer(&run_id("r"), "t", Timestamp(1)).is_err());
+    assert!(
+        store
+            .create_run(&meta("s"), &[started("s", 1)], &owner(), None)
+            .is_err()
+    );
+    assert!(
+        store
+            .acquire(&run_id("r"), &owner(), weft_core::Takeover::Force)
+            .is_err()
+    );
     drop(store);
     assert_eq!(std::fs::read(&file).unwrap(), before);
 

@@ -19,10 +19,10 @@ fn a_lock_is_stored_once_and_a_run_references_it() {
     store.put_workflow("d1", "{\"lock\":1}").unwrap();
     assert_eq!(store.workflow("d1").unwrap(), "{\"lock\":1}");
     store
-        .create_run(&pinned("r", "d1"), &[started("r", 5)])
+        .create_run(&pinned("r", "d1"), &[started("r", 5)], &owner(), None)
         .unwrap();
     store
-        .create_run(&pinned("s", "d1"), &[started("s", 6)])
+        .create_run(&pinned("s", "d1"), &[started("s", 6)], &owner(), None)
         .unwrap();
     assert_eq!(store.load(&run_id("r")).unwrap().0, pinned("r", "d1"));
     let listed = store.list_runs(None).unwrap();
@@ -50,7 +50,7 @@ fn a_lock_is_stored_once_and_a_run_references_it() {
 fn a_run_cannot_reference_a_lock_that_is_not_stored() {
     let store = SqliteStore::open_in_memory().unwrap();
     let err = store
-        .create_run(&pinned("r", "nope"), &[started("r", 5)])
+        .create_run(&pinned("r", "nope"), &[started("r", 5)], &owner(), None)
         .unwrap_err();
     assert!(
         err.to_string()
@@ -74,6 +74,8 @@ fn a_repin_is_fenced_by_the_last_event_and_kept_in_the_history() {
         .create_run(
             &pinned("r", "d1"),
             &[started("r", 5), step_started("a", 1, 6)],
+            &owner(),
+            None,
         )
         .unwrap();
     // The caller checked one event: the run has two.
@@ -143,7 +145,10 @@ fn a_database_from_before_locks_is_migrated_and_its_runs_have_no_pin() {
     assert!(err.to_string().contains("schema version 1"), "{err}");
 
     let store = SqliteStore::open(&file).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(
+        store.schema_version().unwrap(),
+        crate::migrate::SCHEMA_VERSION
+    );
     let (old, events) = store.load(&run_id("old")).unwrap();
     assert_eq!(old, meta("old"));
     assert_eq!(events, vec![started("old", 1_000)]);
@@ -153,12 +158,20 @@ fn a_database_from_before_locks_is_migrated_and_its_runs_have_no_pin() {
         .append_batch(&[Append {
             run: &run_id("old"),
             expected: 1,
+            // Recorded before leases: epoch 0, never leased.
+            epoch: 0,
             events: &[step_started("a", 1, 1_001)],
+            wake: None,
         }])
         .unwrap();
     store.put_workflow("d1", "lock").unwrap();
     store
-        .create_run(&pinned("new", "d1"), &[started("new", 2_000)])
+        .create_run(
+            &pinned("new", "d1"),
+            &[started("new", 2_000)],
+            &owner(),
+            None,
+        )
         .unwrap();
     // An old run can be pinned later (`weft resume --upgrade`).
     store

@@ -1,4 +1,4 @@
-//! What the store derives from the log: run listings, step results; and timers.
+//! What the store derives from the log: run listings and step results.
 
 use super::*;
 
@@ -20,19 +20,39 @@ fn runs_are_listed_newest_first_with_the_status_their_events_imply() {
     };
 
     store
-        .create_run(&meta("started"), &[started("started", 10)])
+        .create_run(&meta("started"), &[started("started", 10)], &owner(), None)
         .unwrap();
     store
-        .create_run(&meta("suspended"), &[started("suspended", 20)])
+        .create_run(
+            &meta("suspended"),
+            &[started("suspended", 20)],
+            &owner(),
+            None,
+        )
         .unwrap();
     store
-        .create_run(&meta("resumed"), &[started("resumed", 30), suspend(31)])
+        .create_run(
+            &meta("resumed"),
+            &[started("resumed", 30), suspend(31)],
+            &owner(),
+            None,
+        )
         .unwrap();
     store
-        .create_run(&meta("completed"), &[started("completed", 40)])
+        .create_run(
+            &meta("completed"),
+            &[started("completed", 40)],
+            &owner(),
+            None,
+        )
         .unwrap();
     store
-        .create_run(&meta("created-late"), &[started("created-late", 5)])
+        .create_run(
+            &meta("created-late"),
+            &[started("created-late", 5)],
+            &owner(),
+            None,
+        )
         .unwrap();
     let (sus, res, com) = (run_id("suspended"), run_id("resumed"), run_id("completed"));
     store
@@ -93,7 +113,9 @@ fn runs_are_listed_newest_first_with_the_status_their_events_imply() {
 fn step_results_follow_the_step_events() {
     let store = SqliteStore::open_in_memory().unwrap();
     let r = run_id("r");
-    store.create_run(&meta("r"), &[started("r", 1)]).unwrap();
+    store
+        .create_run(&meta("r"), &[started("r", 1)], &owner(), None)
+        .unwrap();
     let mut seq = 1;
     let mut push = |events: &[Event]| {
         store.append_batch(&[append(&r, seq, events)]).unwrap();
@@ -220,53 +242,4 @@ fn step_status_names_are_their_serde_names() {
     ] {
         assert_eq!(json!(crate::projection::status_name(status)), json!(status));
     }
-}
-
-#[test]
-fn timers_are_set_moved_cleared_and_due_in_order() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    let (a, b) = (run_id("a"), run_id("b"));
-    store.create_run(&meta("a"), &[started("a", 1)]).unwrap();
-    store.create_run(&meta("b"), &[started("b", 1)]).unwrap();
-    let timer = |run: &RunId, key: &str, due| Timer {
-        run: run.clone(),
-        key: key.to_owned(),
-        due: Timestamp(due),
-    };
-
-    store.set_timer(&a, "retry/x", Timestamp(300)).unwrap();
-    store.set_timer(&a, "sleep", Timestamp(100)).unwrap();
-    store.set_timer(&b, "sleep", Timestamp(200)).unwrap();
-    store.set_timer(&b, "also", Timestamp(200)).unwrap();
-    assert!(store.due_timers(Timestamp(99)).unwrap().is_empty());
-    assert_eq!(
-        store.due_timers(Timestamp(100)).unwrap(),
-        [timer(&a, "sleep", 100)]
-    );
-    assert_eq!(
-        store.due_timers(Timestamp(250)).unwrap(),
-        [
-            timer(&a, "sleep", 100),
-            timer(&b, "also", 200),
-            timer(&b, "sleep", 200)
-        ]
-    );
-
-    // Moving a timer keeps one timer per key.
-    store.set_timer(&a, "retry/x", Timestamp(50)).unwrap();
-    store.clear_timer(&b, "also").unwrap();
-    store.clear_timer(&b, "never-set").unwrap();
-    assert_eq!(
-        store.due_timers(Timestamp(250)).unwrap(),
-        [
-            timer(&a, "retry/x", 50),
-            timer(&a, "sleep", 100),
-            timer(&b, "sleep", 200)
-        ]
-    );
-    store.clear_timer(&a, "sleep").unwrap();
-    assert_eq!(
-        store.due_timers(Timestamp(u64::MAX)).unwrap(),
-        [timer(&a, "retry/x", 50), timer(&b, "sleep", 200)]
-    );
 }

@@ -1,0 +1,486 @@
+//! The store contract (`weft_core::EventStore`), one suite for every store:
+//! the in-memory store and SQLite (a file, so that several handles can
+//! share it). A new store (PostgreSQL) adds one test calling [`suite`].
+//!
+//! Lease expiry is tested without waiting: a lease granted with a zero
+//! time to live has expired as soon as it is granted, by any store's clock.
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use serde_json::json;
+use weft_core::{
+    Append, CustomEvent, Event, EventStore, Owner, RunId, RunMeta, RunStatus, StepId, StepPath,
+    StoreError, Takeover, Timestamp,
+};
+use weft_runtime::MemoryStore;
+use weft_store_sqlite::SqliteStore;
+
+/// Makes handles on one store (each call: another handle on the same store).
+type Factory<'a> = &'a dyn Fn() -> Arc<dyn EventStore>;
+
+/// Makes a fresh, empty store, as a factory of handles on it.
+type Fresh<'a> = &'a dyn Fn() -> Box<dyn Fn() -> Arc<dyn EventStore>>;
+
+/// Every check, by name, so that a failure names the one that broke.
+fn suite(fresh: Fresh<'_>) {
+    type Check = fn(Factory<'_>);
+    let checks: &[(&str, Check)] = &[
+        (
+            "runs are created once, with a lease",
+            creates_runs_with_a_lease,
+        ),
+        ("appends are fenced by epoch and sequence", fences_appends),
+        ("a batch lands whole or not at all", batches_are_atomic),
+        ("a live lease is held against others", live_leases_hold),
+        ("an expired lease is taken over", expired_leases_are_taken),
+        (
+            "a proven-gone holder's lease is taken",
+            gone_holders_are_replaced,
+        ),
+        ("renewal lists what an owner holds", renewal_lists_held_runs),
+        ("release frees the run, once", release_frees),
+        ("a run that settles releases its lease", settling_releases),
+        ("claimable runs: free, running, due", claimable_runs),
+        ("concurrent owners never interleave", concurrent_owners),
+    ];
+    for (name, check) in checks {
+        let handles = fresh();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&*handles)));
+        if let Err(panic) = result {
+            eprintln!("store contract check failed: {name}");
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn the_memory_store_meets_the_contract() {
+    suite(&|| {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        Box::new(move || Arc::clone(&store))
+    });
+}
+
+#[test]
+fn the_sqlite_store_meets_the_contract() {
+    suite(&|| {
+        let dir = Arc::new(tempfile::tempdir().unwrap());
+        let file = dir.path().join("weft.db");
+        // Each handle is its own connection to the file, as another
+        // process would have; the closure keeps the directory alive.
+        Box::new(move || {
+            let _keep = &dir;
+            Arc::new(SqliteStore::open(&file).unwrap()) as Arc<dyn EventStore>
+        })
+    });
+}
+
+fn owner(id: &str) -> Owner {
+    Owner {
+        id: id.to_owned(),
+        ttl: Duration::from_secs(300),
+    }
+}
+
+/// An owner whose leases expire as soon as they are granted.
+fn expired(id: &str) -> Owner {
+    Owner {
+        id: id.to_owned(),
+        ttl: Duration::ZERO,
+    }
+}
+
+fn run(id: &str) -> RunId {
+    RunId::new(id).unwrap()
+}
+
+fn meta(id: &str) -> RunMeta {
+    RunMeta {
+        run_id: run(id),
+        workflow_id: StepId::new("wf").unwrap(),
+        manifest: "/contract/workflow.toml".into(),
+        manifest_sha256: "00".repeat(32),
+        workflow_digest: None,
+    }
+}
+
+fn started(id: &str, at: u64) -> Event {
+    Event::RunStarted {
+        run: run(id),
+        workflow: StepId::new("wf").unwrap(),
+        input: json!({}),
+        state: json!({}),
+        at: Timestamp(at),
+        origin: None,
+    }
+}
+
+fn custom(n: u64) -> Event {
+    Event::Custom {
+        path: StepPath::parse("a").unwrap(),
+        event: CustomEvent {
+            kind: "tick".into(),
+            data: json!(n),
+        },
+        at: Timestamp(100 + n),
+    }
+}
+
+fn completed() -> Event {
+    Event::RunCompleted {
+        output: json!("done"),
+        at: Timestamp(999),
+    }
+}
+
+fn append<'a>(run: &'a RunId, expected: u64, epoch: u64, events: &'a [Event]) -> Append<'a> {
+    Append {
+        run,
+        expected,
+        epoch,
+        events,
+        wake: None,
+    }
+}
+
+fn create(store: &dyn EventStore, id: &str, by: &Owner) -> weft_core::Lease {
+    store
+        .create_run(&meta(id), &[started(id, 1)], by, None)
+        .unwrap()
+}
+
+fn creates_runs_with_a_lease(handles: Factory<'_>) {
+    let store = handles();
+    let lease = create(&*store, "r", &owner("a"));
+    assert_eq!(
+        (lease.run.as_str(), lease.owner.as_str(), lease.epoch),
+        ("r", "a", 1)
+    );
+    assert!(matches!(
+        store.create_run(&meta("r"), &[started("r", 2)], &owner("b"), None),
+        Err(StoreError::Exists { .. })
+    ));
+    let (stored, events) = handles().load(&run("r")).unwrap();
+    assert_eq!(stored, meta("r"));
+    assert_eq!(events, [started("r", 1)]);
+    assert!(matches!(
+        store.load(&run("nobody")),
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.acquire(&run("nobody"), &owner("a"), Takeover::Force),
+        Err(StoreError::NotFound { .. })
+    ));
+    create(&*store, "s", &owner("a"));
+    let listed: Vec<String> = store
+        .list_runs(Some(RunStatus::Running))
+        .unwrap()
+        .into_iter()
+        .map(|s| s.meta.run_id.to_string())
+        .collect();
+    assert_eq!(listed.len(), 2);
+}
+
+fn fences_appends(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &owner("a"));
+    let one = [custom(1)];
+    // A wrong epoch is refused before the sequence is even looked at.
+    assert!(matches!(
+        store.append_batch(&[append(&r, 1, 2, &one)]),
+        Err(StoreError::Fenced {
+            epoch: 2,
+            current: 1,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.append_batch(&[append(&r, 0, 1, &one)]),
+        Err(StoreError::Conflict {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
+    store.append_batch(&[append(&r, 1, 1, &one)]).unwrap();
+    assert_eq!(handles().events_after(&r, 1).unwrap(), one);
+    assert!(matches!(
+        store.append_batch(&[append(&run("ghost"), 0, 1, &one)]),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+fn batches_are_atomic(handles: Factory<'_>) {
+    let store = handles();
+    let (a, b) = (run("a"), run("b"));
+    create(&*store, "a", &owner("x"));
+    create(&*store, "b", &owner("x"));
+    let one = [custom(1)];
+    let two = [custom(2)];
+    // The second append of the batch is stale: neither lands.
+    assert!(
+        store
+            .append_batch(&[append(&a, 1, 1, &one), append(&b, 7, 1, &one)])
+            .is_err()
+    );
+    assert_eq!(store.load(&a).unwrap().1.len(), 1);
+    // Two appends to one run in one batch, the second after the first.
+    store
+        .append_batch(&[
+            append(&a, 1, 1, &one),
+            append(&a, 2, 1, &two),
+            append(&b, 1, 1, &two),
+        ])
+        .unwrap();
+    assert_eq!(store.load(&a).unwrap().1[1..], [custom(1), custom(2)]);
+    assert_eq!(store.load(&b).unwrap().1[1..], [custom(2)]);
+}
+
+fn live_leases_hold(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &owner("a"));
+    match handles().acquire(&r, &owner("b"), Takeover::IfFree) {
+        Err(StoreError::Leased {
+            owner,
+            remaining_ms,
+            ..
+        }) => {
+            assert_eq!(owner, "a");
+            assert!(remaining_ms <= 300_000, "{remaining_ms}");
+        }
+        other => panic!("a live lease was not held: {other:?}"),
+    }
+    // The holder may take it again: a new epoch, which fences its own
+    // older appends too.
+    let again = store.acquire(&r, &owner("a"), Takeover::IfFree).unwrap();
+    assert_eq!(again.epoch, 2);
+    assert!(matches!(
+        store.append_batch(&[append(&r, 1, 1, &[custom(1)])]),
+        Err(StoreError::Fenced { .. })
+    ));
+    // A cancel takes it whatever holds it.
+    let forced = handles().acquire(&r, &owner("c"), Takeover::Force).unwrap();
+    assert_eq!((forced.owner.as_str(), forced.epoch), ("c", 3));
+    assert!(matches!(
+        store.append_batch(&[append(&r, 1, 2, &[custom(1)])]),
+        Err(StoreError::Fenced { current: 3, .. })
+    ));
+}
+
+fn expired_leases_are_taken(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &expired("dead"));
+    let taken = handles()
+        .acquire(&r, &owner("b"), Takeover::IfFree)
+        .unwrap();
+    assert_eq!(taken.epoch, 2);
+    // The old owner's late append is refused; the new owner's lands.
+    assert!(matches!(
+        store.append_batch(&[append(&r, 1, 1, &[custom(1)])]),
+        Err(StoreError::Fenced {
+            epoch: 1,
+            current: 2,
+            ..
+        })
+    ));
+    handles()
+        .append_batch(&[append(&r, 1, 2, &[custom(2)])])
+        .unwrap();
+    assert_eq!(store.load(&r).unwrap().1[1..], [custom(2)]);
+    // Renewing an expired lease that nobody took keeps it.
+    create(&*store, "s", &expired("slow"));
+    let held = store.renew(&owner("slow")).unwrap();
+    assert_eq!(held, [(run("s"), 1)]);
+    assert!(matches!(
+        handles().acquire(&run("s"), &owner("b"), Takeover::IfFree),
+        Err(StoreError::Leased { .. })
+    ));
+}
+
+fn gone_holders_are_replaced(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &owner("gone"));
+    // Naming another holder takes nothing.
+    assert!(matches!(
+        store.acquire(&r, &owner("b"), Takeover::From("someone-else")),
+        Err(StoreError::Leased { .. })
+    ));
+    let taken = store
+        .acquire(&r, &owner("b"), Takeover::From("gone"))
+        .unwrap();
+    assert_eq!((taken.owner.as_str(), taken.epoch), ("b", 2));
+}
+
+fn renewal_lists_held_runs(handles: Factory<'_>) {
+    let store = handles();
+    create(&*store, "r", &owner("a"));
+    create(&*store, "s", &owner("a"));
+    create(&*store, "t", &expired("b"));
+    let mut held = store.renew(&owner("a")).unwrap();
+    held.sort();
+    assert_eq!(held, [(run("r"), 1), (run("s"), 1)]);
+    // After a takeover, the old owner holds it no more.
+    handles()
+        .acquire(&run("s"), &owner("c"), Takeover::Force)
+        .unwrap();
+    assert_eq!(store.renew(&owner("a")).unwrap(), [(run("r"), 1)]);
+    assert!(store.renew(&owner("nobody")).unwrap().is_empty());
+}
+
+fn release_frees(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    let lease = create(&*store, "r", &owner("a"));
+    store.release(&lease).unwrap();
+    assert!(store.renew(&owner("a")).unwrap().is_empty());
+    let taken = handles()
+        .acquire(&r, &owner("b"), Takeover::IfFree)
+        .unwrap();
+    // Releasing a lease already taken over changes nothing.
+    store.release(&lease).unwrap();
+    assert!(matches!(
+        store.acquire(&r, &owner("c"), Takeover::IfFree),
+        Err(StoreError::Leased { .. })
+    ));
+    store.release(&taken).unwrap();
+    store.acquire(&r, &owner("c"), Takeover::IfFree).unwrap();
+}
+
+fn settling_releases(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &owner("a"));
+    store
+        .append_batch(&[append(&r, 1, 1, &[completed()])])
+        .unwrap();
+    assert_eq!(store.list_runs(None).unwrap()[0].status, RunStatus::Success);
+    assert!(store.renew(&owner("a")).unwrap().is_empty());
+    let next = handles()
+        .acquire(&r, &owner("b"), Takeover::IfFree)
+        .unwrap();
+    assert_eq!(next.epoch, 2);
+}
+
+fn claimable_runs(handles: Factory<'_>) {
+    let store = handles();
+    let ids = |runs: Vec<weft_core::Claimable>| -> Vec<(String, Option<u64>)> {
+        runs.into_iter()
+            .map(|c| (c.run.to_string(), c.wake.map(|w| w.0)))
+            .collect()
+    };
+    // Free and due now; free and sleeping until 500 or 300; held live;
+    // finished.
+    let now = create(&*store, "now", &owner("a"));
+    store.release(&now).unwrap();
+    for (id, wake) in [("late", 500), ("soon", 300)] {
+        let lease = create(&*store, id, &expired("dead"));
+        store
+            .append_batch(&[Append {
+                wake: Some(Timestamp(wake)),
+                ..append(&run(id), 1, lease.epoch, &[custom(1)])
+            }])
+            .unwrap();
+    }
+    create(&*store, "held", &owner("live"));
+    let done = create(&*store, "done", &expired("dead"));
+    store
+        .append_batch(&[append(&run("done"), 1, done.epoch, &[completed()])])
+        .unwrap();
+
+    let other = handles();
+    assert_eq!(
+        ids(other.claimable(Timestamp(u64::MAX)).unwrap()),
+        [
+            ("now".to_owned(), None),
+            ("soon".to_owned(), Some(300)),
+            ("late".to_owned(), Some(500)),
+        ]
+    );
+    assert_eq!(
+        ids(other.claimable(Timestamp(400)).unwrap()),
+        [("now".to_owned(), None), ("soon".to_owned(), Some(300))]
+    );
+    // A wake time is cleared by an append that has work to do now.
+    let taken = other
+        .acquire(&run("soon"), &owner("b"), Takeover::IfFree)
+        .unwrap();
+    other
+        .append_batch(&[append(&run("soon"), 2, taken.epoch, &[custom(2)])])
+        .unwrap();
+    other.release(&taken).unwrap();
+    assert_eq!(
+        ids(store.claimable(Timestamp(0)).unwrap()),
+        [("now".to_owned(), None), ("soon".to_owned(), None)]
+    );
+}
+
+/// Several owners (each its own handle, as separate processes) race to take
+/// one run over and append to it, many times: each append lands only under
+/// the epoch that was current, so the log is exactly the appends that
+/// succeeded, in order, without gaps.
+fn concurrent_owners(handles: Factory<'_>) {
+    const OWNERS: usize = 4;
+    const ROUNDS: u64 = 25;
+    let r = run("r");
+    let first = create(&*handles(), "r", &expired("creator"));
+    drop(first);
+    let barrier = Barrier::new(OWNERS);
+    let landed: Vec<Vec<Event>> = std::thread::scope(|s| {
+        let threads: Vec<_> = (0..OWNERS)
+            .map(|i| {
+                let store = handles();
+                let (barrier, r) = (&barrier, &r);
+                s.spawn(move || {
+                    let me = expired(&format!("owner-{i}"));
+                    let mut mine = Vec::new();
+                    barrier.wait();
+                    for n in 0..ROUNDS {
+                        let Ok(lease) = store.acquire(r, &me, Takeover::IfFree) else {
+                            continue;
+                        };
+                        let seen = store.load(r).unwrap().1.len() as u64;
+                        let event = custom(i as u64 * 1000 + n);
+                        let ok = store
+                            .append_batch(&[append(
+                                r,
+                                seen,
+                                lease.epoch,
+                                std::slice::from_ref(&event),
+                            )])
+                            .is_ok();
+                        if ok {
+                            mine.push(event);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let log = handles().load(&r).unwrap().1;
+    let total: usize = landed.iter().map(Vec::len).sum();
+    assert_eq!(
+        log.len(),
+        1 + total,
+        "every successful append, and only those"
+    );
+    assert!(total > 0, "some owner got to append");
+    for events in &landed {
+        // Each owner's appends are in the log in its own order.
+        let positions: Vec<usize> = events
+            .iter()
+            .map(|e| {
+                log.iter()
+                    .position(|l| l == e)
+                    .expect("a successful append is in the log")
+            })
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    }
+}
