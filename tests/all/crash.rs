@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, RunId, RunStatus};
+use weft_core::{Event, EventStore as _, RunId, RunIndex as _, RunStatus};
 use weft_store_sqlite::SqliteStore;
 
 use crate::support::{Watched, guest, stderr, stdout, test_steps_manifest, weft};

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, RunId, RunStatus, Timestamp};
+use weft_core::{Event, EventStore as _, RunId, RunIndex as _, RunStatus, Timestamp};
 use weft_store_sqlite::SqliteStore;
 
 use crate::support::{Watched, stderr, stdout, test_steps_manifest, weft};
@@ -23,7 +23,7 @@ const RUNTIMES: [&str; 2] = ["evented", "default"];
 const SPIN: u64 = 400_000_000;
 
 /// A two-step workflow: `a` logs `exec a [TAG]` and spins, then `b` logs
-/// `exec b [TAG]`. Deadlines are long: a loaded machine must not fail the
+/// `exec b [TAG]` and spins. Deadlines are long: a loaded machine must not fail the
 /// slow step.
 fn workflow(dir: &Path) -> PathBuf {
     let limits = "limits = { deadline-ms = 120000 }";
@@ -35,7 +35,12 @@ fn input(tag: &str) -> String {
         "action": "spin",
         "marker": format!("exec a [{tag}]"),
         "iterations": SPIN,
-        "output": {"action": "log", "level": "info", "message": format!("exec b [{tag}]")},
+        "output": {
+            "action": "spin",
+            "marker": format!("exec b [{tag}]"),
+            "iterations": SPIN,
+            "output": null,
+        },
     })
     .to_string()
 }

@@ -2,7 +2,7 @@
 //! run, taking over the results before it.
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, RunId};
+use weft_core::{Event, EventStore as _, RunId, RunIndex as _};
 use weft_store_sqlite::SqliteStore;
 
 use crate::support::{guest, stderr, stdout, weft};

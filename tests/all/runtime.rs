@@ -6,11 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
-use weft_core::{
-    Event, FailureKind, ResumeTarget, RunId, RunResult, RunStatus, StepStatus, SystemClock,
-};
+use weft_core::{Event, FailureKind, ResumeTarget, RunId, RunResult, RunStatus, StepStatus};
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered, Run};
+use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered, Run, SystemClock};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 
 use crate::support::{root, test_steps_manifest};

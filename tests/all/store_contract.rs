@@ -1,4 +1,6 @@
-//! The store contract (`weft_core::EventStore`), one suite for every store:
+//! The store contract (`weft_core::Store`: the event log with leases and
+//! wake times, the workflow registry, the run index), one suite for every
+//! store:
 //! the in-memory store and SQLite (a file, so that several handles can
 //! share it). A new store (PostgreSQL) adds one test calling [`suite`].
 //!
@@ -10,17 +12,17 @@ use std::time::Duration;
 
 use serde_json::json;
 use weft_core::{
-    Append, CustomEvent, Event, EventStore, Owner, RunId, RunMeta, RunStatus, StepId, StepPath,
-    StoreError, Takeover, Timestamp,
+    Append, CustomEvent, Event, Owner, Pin, RunCursor, RunFilter, RunId, RunMeta, RunStatus,
+    StepId, StepPath, Store, StoreError, Takeover, Timestamp,
 };
 use weft_runtime::MemoryStore;
 use weft_store_sqlite::SqliteStore;
 
 /// Makes handles on one store (each call: another handle on the same store).
-type Factory<'a> = &'a dyn Fn() -> Arc<dyn EventStore>;
+type Factory<'a> = &'a dyn Fn() -> Arc<dyn Store>;
 
 /// Makes a fresh, empty store, as a factory of handles on it.
-type Fresh<'a> = &'a dyn Fn() -> Box<dyn Fn() -> Arc<dyn EventStore>>;
+type Fresh<'a> = &'a dyn Fn() -> Box<dyn Fn() -> Arc<dyn Store>>;
 
 /// Every check, by name, so that a failure names the one that broke.
 fn suite(fresh: Fresh<'_>) {
@@ -43,6 +45,8 @@ fn suite(fresh: Fresh<'_>) {
         ("a run that settles releases its lease", settling_releases),
         ("claimable runs: free, running, due", claimable_runs),
         ("concurrent owners never interleave", concurrent_owners),
+        ("the run index filters and pages", run_index_pages),
+        ("workflow locks and pins", workflow_registry),
     ];
     for (name, check) in checks {
         let handles = fresh();
@@ -57,7 +61,7 @@ fn suite(fresh: Fresh<'_>) {
 #[test]
 fn the_memory_store_meets_the_contract() {
     suite(&|| {
-        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         Box::new(move || Arc::clone(&store))
     });
 }
@@ -71,7 +75,7 @@ fn the_sqlite_store_meets_the_contract() {
         // process would have; the closure keeps the directory alive.
         Box::new(move || {
             let _keep = &dir;
-            Arc::new(SqliteStore::open(&file).unwrap()) as Arc<dyn EventStore>
+            Arc::new(SqliteStore::open(&file).unwrap()) as Arc<dyn Store>
         })
     });
 }
@@ -144,7 +148,7 @@ fn append<'a>(run: &'a RunId, expected: u64, epoch: u64, events: &'a [Event]) ->
     }
 }
 
-fn create(store: &dyn EventStore, id: &str, by: &Owner) -> weft_core::Lease {
+fn create(store: &dyn Store, id: &str, by: &Owner) -> weft_core::Lease {
     store
         .create_run(&meta(id), &[started(id, 1)], by, None)
         .unwrap()
@@ -483,4 +487,153 @@ fn concurrent_owners(handles: Factory<'_>) {
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]));
     }
+}
+
+fn run_index_pages(handles: Factory<'_>) {
+    let store = handles();
+    // Seven runs: created at 10, 20, 20, 30, 40, 50, 60; two workflows;
+    // `r3` finished.
+    let make = |id: &str, at: u64, workflow: &str| {
+        let mut m = meta(id);
+        m.workflow_id = StepId::new(workflow).unwrap();
+        let first = Event::RunStarted {
+            run: run(id),
+            workflow: m.workflow_id.clone(),
+            input: json!({}),
+            state: json!({}),
+            at: Timestamp(at),
+            origin: None,
+        };
+        store.create_run(&m, &[first], &owner("a"), None).unwrap()
+    };
+    for (id, at, wf) in [
+        ("r1", 10, "wf"),
+        ("r2a", 20, "other"),
+        ("r2b", 20, "wf"),
+        ("r3", 30, "wf"),
+        ("r4", 40, "other"),
+        ("r5", 50, "wf"),
+        ("r6", 60, "wf"),
+    ] {
+        let lease = make(id, at, wf);
+        if id == "r3" {
+            store
+                .append_batch(&[append(&run("r3"), 1, lease.epoch, &[completed()])])
+                .unwrap();
+        }
+    }
+    let ids = |page: &weft_core::RunPage| -> Vec<String> {
+        page.runs
+            .iter()
+            .map(|r| r.meta.run_id.to_string())
+            .collect()
+    };
+    let all = RunFilter::default();
+    let other = handles();
+    let first = other.runs(&all, None, 3).unwrap();
+    assert_eq!(ids(&first), ["r6", "r5", "r4"]);
+    // A run created after the first page does not shift the next ones.
+    make("r7", 70, "wf");
+    let second = other.runs(&all, first.next.as_ref(), 3).unwrap();
+    assert_eq!(ids(&second), ["r3", "r2b", "r2a"]);
+    let third = other.runs(&all, second.next.as_ref(), 3).unwrap();
+    assert_eq!(ids(&third), ["r1"]);
+    assert_eq!(third.next, None);
+    // An exact last page says so too.
+    let exact = other
+        .runs(
+            &all,
+            Some(&RunCursor {
+                created_at: Timestamp(40),
+                run: run("r4"),
+            }),
+            4,
+        )
+        .unwrap();
+    assert_eq!(ids(&exact), ["r3", "r2b", "r2a", "r1"]);
+    assert_eq!(exact.next, None);
+    // Filters.
+    let filter = |f: RunFilter| ids(&other.runs(&f, None, 100).unwrap());
+    assert_eq!(
+        filter(RunFilter {
+            workflow: Some(StepId::new("other").unwrap()),
+            ..RunFilter::default()
+        }),
+        ["r4", "r2a"]
+    );
+    assert_eq!(
+        filter(RunFilter {
+            status: Some(RunStatus::Success),
+            ..RunFilter::default()
+        }),
+        ["r3"]
+    );
+    assert_eq!(
+        filter(RunFilter {
+            created_from: Some(Timestamp(20)),
+            created_before: Some(Timestamp(40)),
+            ..RunFilter::default()
+        }),
+        ["r3", "r2b", "r2a"]
+    );
+    assert_eq!(other.list_runs(Some(RunStatus::Running)).unwrap().len(), 7);
+}
+
+fn workflow_registry(handles: Factory<'_>) {
+    let store = handles();
+    store.put_workflow("d1", "lock one").unwrap();
+    store.put_workflow("d1", "lock one").unwrap();
+    assert_eq!(handles().workflow("d1").unwrap(), "lock one");
+    assert!(matches!(
+        store.workflow("nope"),
+        Err(StoreError::Backend(_))
+    ));
+    // A run names a stored lock; an unknown one is refused.
+    let pinned = |id: &str, digest: &str| RunMeta {
+        workflow_digest: Some(digest.to_owned()),
+        ..meta(id)
+    };
+    assert!(
+        store
+            .create_run(&pinned("x", "nope"), &[started("x", 1)], &owner("a"), None)
+            .is_err()
+    );
+    let lease = store
+        .create_run(&pinned("r", "d1"), &[started("r", 5)], &owner("a"), None)
+        .unwrap();
+    assert_eq!(
+        store.pins(&run("r")).unwrap(),
+        [Pin {
+            seq: 0,
+            digest: "d1".into(),
+            at: Timestamp(5)
+        }]
+    );
+    // A repin is fenced by the run's last event, and names a stored lock.
+    store.put_workflow("d2", "lock two").unwrap();
+    assert!(matches!(
+        store.repin(&run("r"), 0, "d2", Timestamp(9)),
+        Err(StoreError::Conflict {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
+    assert!(store.repin(&run("r"), 1, "nope", Timestamp(9)).is_err());
+    store.repin(&run("r"), 1, "d2", Timestamp(9)).unwrap();
+    assert_eq!(
+        handles()
+            .load(&run("r"))
+            .unwrap()
+            .0
+            .workflow_digest
+            .as_deref(),
+        Some("d2")
+    );
+    assert_eq!(store.pins(&run("r")).unwrap().len(), 2);
+    assert!(matches!(
+        store.repin(&run("ghost"), 0, "d2", Timestamp(9)),
+        Err(StoreError::NotFound { .. })
+    ));
+    drop(lease);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, RunId, RunStatus, Timestamp};
+use weft_core::{Event, EventStore as _, RunId, RunIndex as _, RunStatus, Timestamp};
 use weft_store_sqlite::SqliteStore;
 
 use crate::support::{Watched, guest, stderr, stdout, weft};

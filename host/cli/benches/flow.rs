@@ -41,7 +41,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use weft_core::{Clock as _, EventStore, RunId, RunStatus, SystemClock};
+use weft_core::{Clock as _, RunId, RunIndex as _, RunStatus};
+use weft_runtime::SystemClock;
 use weft_runtime::{DefaultRuntime, NoObserver};
 use weft_sandbox::{Sandbox, SandboxConfig};
 use weft_store_sqlite::SqliteStore;

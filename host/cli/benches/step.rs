@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_main};
 use serde_json::json;
-use weft_core::{RunId, RunStatus, SystemClock};
+use weft_core::{RunId, RunStatus};
 use weft_manifest::Manifest;
+use weft_runtime::SystemClock;
 use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 

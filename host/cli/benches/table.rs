@@ -5,8 +5,8 @@
 //! Run with `cargo bench -p weft-cli --bench table` after
 //! `./guest-examples/build.sh`; `-- --rounds N` (default 5) sets how many
 //! times each row is measured (the cell is the median, with min–max), and
-//! `-- seq parallel foreach suspend concurrent latency cold memory` (any
-//! subset) selects sections.
+//! `-- seq parallel foreach suspend concurrent latency cold memory leases`
+//! (any subset) selects sections.
 //!
 //! The step is the `echo` guest (Rust, returns its input) on the 100-byte
 //! order object of perf-floor.md. Runtimes: `default` (in-memory store: the
@@ -32,7 +32,7 @@ use weft_sandbox::{Sandbox, SandboxConfig};
 
 /// The sections, in table order; `-- seq cold` (any subset) runs only those.
 type Section = fn(&mut Bench<'_>);
-const SECTIONS: [(&str, Section); 8] = [
+const SECTIONS: [(&str, Section); 9] = [
     ("seq", |b| b.sequences()),
     ("parallel", |b| b.parallel()),
     ("foreach", |b| b.foreach()),
@@ -41,6 +41,7 @@ const SECTIONS: [(&str, Section); 8] = [
     ("latency", |b| b.latency()),
     ("cold", |b| b.cold()),
     ("memory", |b| b.memory()),
+    ("leases", |b| b.leases()),
 ];
 
 /// A flush at or above this is the disk's slow state.
@@ -599,6 +600,90 @@ impl Bench<'_> {
             );
         }
     }
+}
+
+impl Bench<'_> {
+    /// What leases cost (SQLite FULL, where each is a commit): one renewal
+    /// of everything an owner holds (1 run, 1,000 runs), and its share of
+    /// a process's time at the default renewal period (10 s ttl / 3); and
+    /// the takeover of a run whose owner is gone (one `acquire`).
+    fn leases(&mut self) {
+        use weft_core::{Owner, Takeover};
+        let store = Store::SqliteFull;
+        let period = Duration::from_secs(10) / 3;
+        let owner = |id: &str| Owner {
+            id: id.to_owned(),
+            ttl: Duration::from_secs(10),
+        };
+        let workflow = registered(self.sandbox, &sequence_manifest(1));
+        for held in [1_usize, 1_000] {
+            let db = store.open(self.dir, &format!("leases-{held}-{}", self.ids.next()));
+            let me = owner("bench-owner");
+            for _ in 0..held {
+                create(&*db, &workflow, &self.ids.next(), &me);
+            }
+            let figure = measure(self.rounds, true, self.dir, || {
+                let t = Instant::now();
+                for _ in 0..10 {
+                    assert_eq!(db.renew(&me).expect("renew").len(), held);
+                }
+                t.elapsed().as_secs_f64() * 1e6 / 10.0
+            });
+            let share = figure.median() / period.as_secs_f64() / 1e6 * 100.0;
+            self.table.row(
+                &format!("lease renewal, an owner holding {held} run(s) ({share:.4} % of its time every 3.3 s)"),
+                "SQLite FULL",
+                &figure,
+                "µs",
+                1,
+                "–",
+                "≤ 1 % of a durable 100-step run",
+            );
+        }
+        let db = store.open(self.dir, &format!("takeover-{}", self.ids.next()));
+        let ids: Vec<RunId> = (0..self.rounds * 100).map(|_| self.ids.next()).collect();
+        for id in &ids {
+            create(&*db, &workflow, id, &owner("dead-owner"));
+        }
+        let mut chunks = ids.chunks(100);
+        let figure = measure(self.rounds, true, self.dir, || {
+            let chunk = chunks.next().expect("a chunk per round");
+            let t = Instant::now();
+            for id in chunk {
+                db.acquire(id, &owner("heir"), Takeover::From("dead-owner"))
+                    .expect("takeover");
+            }
+            t.elapsed().as_secs_f64() * 1e6 / chunk.len() as f64
+        });
+        self.table.row(
+            "takeover of a run whose owner is proven gone (one acquire)",
+            "SQLite FULL",
+            &figure,
+            "µs",
+            1,
+            "–",
+            "– (otherwise: ≤ ttl after its last renewal)",
+        );
+    }
+}
+
+/// Creates run `id` of `workflow` (its `run-started` only), leased to `owner`.
+fn create(
+    db: &dyn weft_core::EventStore,
+    workflow: &Registered,
+    id: &RunId,
+    owner: &weft_core::Owner,
+) {
+    let first = weft_core::Event::RunStarted {
+        run: id.clone(),
+        workflow: workflow.workflow.id().clone(),
+        input: order(),
+        state: json!({}),
+        at: weft_core::Timestamp(1),
+        origin: None,
+    };
+    db.create_run(&workflow.meta(id), &[first], owner, None)
+        .expect("create");
 }
 
 /// Starts a run that suspends, then resumes it; the two statuses.

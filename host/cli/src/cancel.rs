@@ -37,8 +37,8 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         .context("run id")
         .map_err(Failure::invalid)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, _) = engine::load_run(&store, &run_id)?;
-    let loaded = load_run_plan(home, &store, &meta)?;
+    let (meta, _) = engine::load_run(&*store, &run_id)?;
+    let loaded = load_run_plan(home, &*store, &meta)?;
     let registered = engine::registered(&loaded, meta.workflow_digest.clone());
     let run = engine::default(home, store.clone())
         .cancel(&registered, &run_id, args.reason, &mut LogObserver)

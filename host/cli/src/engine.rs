@@ -5,9 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use weft_core::{EventStore as _, RunId, RunResult, RunState, RunStatus, SystemClock};
+use weft_core::{RunId, RunResult, RunState, RunStatus, Store};
 use weft_runtime::{
     DefaultRuntime, EventedOptions, EventedRuntime, LeaseOptions, Registered, RuntimeError,
+    SystemClock,
 };
 use weft_store_sqlite::SqliteStore;
 
@@ -26,17 +27,17 @@ pub enum RuntimeKind {
 }
 
 /// Opens the event store (`--db`, default `$WEFT_HOME/weft.db`), creating it on first use.
-pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<SqliteStore>, Failure> {
+pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<dyn Store>, Failure> {
     let path = db.cloned().unwrap_or_else(|| home.db_path());
     SqliteStore::open_with(&path, home.durability())
         // The store's error names the path.
         .context("cannot open the store")
-        .map(Arc::new)
+        .map(|store| Arc::new(store) as Arc<dyn Store>)
         .map_err(Failure::other)
 }
 
 /// An evented runtime over `store`, with one step worker per core.
-pub fn evented(home: &Home, store: Arc<SqliteStore>) -> EventedRuntime {
+pub fn evented(home: &Home, store: Arc<dyn Store>) -> EventedRuntime {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     let options = EventedOptions {
         leases: leases(home),
@@ -46,7 +47,7 @@ pub fn evented(home: &Home, store: Arc<SqliteStore>) -> EventedRuntime {
 }
 
 /// A default runtime recording in `store`.
-pub fn default(home: &Home, store: Arc<SqliteStore>) -> DefaultRuntime {
+pub fn default(home: &Home, store: Arc<dyn Store>) -> DefaultRuntime {
     DefaultRuntime::with_leases(store, Arc::new(SystemClock), leases(home))
 }
 
@@ -70,7 +71,7 @@ pub fn registered(loaded: &Loaded, workflow_digest: Option<String>) -> Arc<Regis
 
 /// A stored run's metadata and events; a missing run is invalid input.
 pub fn load_run(
-    store: &SqliteStore,
+    store: &dyn Store,
     run: &RunId,
 ) -> Result<(weft_core::RunMeta, Vec<weft_core::Event>), Failure> {
     store.load(run).map_err(|e| match e {
@@ -82,7 +83,7 @@ pub fn load_run(
 }
 
 /// Events of a run in the store, for printing.
-pub fn stored_events(store: &SqliteStore, run: &RunId) -> Vec<weft_core::Event> {
+pub fn stored_events(store: &dyn Store, run: &RunId) -> Vec<weft_core::Event> {
     store
         .load(run)
         .map(|(_, events)| events)
@@ -95,7 +96,7 @@ pub fn stored_events(store: &SqliteStore, run: &RunId) -> Vec<weft_core::Event> 
 /// `weft run`), it says so on stderr and waits for the run to settle there,
 /// then reports that: what the user asked about is the run, not this process.
 pub fn settle(
-    store: &SqliteStore,
+    store: &dyn Store,
     registered: &Registered,
     outcome: Result<RunResult, RuntimeError>,
 ) -> Result<RunResult, Failure> {
@@ -113,7 +114,7 @@ pub fn settle(
 }
 
 /// Polls the store until the run is no longer running, and returns its result.
-fn follow(store: &SqliteStore, registered: &Registered, run: &RunId) -> Result<RunResult, Failure> {
+fn follow(store: &dyn Store, registered: &Registered, run: &RunId) -> Result<RunResult, Failure> {
     const POLL: Duration = Duration::from_millis(50);
     loop {
         let (_, events) = load_run(store, run)?;

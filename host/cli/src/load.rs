@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
-use weft_core::{RunId, RunMeta, Workflow};
+use weft_core::{RunId, RunMeta, Store, Workflow};
 use weft_manifest::{Manifest, WorkflowLock};
 use weft_sandbox::{Sandbox, SandboxConfig, SandboxError, WorkflowSteps};
-use weft_store_sqlite::SqliteStore;
 
 use crate::exit::Failure;
 use crate::home::Home;
@@ -36,7 +35,7 @@ impl Loaded {
 
     /// Stores the lock (once per content) and returns its digest, to pin a
     /// run to it.
-    pub fn store_lock(&self, store: &SqliteStore) -> Result<String, Failure> {
+    pub fn store_lock(&self, store: &dyn Store) -> Result<String, Failure> {
         let digest = self.lock.digest();
         store
             .put_workflow(&digest, &self.lock.to_json())
@@ -98,7 +97,7 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
 
 /// The lock `meta`'s run is pinned to, `None` for a run recorded before
 /// runs were pinned.
-pub fn run_lock(store: &SqliteStore, meta: &RunMeta) -> Result<Option<WorkflowLock>, Failure> {
+pub fn run_lock(store: &dyn Store, meta: &RunMeta) -> Result<Option<WorkflowLock>, Failure> {
     let Some(digest) = &meta.workflow_digest else {
         return Ok(None);
     };
@@ -145,7 +144,7 @@ pub fn load_locked(home: &Home, meta: &RunMeta, lock: WorkflowLock) -> Result<Lo
 /// The workflow `meta`'s run runs, without its components (for a request
 /// that runs no step, such as a cancel): a pinned run's from its lock alone;
 /// otherwise as [`load_run_workflow`].
-pub fn load_run_plan(home: &Home, store: &SqliteStore, meta: &RunMeta) -> Result<Loaded, Failure> {
+pub fn load_run_plan(home: &Home, store: &dyn Store, meta: &RunMeta) -> Result<Loaded, Failure> {
     let Some(lock) = run_lock(store, meta)? else {
         return load_run_workflow(home, store, meta);
     };
@@ -166,7 +165,7 @@ pub fn load_run_plan(home: &Home, store: &SqliteStore, meta: &RunMeta) -> Result
 /// refused when the manifest's text changed since the run started.
 pub fn load_run_workflow(
     home: &Home,
-    store: &SqliteStore,
+    store: &dyn Store,
     meta: &RunMeta,
 ) -> Result<Loaded, Failure> {
     if let Some(lock) = run_lock(store, meta)? {

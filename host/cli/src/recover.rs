@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
-use weft_core::{EventStore as _, RunId, RunMeta, RunResult, RunStatus};
+use weft_core::{RunId, RunMeta, RunResult, RunStatus, Store};
 use weft_runtime::{EventedRuntime, Registered, RuntimeError};
-use weft_store_sqlite::SqliteStore;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
@@ -137,7 +136,7 @@ struct Held {
 
 struct Recovering<'a> {
     home: &'a Home,
-    store: &'a Arc<SqliteStore>,
+    store: &'a Arc<dyn Store>,
     runtime: &'a EventedRuntime,
     /// Workflows loaded so far (each manifest is loaded, and its components
     /// prepared, once): pinned runs by lock digest, older runs by manifest.
@@ -156,7 +155,7 @@ impl Recovering<'_> {
         let registered = match self.workflows.get(&key) {
             Some(registered) => Arc::clone(registered),
             None => {
-                let loaded = load_run_workflow(self.home, self.store, meta)?;
+                let loaded = load_run_workflow(self.home, &**self.store, meta)?;
                 let registered = engine::registered(&loaded, meta.workflow_digest.clone());
                 self.workflows.insert(key, Arc::clone(&registered));
                 registered
@@ -181,7 +180,7 @@ impl Recovering<'_> {
                     owner,
                     remaining_ms,
                 })),
-                other => engine::settle(self.store, &registered, other).map(Ok),
+                other => engine::settle(&**self.store, &registered, other).map(Ok),
             }
         });
         match outcome {

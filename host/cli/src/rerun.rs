@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use weft_core::{Clock as _, RunId, StepPath, SystemClock};
+use weft_core::{Clock as _, RunId, StepPath};
+use weft_runtime::SystemClock;
 
 use crate::engine::{self, RuntimeKind};
 use crate::exit::{Failure, Outcome};
@@ -66,8 +67,8 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     };
     let store = engine::open_store(home, args.db.as_ref())?;
     // The new run runs the workflow the old one is pinned to.
-    let (meta, events) = engine::load_run(&store, &old)?;
-    let loaded = load_run_workflow(home, &store, &meta)?;
+    let (meta, events) = engine::load_run(&*store, &old)?;
+    let loaded = load_run_workflow(home, &*store, &meta)?;
     let registered = engine::registered(&loaded, meta.workflow_digest.clone());
     let first = weft_core::rerun(
         &registered.workflow,
@@ -86,7 +87,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             .start_with(&registered, new, first, &mut LogObserver)
             .map(|run| run.result()),
     };
-    let result = engine::settle(&store, &registered, outcome)?;
-    let events = engine::stored_events(&store, &result.run_id);
+    let result = engine::settle(&*store, &registered, outcome)?;
+    let events = engine::stored_events(&*store, &result.run_id);
     Ok(report(&result, &events, args.json))
 }

@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow};
 use weft_core::{
-    Clock as _, Event, ResumeTarget, RunId, RunMeta, RunState, StepPath, StoreError, SystemClock,
+    Clock as _, Event, ResumeTarget, RunId, RunMeta, RunState, StepPath, Store, StoreError,
     check_upgrade,
 };
-use weft_store_sqlite::SqliteStore;
+
+use weft_runtime::SystemClock;
 
 use crate::engine::{self, RuntimeKind};
 use crate::exit::{Code, Failure, Outcome};
@@ -76,12 +77,12 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         (None, None) => ResumeTarget::Only,
     };
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, events) = engine::load_run(&store, &run_id)?;
+    let (meta, events) = engine::load_run(&*store, &run_id)?;
     let (loaded, digest) = if args.upgrade {
-        upgrade(home, &store, &meta, &events, args.manifest.as_deref())?
+        upgrade(home, &*store, &meta, &events, args.manifest.as_deref())?
     } else {
         (
-            load_run_workflow(home, &store, &meta)?,
+            load_run_workflow(home, &*store, &meta)?,
             meta.workflow_digest.clone(),
         )
     };
@@ -102,12 +103,12 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             .map(|run| run.result()),
     };
     let open = watcher.finish()?;
-    let result = engine::settle(&store, &registered, outcome)?;
+    let result = engine::settle(&*store, &registered, outcome)?;
     if !open {
         // Stdout closed while watching: nothing more to print.
         return Ok(Code::of(result.status));
     }
-    let events = engine::stored_events(&store, &result.run_id);
+    let events = engine::stored_events(&*store, &result.run_id);
     Ok(report(&result, &events, args.json))
 }
 
@@ -118,7 +119,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
 /// event. Returns the loaded workflow and the new pin.
 fn upgrade(
     home: &Home,
-    store: &SqliteStore,
+    store: &dyn Store,
     meta: &RunMeta,
     events: &[Event],
     manifest: Option<&Path>,

@@ -73,7 +73,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let loaded = load(home, &args.manifest)?;
     let store = engine::open_store(home, args.db.as_ref())?;
     // The run is pinned to the workflow as loaded now (see `weft resume --upgrade`).
-    let digest = loaded.store_lock(&store)?;
+    let digest = loaded.store_lock(&*store)?;
     let registered = engine::registered(&loaded, Some(digest));
     // Events reach the watcher as they happen: printed with `--watch`; a
     // sleep is always said on stderr.
@@ -102,13 +102,13 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let result = if args.detach {
         outcome.map_err(failure)?
     } else {
-        engine::settle(&store, &registered, outcome)?
+        engine::settle(&*store, &registered, outcome)?
     };
     if !open {
         // Stdout closed while watching: nothing more to print.
         return Ok(Code::of(result.status));
     }
-    let events = engine::stored_events(&store, &result.run_id);
+    let events = engine::stored_events(&*store, &result.run_id);
     let code = report(&result, &events, args.json);
     Ok(match result.status {
         RunStatus::Running if args.detach => Code::Success,
@@ -120,7 +120,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
 /// commit, until the run finishes or suspends.
 fn watch_evented(
     home: &Home,
-    store: &Arc<weft_store_sqlite::SqliteStore>,
+    store: &Arc<dyn weft_core::Store>,
     registered: &Arc<weft_runtime::Registered>,
     run_id: RunId,
     input: serde_json::Value,

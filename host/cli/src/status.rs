@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{Context as _, anyhow};
 use weft_core::{
-    Clock as _, Event, EventStore as _, RunId, RunState, RunStatus, SystemClock, Timestamp,
+    Clock as _, Event, EventStore as _, RunFilter, RunId, RunIndex, RunState, RunStatus, Timestamp,
 };
 use weft_manifest::Manifest;
 use weft_store_sqlite::SqliteStore;
+
+use weft_runtime::SystemClock;
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
@@ -41,6 +43,12 @@ pub struct RunsArgs {
     /// Only runs with this status (running, success, failed, suspended, canceled)
     #[arg(long, value_name = "STATUS")]
     status: Option<String>,
+    /// Only runs of this workflow (its id)
+    #[arg(long, value_name = "ID")]
+    workflow: Option<String>,
+    /// At most this many runs (the newest)
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Print a JSON array
     #[arg(long)]
     json: bool,
@@ -128,8 +136,21 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
         })?),
         None => None,
     };
+    let workflow = match &args.workflow {
+        Some(id) => Some(
+            weft_core::StepId::new(id)
+                .context("--workflow")
+                .map_err(Failure::invalid)?,
+        ),
+        None => None,
+    };
+    let filter = RunFilter {
+        status,
+        workflow,
+        ..RunFilter::default()
+    };
     let runs = match open_read_only(home, args.db.as_ref())? {
-        Some(store) => store.list_runs(status).map_err(Failure::other)?,
+        Some(store) => listed(&store, &filter, args.limit)?,
         None => Vec::new(),
     };
     output::print(|out| {
@@ -302,6 +323,31 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
         open = print_events(&new, &mut seen, &mut settled, args.json)?;
     }
     Ok(Code::Success)
+}
+
+/// The runs passing `filter`, newest first: at most `limit`, else every
+/// one (page by page).
+fn listed(
+    store: &dyn RunIndex,
+    filter: &RunFilter,
+    limit: Option<usize>,
+) -> Result<Vec<weft_core::RunSummary>, Failure> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let want = limit.map_or(1_000, |l| l.saturating_sub(all.len()).min(1_000));
+        if want == 0 {
+            return Ok(all);
+        }
+        let page = store
+            .runs(filter, after.as_ref(), want)
+            .map_err(Failure::other)?;
+        all.extend(page.runs);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
 }
 
 /// Whether no live process holds `run` (it is running with no lease, or an

@@ -35,7 +35,6 @@ pub use id::{IdError, Repetition, RunId, StepId, StepPath, Timestamp};
 pub use rerun::{RerunError, rerun};
 pub use runner::{
     Clock, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner, StepTask, StepView,
-    SystemClock,
 };
 pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
@@ -44,7 +43,8 @@ pub use state::{
     SuspendedStep, Wake, Work,
 };
 pub use store::{
-    Append, Claimable, EventStore, Lease, Owner, RunMeta, RunSummary, StoreError, Takeover,
+    Append, Claimable, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunIndex, RunMeta,
+    RunPage, RunSummary, Store, StoreError, Takeover, WorkflowRegistry,
 };
 pub use upgrade::{UpgradeError, check_upgrade};
 pub use workflow::{

@@ -145,26 +145,6 @@ pub trait Clock: Send + Sync {
     }
 }
 
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Timestamp {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp(u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
-    }
-
-    fn sleep_until(&self, deadline: Timestamp) {
-        let now = self.now();
-        if deadline > now {
-            std::thread::sleep(std::time::Duration::from_micros(deadline.micros_since(now)));
-        }
-    }
-}
-
 /// A clock for tests: starts at a fixed time, advances by 1 µs per reading
 /// (so events are strictly ordered) and jumps instead of sleeping.
 #[derive(Debug, Default)]

@@ -2,8 +2,13 @@
 //! run with optimistic concurrency, **leases** (one owner per run at a time,
 //! fenced by epoch) and each run's **wake time** (durable timers).
 //!
-//! Implementations: `weft-store-sqlite` (the default, embedded) and
-//! `weft_runtime::MemoryStore` (not durable). The trait is synchronous:
+//! The contract is split by job: [`EventStore`] (the log, leases, wake
+//! times: what a runtime needs), [`WorkflowRegistry`] (workflow locks by
+//! digest and the runs pinned to them) and [`RunIndex`] (listing runs with
+//! filters and cursor paging); a [`Store`] is all three, what the CLI and a
+//! server hold. Implementations: `weft-store-sqlite` (the default, embedded)
+//! and `weft_runtime::MemoryStore` (not durable); one conformance suite
+//! (`tests/all/store_contract.rs`) runs against each. The trait is synchronous:
 //! appends are short transactions, and a runtime batches many runs' appends
 //! into one call ([`EventStore::append_batch`]) to share one commit (group
 //! commit).
@@ -28,6 +33,18 @@ use crate::event::Event;
 use crate::id::{RunId, StepId, Timestamp};
 use crate::state::RunStatus;
 
+mod index;
+mod registry;
+
+pub use index::{RunCursor, RunFilter, RunIndex, RunPage};
+pub use registry::{Pin, WorkflowRegistry};
+
+/// Everything a host holds: the event log, the workflow registry and the
+/// run index of one store.
+pub trait Store: EventStore + WorkflowRegistry + RunIndex {}
+
+impl<T: EventStore + WorkflowRegistry + RunIndex + ?Sized> Store for T {}
+
 /// What is stored about a run besides its events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunMeta {
@@ -47,7 +64,7 @@ pub struct RunMeta {
     pub workflow_digest: Option<String>,
 }
 
-/// A run as listed by [`EventStore::list_runs`].
+/// A run as listed by [`RunIndex::runs`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Identity and origin.
@@ -269,12 +286,6 @@ pub trait EventStore: Send + Sync {
         }
         Ok(changed)
     }
-
-    /// Runs, newest first, optionally only those with `status`.
-    ///
-    /// # Errors
-    /// Backend errors.
-    fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError>;
 
     /// Running runs that no live lease holds and that need attention at or
     /// before `horizon` (their wake time, or now), earliest wake first:

@@ -15,6 +15,7 @@
 //! components, or know how a store persists (both runtimes see only the
 //! [`weft_core::EventStore`] trait; [`MemoryStore`] is the non-durable one).
 
+mod clock;
 mod default;
 mod error;
 mod evented;
@@ -23,6 +24,7 @@ mod memory_store;
 mod stored;
 mod worker;
 
+pub use clock::SystemClock;
 pub use default::{DefaultRuntime, NoObserver, Run, RunObserver};
 pub use error::RuntimeError;
 pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, Registered, WorkItem};

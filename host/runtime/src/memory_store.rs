@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::SystemClock;
 use weft_core::{
-    Append, Claimable, Clock, Event, EventStore, Lease, Owner, RunId, RunMeta, RunStatus,
-    RunSummary, StoreError, SystemClock, Takeover, Timestamp,
+    Append, Claimable, Clock, Event, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunId,
+    RunIndex, RunMeta, RunPage, RunStatus, RunSummary, StoreError, Takeover, Timestamp,
+    WorkflowRegistry,
 };
 
 /// A run as kept in memory.
@@ -21,9 +23,14 @@ struct Stored {
     wake: Option<Timestamp>,
 }
 
-/// A non-durable event store.
+/// The workflow registry: locks by digest, and each run's pins.
+type Registry = (BTreeMap<String, String>, BTreeMap<RunId, Vec<Pin>>);
+
+/// A non-durable store: event log, workflow registry and run index.
 pub struct MemoryStore {
     runs: Mutex<BTreeMap<RunId, Stored>>,
+    /// Workflow locks by digest, and each run's pins.
+    workflows: Mutex<Registry>,
     /// The store's clock: what lease expiry is judged by.
     clock: Arc<dyn Clock>,
 }
@@ -45,8 +52,15 @@ impl MemoryStore {
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Self {
             runs: Mutex::new(BTreeMap::new()),
+            workflows: Mutex::default(),
             clock,
         }
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.workflows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<RunId, Stored>> {
@@ -98,6 +112,26 @@ impl EventStore for MemoryStore {
             });
         }
         let at = events.first().map(Event::at).unwrap_or_default();
+        if let Some(digest) = &meta.workflow_digest {
+            // As in SQLite: the lock must be stored first; the pin is the
+            // run's first (locks before runs, so lock order is runs, then
+            // the registry, everywhere).
+            let mut workflows = self.registry();
+            if !workflows.0.contains_key(digest) {
+                return Err(StoreError::Backend(format!(
+                    "run {}: no workflow lock `{digest}` in the store (store it first)",
+                    meta.run_id
+                )));
+            }
+            workflows.1.insert(
+                meta.run_id.clone(),
+                vec![Pin {
+                    seq: 0,
+                    digest: digest.clone(),
+                    at,
+                }],
+            );
+        }
         let mut stored = Stored {
             summary: RunSummary {
                 meta: meta.clone(),
@@ -232,17 +266,6 @@ impl EventStore for MemoryStore {
         Ok(stored.events.iter().skip(skip).cloned().collect())
     }
 
-    fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError> {
-        let runs = self.lock();
-        let mut listed: Vec<RunSummary> = runs
-            .values()
-            .map(|s| s.summary.clone())
-            .filter(|s| status.is_none_or(|wanted| s.status == wanted))
-            .collect();
-        listed.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(listed)
-    }
-
     fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
         let now = self.clock.now();
         let runs = self.lock();
@@ -259,5 +282,98 @@ impl EventStore for MemoryStore {
         // As SQLite orders: no wake time (now) first, then the earliest.
         claimable.sort_by(|a, b| (a.wake, &a.run).cmp(&(b.wake, &b.run)));
         Ok(claimable)
+    }
+}
+
+impl RunIndex for MemoryStore {
+    fn runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<&RunCursor>,
+        limit: usize,
+    ) -> Result<RunPage, StoreError> {
+        let runs = self.lock();
+        let mut listed: Vec<RunSummary> = runs
+            .values()
+            .map(|s| &s.summary)
+            .filter(|s| filter.status.is_none_or(|wanted| s.status == wanted))
+            .filter(|s| {
+                filter
+                    .workflow
+                    .as_ref()
+                    .is_none_or(|w| s.meta.workflow_id == *w)
+            })
+            .filter(|s| filter.created_from.is_none_or(|t| s.created_at >= t))
+            .filter(|s| filter.created_before.is_none_or(|t| s.created_at < t))
+            .filter(|s| after.is_none_or(|cursor| cursor.precedes(s)))
+            .cloned()
+            .collect();
+        // As SQLite orders: newest first, then by run id, descending.
+        listed.sort_by(|a, b| (b.created_at, &b.meta.run_id).cmp(&(a.created_at, &a.meta.run_id)));
+        let limit = limit.max(1);
+        let more = listed.len() > limit;
+        listed.truncate(limit);
+        let next = more.then(|| listed.last()).flatten().map(|last| RunCursor {
+            created_at: last.created_at,
+            run: last.meta.run_id.clone(),
+        });
+        Ok(RunPage { runs: listed, next })
+    }
+}
+
+impl WorkflowRegistry for MemoryStore {
+    fn put_workflow(&self, digest: &str, lock: &str) -> Result<(), StoreError> {
+        let mut workflows = self.registry();
+        workflows
+            .0
+            .entry(digest.to_owned())
+            .or_insert_with(|| lock.to_owned());
+        Ok(())
+    }
+
+    fn workflow(&self, digest: &str) -> Result<String, StoreError> {
+        self.registry()
+            .0
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| StoreError::Backend(format!("no workflow lock `{digest}` in the store")))
+    }
+
+    fn repin(
+        &self,
+        run: &RunId,
+        expected: u64,
+        digest: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut runs = self.lock();
+        let stored = runs.get_mut(run).ok_or_else(|| not_found(run))?;
+        if stored.summary.events != expected {
+            return Err(StoreError::Conflict {
+                run: run.to_string(),
+                expected,
+                actual: stored.summary.events,
+            });
+        }
+        let mut workflows = self.registry();
+        if !workflows.0.contains_key(digest) {
+            return Err(StoreError::Backend(format!(
+                "run {run}: no workflow lock `{digest}` in the store (store it first)"
+            )));
+        }
+        stored.summary.meta.workflow_digest = Some(digest.to_owned());
+        let pins = workflows.1.entry(run.clone()).or_default();
+        // A second re-pin before any new event supersedes the first.
+        pins.retain(|p| p.seq != expected);
+        pins.push(Pin {
+            seq: expected,
+            digest: digest.to_owned(),
+            at,
+        });
+        Ok(())
+    }
+
+    fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError> {
+        Ok(self.registry().1.get(run).cloned().unwrap_or_default())
     }
 }

@@ -206,7 +206,10 @@ impl Driver {
     fn try_start(&self, input: Value) -> Result<Handle, RuntimeError> {
         // run-1, run-2, …: every runtime records runs in its store, where an
         // id is taken once.
-        let n = self.store().list_runs(None).unwrap().len() + 1;
+        let n = weft_core::RunIndex::list_runs(self.store(), None)
+            .unwrap()
+            .len()
+            + 1;
         let id = RunId::new(&format!("run-{n}")).unwrap();
         match self {
             Driver::Default(rt, reg, store) => {

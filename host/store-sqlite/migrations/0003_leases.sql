@@ -1,4 +1,4 @@
--- weft event store, schema version 3: leases and wake times.
+-- weft event store, schema version 3: leases, wake times, the run index.
 --
 -- A run is driven by one owner at a time: `lease_owner` holds it until
 -- `lease_expires_at` (microseconds since the Unix epoch, by the database's
@@ -23,3 +23,15 @@ CREATE INDEX runs_claimable ON runs (wake_at) WHERE status = 'running';
 CREATE INDEX runs_by_owner ON runs (lease_owner) WHERE lease_owner IS NOT NULL;
 
 DROP TABLE timers;
+
+-- The run index pages by (created_at, run_id), newest first; runs belong to
+-- a tenant (`default` until weft has tenants).
+ALTER TABLE runs ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX runs_by_created;
+DROP INDEX runs_by_status;
+CREATE INDEX runs_by_created ON runs (created_at, run_id);
+CREATE INDEX runs_by_status ON runs (status, created_at, run_id);
+
+-- What a run's steps did is its events replayed through the one state
+-- machine; the store keeps no second, SQL-written version of it.
+DROP TABLE step_results;

@@ -2,9 +2,12 @@
 //! transaction the caller holds.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use weft_core::{Event, RunMeta, RunStatus, RunSummary, StepId, StoreError};
+use weft_core::{
+    Event, RunCursor, RunFilter, RunMeta, RunPage, RunStatus, RunSummary, StepId, StoreError,
+    Timestamp,
+};
 
-use crate::projection::{self, EncodedEvent};
+use crate::encode::EncodedEvent;
 use crate::sql::{backend, backend_run, from_sql_ts, from_sql_u64, run_id};
 
 /// The run's `last_seq`, or `None` when there is no such run.
@@ -14,12 +17,12 @@ pub(crate) fn last_seq_of(conn: &Connection, run: &str) -> Result<Option<i64>, S
         .map_err(backend_run("read the run's last sequence number", run))
 }
 
-/// Inserts `events` as `after + 1 ..` and updates the projection.
+/// Inserts `events` as `after + 1 ..`.
 pub(crate) fn write_events(
     tx: &Transaction<'_>,
     run: &str,
     after: i64,
-    events: &[EncodedEvent<'_>],
+    events: &[EncodedEvent],
 ) -> Result<(), StoreError> {
     let mut insert = tx
         .prepare_cached(
@@ -30,9 +33,6 @@ pub(crate) fn write_events(
         insert
             .execute(params![run, seq, event.name, event.at, event.payload])
             .map_err(backend_run("insert events", run))?;
-        if let Some(update) = &event.step {
-            projection::apply(tx, run, event.at, update)?;
-        }
     }
     Ok(())
 }
@@ -86,25 +86,65 @@ pub(crate) fn workflow_id_of(text: &str, run: &str) -> Result<StepId, StoreError
     })
 }
 
-/// Runs, newest first (runs created in the same microsecond: the most
-/// recently inserted first), optionally only those with `status`.
-pub(crate) fn list_runs(
+/// Up to `limit` runs passing `filter`, newest first (creation time, then
+/// run id, descending), after `after` (keyset paging on the
+/// `runs_by_created` / `runs_by_status` indexes).
+pub(crate) fn runs(
     conn: &Connection,
-    status: Option<RunStatus>,
-) -> Result<Vec<RunSummary>, StoreError> {
-    const ALL: &str = "SELECT run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
-                              created_at, updated_at, workflow_digest
-                       FROM runs ORDER BY created_at DESC, rowid DESC";
-    const WITH_STATUS: &str = "SELECT run_id, workflow_id, manifest, manifest_sha256, status,
-                                      last_seq, created_at, updated_at, workflow_digest
-                               FROM runs WHERE status = ?1 ORDER BY created_at DESC, rowid DESC";
-    let err = || backend("list_runs");
-    let mut stmt = conn
-        .prepare_cached(if status.is_some() { WITH_STATUS } else { ALL })
-        .map_err(err())?;
-    let filter = status.map(RunStatus::as_str);
+    filter: &RunFilter,
+    after: Option<&RunCursor>,
+    limit: usize,
+) -> Result<RunPage, StoreError> {
+    let err = || backend("list runs");
+    let mut sql = String::from(
+        "SELECT run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
+                created_at, updated_at, workflow_digest
+         FROM runs WHERE 1 = 1",
+    );
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, value: rusqlite::types::Value| {
+        args.push(value);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(status) = filter.status {
+        arg(
+            &mut sql,
+            " AND status = ?",
+            status.as_str().to_owned().into(),
+        );
+    }
+    if let Some(workflow) = &filter.workflow {
+        arg(
+            &mut sql,
+            " AND workflow_id = ?",
+            workflow.as_str().to_owned().into(),
+        );
+    }
+    let ts = |t: Timestamp| i64::try_from(t.0).unwrap_or(i64::MAX);
+    if let Some(from) = filter.created_from {
+        arg(&mut sql, " AND created_at >= ?", ts(from).into());
+    }
+    if let Some(before) = filter.created_before {
+        arg(&mut sql, " AND created_at < ?", ts(before).into());
+    }
+    if let Some(after) = after {
+        arg(
+            &mut sql,
+            " AND (created_at, run_id) < (?",
+            ts(after.created_at).into(),
+        );
+        arg(&mut sql, ", ?)", after.run.as_str().to_owned().into());
+    }
+    // One more than asked: whether there is a next page.
+    let limit = i64::try_from(limit.max(1).saturating_add(1)).unwrap_or(i64::MAX);
+    arg(
+        &mut sql,
+        " ORDER BY created_at DESC, run_id DESC LIMIT ?",
+        limit.into(),
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(err())?;
     let rows = stmt
-        .query_map(rusqlite::params_from_iter(filter), |row| {
+        .query_map(rusqlite::params_from_iter(args), |row| {
             Ok(RawRun {
                 run_id: row.get(0)?,
                 workflow_id: row.get(1)?,
@@ -122,7 +162,20 @@ pub(crate) fn list_runs(
     for raw in rows {
         runs.push(raw.map_err(err())?.decode()?);
     }
-    Ok(runs)
+    Ok(page(runs, limit))
+}
+
+/// A page of `runs` fetched with one more than the page holds (`fetched`).
+pub(crate) fn page(mut runs: Vec<RunSummary>, fetched: i64) -> RunPage {
+    let more = i64::try_from(runs.len()).unwrap_or(i64::MAX) >= fetched;
+    if more {
+        runs.pop();
+    }
+    let next = more.then(|| runs.last()).flatten().map(|last| RunCursor {
+        created_at: last.created_at,
+        run: last.meta.run_id.clone(),
+    });
+    RunPage { runs, next }
 }
 
 /// A `runs` row as stored.

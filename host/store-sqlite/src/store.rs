@@ -9,14 +9,14 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 use weft_core::{
-    Append, Claimable, Event, EventStore, Lease, Owner, RunId, RunMeta, RunStatus, RunSummary,
-    StoreError, Takeover, Timestamp,
+    Append, Claimable, Event, EventStore, Lease, Owner, RunCursor, RunFilter, RunId, RunIndex,
+    RunMeta, RunPage, RunStatus, StoreError, Takeover, Timestamp,
 };
 
+use crate::encode::encode;
 use crate::leases::{self, NOW_US, head_of, ttl_us};
 use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
-use crate::projection::{self, StepResult, encode};
-use crate::rows::{last_seq_of, list_runs, read_events, workflow_id_of, write_events};
+use crate::rows::{last_seq_of, read_events, runs, workflow_id_of, write_events};
 use crate::sql::{backend, backend_run, from_sql_u64, not_found, to_sql_ts, to_sql_u64};
 use crate::workflows::{insert_pin, unknown_workflow};
 
@@ -223,21 +223,6 @@ impl SqliteStore {
     /// [`StoreError::Backend`] when it cannot be read.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
         schema_version(&self.lock())
-    }
-
-    /// The `step_results` projection of `run` (see [`StepResult`] for what it
-    /// records), ordered by the start of each execution's current attempt.
-    ///
-    /// # Errors
-    /// [`StoreError::NotFound`]; backend errors.
-    pub fn step_results(&self, run: &RunId) -> Result<Vec<StepResult>, StoreError> {
-        let run = run.as_str();
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction()
-            .map_err(backend_run("begin step_results", run))?;
-        last_seq_of(&tx, run)?.ok_or_else(|| not_found(run))?;
-        projection::read(&tx, run)
     }
 
     /// The connection. A thread that panicked while holding it poisons the
@@ -482,10 +467,6 @@ impl EventStore for SqliteStore {
         }
     }
 
-    fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError> {
-        list_runs(&self.lock(), status)
-    }
-
     /// One query per 500 runs, on the `runs` table's primary key.
     fn changed_since(&self, runs: &[(RunId, u64)]) -> Result<Vec<RunId>, StoreError> {
         let conn = self.lock();
@@ -511,6 +492,17 @@ impl EventStore for SqliteStore {
             }
         }
         Ok(changed)
+    }
+}
+
+impl RunIndex for SqliteStore {
+    fn runs(
+        &self,
+        filter: &RunFilter,
+        after: Option<&RunCursor>,
+        limit: usize,
+    ) -> Result<RunPage, StoreError> {
+        runs(&self.lock(), filter, after, limit)
     }
 }
 

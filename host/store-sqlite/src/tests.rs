@@ -1,7 +1,7 @@
 //! The store against its contract, on real database files where it matters.
 //!
 //! - `appends`: creating runs, appending, conflicts, atomicity, racing writers;
-//! - `views`: listing runs, the step projection;
+//! - `views`: listing runs;
 //! - `database`: the file itself: reopening, pragmas, migrations, damage;
 //! - `pins`: workflow locks and the runs pinned to them, and the migration
 //!   that added them;
@@ -13,11 +13,11 @@ use std::sync::{Arc, Barrier};
 
 use serde_json::json;
 use weft_core::{
-    Append, CustomEvent, Event, EventStore, FailureKind, Owner, RunError, RunId, RunMeta,
-    RunStatus, StepError, StepId, StepPath, StepStatus, StoreError, Timestamp,
+    Append, CustomEvent, Event, EventStore, FailureKind, Owner, RunError, RunId, RunIndex, RunMeta,
+    RunStatus, StepError, StepId, StepPath, StoreError, Timestamp, WorkflowRegistry,
 };
 
-use crate::{Durability, SqliteStore, StepResult};
+use crate::{Durability, SqliteStore};
 
 mod appends;
 mod database;

@@ -5,7 +5,7 @@
 //! hashes and parses locks (`weft_manifest::WorkflowLock`).
 
 use rusqlite::{OptionalExtension as _, Transaction, TransactionBehavior, params};
-use weft_core::{RunId, RunMeta, StoreError, Timestamp};
+use weft_core::{Pin, RunId, RunMeta, StoreError, Timestamp, WorkflowRegistry};
 
 use crate::rows::last_seq_of;
 use crate::sql::{
@@ -14,26 +14,8 @@ use crate::sql::{
 };
 use crate::store::SqliteStore;
 
-/// One pin of a run: from the event after `seq` on, the run runs the
-/// workflow locked under `digest`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pin {
-    /// The sequence number of the run's last event when the pin took effect
-    /// (0: from the start).
-    pub seq: u64,
-    /// The lock's digest.
-    pub digest: String,
-    /// When the run was pinned.
-    pub at: Timestamp,
-}
-
-impl SqliteStore {
-    /// Stores a workflow lock under `digest` (the SHA-256 of `lock`); storing
-    /// the same digest again changes nothing.
-    ///
-    /// # Errors
-    /// Backend errors.
-    pub fn put_workflow(&self, digest: &str, lock: &str) -> Result<(), StoreError> {
+impl WorkflowRegistry for SqliteStore {
+    fn put_workflow(&self, digest: &str, lock: &str) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.prepare_cached(
             "INSERT INTO workflows (digest, lock) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
@@ -48,7 +30,7 @@ impl SqliteStore {
     /// # Errors
     /// [`StoreError::Backend`] when there is none (a run's pin always names
     /// a stored lock) or it cannot be read.
-    pub fn workflow(&self, digest: &str) -> Result<String, StoreError> {
+    fn workflow(&self, digest: &str) -> Result<String, StoreError> {
         let conn = self.lock();
         conn.prepare_cached("SELECT lock FROM workflows WHERE digest = ?1")
             .and_then(|mut s| s.query_row([digest], |row| row.get(0)).optional())
@@ -64,7 +46,7 @@ impl SqliteStore {
     /// [`StoreError::NotFound`]; [`StoreError::Conflict`] when the run has
     /// other events than `expected`; [`StoreError::Backend`] when no lock
     /// `digest` is stored, and other backend errors.
-    pub fn repin(
+    fn repin(
         &self,
         run: &RunId,
         expected: u64,
@@ -98,7 +80,7 @@ impl SqliteStore {
     ///
     /// # Errors
     /// Backend errors.
-    pub fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError> {
+    fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError> {
         let id = run.as_str();
         let conn = self.lock();
         let mut stmt = conn
@@ -145,7 +127,7 @@ pub(crate) fn insert_pin(
 }
 
 /// A run row naming a lock that is not stored: the caller forgot
-/// [`SqliteStore::put_workflow`].
+/// [`WorkflowRegistry::put_workflow`].
 pub(crate) fn unknown_workflow(e: rusqlite::Error, meta: &RunMeta, op: &'static str) -> StoreError {
     match &meta.workflow_digest {
         Some(digest) => unknown_lock(e, meta.run_id.as_str(), digest, op),

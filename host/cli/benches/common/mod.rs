@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use weft_core::{EventStore, RunId, RunStatus, SystemClock};
+use weft_core::{EventStore, RunId, RunStatus};
 use weft_manifest::Manifest;
+use weft_runtime::SystemClock;
 use weft_runtime::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered};
 use weft_sandbox::{Sandbox, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};

@@ -82,8 +82,8 @@ pub struct EventedRuntime {
     commands: Option<Sender<Command>>,
     orchestrator: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
-    /// Set when the orchestrator thread panicked: why it stopped.
-    panicked: Arc<Mutex<Option<String>>>,
+    /// Why the orchestrator thread stopped, once it has.
+    panicked: Arc<Stop>,
 }
 
 impl EventedRuntime {
@@ -116,7 +116,7 @@ impl EventedRuntime {
             Arc::clone(&bus),
             options.reorder_seed,
         )));
-        let panicked = Arc::new(Mutex::new(None));
+        let panicked = Arc::new(Stop::default());
         let workers = (0..workers.max(1))
             .map(|i| {
                 let worker = Worker {
@@ -151,6 +151,7 @@ impl EventedRuntime {
                 drop(shared);
                 drop(command_rx);
                 bus.close(worker_count);
+                why.finish();
             })
             .expect("spawn the orchestrator thread");
         Self {
@@ -456,8 +457,11 @@ impl EventedRuntime {
 
 impl Drop for EventedRuntime {
     fn drop(&mut self) {
-        // Closing the command channel stops the orchestrator once its runs
-        // are done or dropped; it then closes the bus, which stops the workers.
+        // Closing the command channel stops the orchestrator once no attempt
+        // is in flight and every run has answered its callers or only waits
+        // for a timer (a sleeping run is let go: it stays in the store,
+        // running, with its wake time and no lease); it then closes the
+        // bus, which stops the workers.
         self.commands = None;
         if let Some(orchestrator) = self.orchestrator.take() {
             let _ = orchestrator.join();
@@ -468,23 +472,56 @@ impl Drop for EventedRuntime {
     }
 }
 
+/// Why the orchestrator stopped, for its callers.
+///
+/// A panic inside a round unwinds through the code holding callers' reply
+/// channels, so a caller can see its channel closed before the panic is
+/// caught and recorded. [`stopped`] therefore waits until the orchestrator
+/// thread has finished (it records any panic first) before it answers.
+#[derive(Default)]
+struct Stop {
+    state: Mutex<(Option<String>, bool)>,
+    finished: std::sync::Condvar,
+}
+
+impl Stop {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Option<String>, bool)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The orchestrator thread is done (after recording any panic).
+    fn finish(&self) {
+        self.lock().1 = true;
+        self.finished.notify_all();
+    }
+}
+
 /// The error for a caller whose request the runtime dropped: why it
-/// stopped (a panic), or that it shut down.
-fn stopped(panicked: &Mutex<Option<String>>) -> RuntimeError {
-    let why = panicked
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    why.map_or(RuntimeError::ShutDown, RuntimeError::Panicked)
+/// stopped (a panic), or that it shut down. Waits (boundedly: the thread
+/// stops right after dropping its callers) for the orchestrator thread to
+/// have recorded why.
+fn stopped(stop: &Stop) -> RuntimeError {
+    let state = stop.lock();
+    let (state, _) = stop
+        .finished
+        .wait_timeout_while(state, std::time::Duration::from_secs(10), |(why, done)| {
+            why.is_none() && !*done
+        })
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    state
+        .0
+        .clone()
+        .map_or(RuntimeError::ShutDown, RuntimeError::Panicked)
 }
 
 /// Why the runtime stopped, for its callers: the first panic recorded.
-fn record_panic(why: &Mutex<Option<String>>, panic: &(dyn std::any::Any + Send)) {
+fn record_panic(stop: &Stop, panic: &(dyn std::any::Any + Send)) {
     let message = panic_message(panic);
     tracing::error!("the orchestrator panicked: {message}");
-    why.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get_or_insert_with(|| message.to_owned());
+    stop.lock().0.get_or_insert_with(|| message.to_owned());
+    stop.finished.notify_all();
 }
 
 /// A step worker: runs attempts from the bus. When it finishes one and no
@@ -498,7 +535,7 @@ struct Worker {
     clock: Arc<dyn Clock>,
     shared: Arc<Mutex<Orchestrator>>,
     nudge: Sender<()>,
-    panicked: Arc<Mutex<Option<String>>>,
+    panicked: Arc<Stop>,
 }
 
 impl Worker {

@@ -2,23 +2,40 @@
 //! A round (on the orchestrator thread, or on a step worker that finished an
 //! attempt) advances them with the core driver, commits their events (group
 //! commit) and only then lets them take effect.
+//!
+//! This file holds [`Orchestrator`] and its round; the rest is split by
+//! concern:
+//! - `serve`: the orchestrator thread's loop;
+//! - `ownership`: leases, and runs changed by other processes (requests,
+//!   reloads after a conflict or a takeover, the polling and parking of runs
+//!   that wait);
+//! - `reorder`: the seeded reordering mode, for verification.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::Sender;
 use serde_json::Value;
 use weft_core::{
-    Advance, Append, Clock, Effect, Event, EventStore, ResumeError, ResumeTarget, RunId, RunResult,
-    RunState, RunStatus, StepPath, StoreError, Takeover, Timestamp, TransitionError,
+    Advance, Append, Clock, Effect, Event, EventStore, RunId, RunResult, RunState, RunStatus,
+    StepPath, Takeover, Timestamp, TransitionError,
 };
 
 use super::bus::{Bus, Done, Registered, WorkItem};
 use crate::error::RuntimeError;
 use crate::lease::Keeper;
 use crate::stored;
+
+mod ownership;
+mod reorder;
+mod serve;
+
+pub(super) use ownership::Request;
+pub(super) use serve::serve;
+
+use reorder::Held;
 
 pub(super) type Reply = Sender<Result<RunResult, RuntimeError>>;
 
@@ -57,51 +74,6 @@ pub(super) enum Command {
         run: RunId,
         reply: Reply,
     },
-}
-
-/// A request the state machine turns into events (one, or one per
-/// suspended address for a resume of all of them). Kept until they
-/// commits: when another process appended first, it is decided again on the
-/// run as stored now.
-#[derive(Clone)]
-pub(super) enum Request {
-    Resume {
-        target: ResumeTarget,
-        payload: Value,
-    },
-    Cancel {
-        reason: Option<String>,
-    },
-}
-
-impl Request {
-    /// `driving`: the run is running here, so an address suspended while
-    /// others run may be resumed; a run loaded from the store must be
-    /// suspended (if it is running, another process drives it).
-    pub(super) fn decide(
-        &self,
-        state: &RunState,
-        at: Timestamp,
-        driving: bool,
-    ) -> Result<Vec<Event>, ResumeError> {
-        match self {
-            Self::Resume { target, payload } if driving => {
-                state.resume(target, payload.clone(), at)
-            }
-            Self::Resume { target, payload } => state.resume_stored(target, payload.clone(), at),
-            Self::Cancel { reason } => state.cancel(reason.clone(), at).map(|e| vec![e]),
-        }
-    }
-
-    /// How the request may take the lease of a run another process holds:
-    /// a resume only a free run's; a cancel anyone's (the holder is fenced
-    /// out and finds the run canceled).
-    fn takeover(&self) -> Takeover<'static> {
-        match self {
-            Self::Resume { .. } => Takeover::IfFree,
-            Self::Cancel { .. } => Takeover::Force,
-        }
-    }
 }
 
 /// A run this process drives.
@@ -178,161 +150,6 @@ struct Parked {
     waiters: Vec<Reply>,
     /// Its watcher, if any.
     watch: Option<Sender<Event>>,
-}
-
-/// The reports of a run's finished attempts, held back by the reordering
-/// mode, and the generator that picks which one applies next. Held reports
-/// stay in the run's `in_flight` until they apply, so every check that
-/// waits for a run to go idle waits for them too.
-struct Held {
-    reports: Vec<Done>,
-    rng: SplitMix64,
-}
-
-impl Held {
-    /// One generator per run, from the seed and the run id: a run's order
-    /// does not depend on the other runs the orchestrator drives.
-    fn new(seed: u64, run: &RunId) -> Self {
-        // FNV-1a of the run id.
-        let hash = run
-            .as_str()
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        Self {
-            reports: Vec::new(),
-            rng: SplitMix64(seed ^ hash),
-        }
-    }
-
-    /// Takes the next report to apply, drawn by the generator among the
-    /// held ones sorted by address (so the draw does not depend on the
-    /// order the workers happened to report in).
-    fn draw(&mut self) -> Option<Done> {
-        if self.reports.is_empty() {
-            return None;
-        }
-        self.reports
-            .sort_by(|a, b| (&a.path, a.attempt).cmp(&(&b.path, b.attempt)));
-        let len = self.reports.len() as u64;
-        let pick = usize::try_from(self.rng.next() % len).unwrap_or(0);
-        Some(self.reports.remove(pick))
-    }
-}
-
-/// splitmix64 (Steele, Lea, Flood 2014; the seeding generator of
-/// `java.util.SplittableRandom` and of xoshiro): tiny, and good enough to
-/// pick orders.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
-
-/// What woke the orchestrator thread.
-enum Message {
-    Command(Command),
-    Done(Done),
-    /// The command channel closed.
-    Closed,
-    /// A worker's round changed what the thread waits for, or time passed.
-    Nothing,
-}
-
-/// The orchestrator thread: serves commands, the reports workers could not
-/// apply themselves (another round held the state), timers and the polling
-/// of waiting runs, until the command channel closes and every run it drives
-/// has answered its callers. Each round holds the state's lock; so does a
-/// worker's round ([`Orchestrator::continue_with`]), so rounds never overlap.
-///
-/// # Panics
-/// When a worker panicked inside its round (the state may be torn): the
-/// caller records why and shuts the runtime down.
-pub(super) fn serve(
-    shared: &Mutex<Orchestrator>,
-    commands: &Receiver<Command>,
-    done: &Receiver<Done>,
-    nudged: &Receiver<()>,
-) {
-    let lock = || {
-        shared.lock().unwrap_or_else(|_| {
-            panic!("a step worker panicked while it held the orchestrator state")
-        })
-    };
-    let mut open = true;
-    let mut polled = std::time::Instant::now();
-    loop {
-        let (mut timeout, mut due, clock) = {
-            let this = lock();
-            if !open
-                && this.parked.is_empty()
-                && this
-                    .runs
-                    .values()
-                    .all(|r| r.in_flight.is_empty() && r.waiters.is_empty())
-            {
-                break;
-            }
-            (
-                this.next_timeout(),
-                this.delayed.peek().map(|Reverse((due, _))| *due),
-                Arc::clone(&this.clock),
-            )
-        };
-        if timeout > POLL_WAITING {
-            // Wake up in time to poll the waiting runs; not for the timer.
-            timeout = POLL_WAITING;
-            due = None;
-        }
-        let never = crossbeam_channel::never();
-        let command_rx = if open { commands } else { &never };
-        // Wait for the first message, then take everything already waiting.
-        let first = select! {
-            recv(command_rx) -> msg => msg.map_or(Message::Closed, Message::Command),
-            recv(done) -> msg => msg.map_or(Message::Nothing, Message::Done),
-            recv(nudged) -> _ => Message::Nothing,
-            default(timeout) => {
-                // The wait was computed for the earliest retry: the
-                // system clock is there now (within microseconds); a
-                // manual clock (tests) jumps to it.
-                if let Some(due) = due {
-                    clock.sleep_until(due);
-                }
-                Message::Nothing
-            },
-        };
-        let mut this = lock();
-        match first {
-            Message::Command(cmd) => this.command(cmd),
-            Message::Done(d) => this.finished(d),
-            Message::Closed => {
-                open = false;
-                this.closing = true;
-            }
-            Message::Nothing => {}
-        }
-        for _ in 0..1024 {
-            if let Ok(d) = done.try_recv() {
-                this.finished(d);
-            } else if let Ok(cmd) = commands.try_recv() {
-                this.command(cmd);
-            } else {
-                break;
-            }
-        }
-        this.round();
-        if polled.elapsed() >= POLL_WAITING {
-            this.poll_waiting();
-            polled = std::time::Instant::now();
-        }
-    }
 }
 
 pub(super) struct Orchestrator {
@@ -423,40 +240,6 @@ impl Orchestrator {
         }
     }
 
-    /// Runs that only wait for a timer may have been changed by another
-    /// process meanwhile (`weft cancel`): such a run is reloaded, so that a
-    /// cancel interrupts a sleep within [`POLL_WAITING`] instead of at its
-    /// wake-up time.
-    fn poll_waiting(&mut self) {
-        let waiting: Vec<(RunId, u64)> = self
-            .runs
-            .iter()
-            .filter(|(_, a)| a.only_waits())
-            .map(|(run, a)| (run.clone(), a.committed))
-            .chain(
-                self.parked
-                    .iter()
-                    .map(|(run, p)| (run.clone(), p.committed)),
-            )
-            .collect();
-        if waiting.is_empty() {
-            return;
-        }
-        match self.store.changed_since(&waiting) {
-            Ok(changed) => {
-                for run in changed {
-                    if self.parked.contains_key(&run) {
-                        // Reloaded as stored: a cancel then settles it.
-                        self.unpark(&run);
-                    } else {
-                        self.reload(&run);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("cannot check waiting runs for changes: {e}"),
-        }
-    }
-
     fn command(&mut self, command: Command) {
         match command {
             Command::Start {
@@ -501,88 +284,6 @@ impl Orchestrator {
                     Err(e) => drop(reply.send(Err(e))),
                 }
             }
-        }
-    }
-
-    /// A request that turns into one event decided by the state machine
-    /// (resume, cancel) on a run driven here or loaded from the store. The
-    /// caller is answered once the event and what follows are committed;
-    /// `watch`, if given, watches the run from the request's event on
-    /// (unless the run already has a watcher here).
-    fn request(
-        &mut self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        reply: Reply,
-        request: Request,
-        watch: Option<Sender<Event>>,
-    ) {
-        // A parked run is driven here: back into memory first.
-        self.unpark(&run);
-        let driving = self.runs.contains_key(&run);
-        if !driving {
-            match self.lease_and_load(Arc::clone(&workflow), &run, request.takeover(), false) {
-                Ok(active) => {
-                    self.runs.insert(run.clone(), active);
-                }
-                Err(leased @ RuntimeError::Leased { .. })
-                    if matches!(request, Request::Resume { .. }) =>
-                {
-                    // Another process holds the run: if the resume does
-                    // not fit the run as stored (it runs there), that is
-                    // the answer; otherwise the holder is most likely
-                    // resuming it right now, and the caller looks again in
-                    // a moment (see `EventedRuntime::resume`).
-                    let refused =
-                        stored::load(&*self.store, &workflow, &run).and_then(|(state, _)| {
-                            Ok(request.decide(&state, self.clock.now(), false)?)
-                        });
-                    return drop(reply.send(Err(refused.err().unwrap_or(leased))));
-                }
-                Err(e) => return drop(reply.send(Err(e))),
-            }
-        }
-        let Some(active) = self.runs.get_mut(&run) else {
-            return;
-        };
-        match request.decide(&active.state, self.clock.now(), driving) {
-            Ok(events) => {
-                active.waiters.push(reply);
-                active.request = Some(request);
-                if active.watch.is_none() {
-                    active.watch = watch;
-                }
-                let applied = events.into_iter().try_for_each(|e| apply(active, e));
-                match applied {
-                    Ok(()) => drop(self.touched.insert(run)),
-                    Err(e) => self.broken(&run, e),
-                }
-            }
-            Err(e) => {
-                let _ = reply.send(Err(e.into()));
-                if !driving {
-                    // Loaded for this request only: let go of it.
-                    self.release(&run);
-                }
-                self.forget_if_idle(&run);
-            }
-        }
-    }
-
-    /// Gives up this process's lease on a run it holds in memory (parked
-    /// or active), e.g. one it leaves to `weft recover`.
-    fn release(&self, run: &RunId) {
-        let epoch = self
-            .runs
-            .get(run)
-            .map(|a| a.epoch)
-            .or_else(|| self.parked.get(run).map(|p| p.epoch));
-        if let Some(epoch) = epoch {
-            self.keeper.release(&weft_core::Lease {
-                run: run.clone(),
-                owner: self.keeper.owner().id.clone(),
-                epoch,
-            });
         }
     }
 
@@ -670,50 +371,6 @@ impl Orchestrator {
         self.take_effect(&run);
     }
 
-    /// Takes the run's lease (see [`stored::acquire`]), then loads it as
-    /// stored: after the grant, nothing another owner decided can still
-    /// commit, so what is loaded is the whole story.
-    fn lease_and_load(
-        &self,
-        workflow: Arc<Registered>,
-        run: &RunId,
-        takeover: Takeover<'_>,
-        recovering: bool,
-    ) -> Result<Active, RuntimeError> {
-        let owner = self.keeper.owner();
-        let lease = stored::acquire(&*self.store, run, owner, takeover, recovering)?;
-        let loaded = self.load(workflow, run, lease.epoch);
-        if loaded.is_err() {
-            self.keeper.release(&lease);
-        }
-        loaded
-    }
-
-    /// The run as stored, driven under the lease of `epoch`.
-    fn load(
-        &self,
-        workflow: Arc<Registered>,
-        run: &RunId,
-        epoch: u64,
-    ) -> Result<Active, RuntimeError> {
-        let (state, events) = stored::load(&*self.store, &workflow, run)?;
-        Ok(Active {
-            workflow,
-            epoch,
-            state,
-            committed: events.len() as u64,
-            pending: Vec::new(),
-            to_dispatch: Vec::new(),
-            in_flight: HashSet::new(),
-            wake: None,
-            waiters: Vec::new(),
-            request: None,
-            held: self.reorder_seed.map(|seed| Held::new(seed, run)),
-            detach: false,
-            watch: None,
-        })
-    }
-
     /// A worker reported a finished attempt: it applies now, or in the
     /// reordering mode it is held until [`Self::release_held`] draws it.
     fn finished(&mut self, done: Done) {
@@ -726,33 +383,6 @@ impl Orchestrator {
         };
         self.holding.insert(done.run.clone());
         held.reports.push(done);
-    }
-
-    /// Reordering mode: for each run holding reports, once none of its
-    /// attempts is still in flight (every one has reported), applies one
-    /// held report drawn by the run's generator, advances the run and
-    /// commits, so the run may dispatch new work; repeats while the run
-    /// stays quiescent. New work dispatched in between is waited for, and
-    /// its reports join the draw.
-    fn release_held(&mut self) {
-        let holding: Vec<RunId> = self.holding.drain().collect();
-        for run in holding {
-            while let Some(active) = self.runs.get_mut(&run) {
-                let Some(held) = &mut active.held else {
-                    break;
-                };
-                if held.reports.len() < active.in_flight.len() {
-                    // Attempts still run: wait for their reports.
-                    self.holding.insert(run);
-                    break;
-                }
-                let Some(done) = held.draw() else {
-                    break;
-                };
-                self.report(done);
-                self.advance_and_commit();
-            }
-        }
     }
 
     /// Applies a finished attempt's report to its run.
@@ -965,189 +595,6 @@ impl Orchestrator {
         }
     }
 
-    /// A commit failed: the run's uncommitted events are dropped with its
-    /// in-memory state; the store still holds its committed events.
-    fn abandon(&mut self, run: &RunId, error: StoreError) {
-        if matches!(error, StoreError::Conflict { .. }) {
-            return self.reload(run);
-        }
-        if matches!(error, StoreError::Fenced { .. }) {
-            return self.lost(run);
-        }
-        let Some(active) = self.runs.remove(run) else {
-            return;
-        };
-        tracing::warn!(run = %run, "cannot commit the run's events: {error}");
-        fail(run, active.waiters, stored::error(run, error));
-    }
-
-    /// This process's lease on the run was taken over (by a cancel, or by a
-    /// host that presumed this one dead): what it decided is void, and it
-    /// drives the run no more. Its callers learn the run as stored when it
-    /// was canceled, else that this process lost the run.
-    fn lost(&mut self, run: &RunId) {
-        let Some(old) = self.runs.remove(run) else {
-            return;
-        };
-        tracing::warn!(run = %run, "this process's lease on the run was taken over; it stops driving the run");
-        if old.request.is_some() {
-            // A resume whose claim lost to another process (a cancel): it
-            // was not applied, whatever the run's state now.
-            return fail(
-                run,
-                old.waiters,
-                RuntimeError::Conflict {
-                    run: run.to_string(),
-                },
-            );
-        }
-        // Only a cancel takes a run from a live owner; any other takeover
-        // presumed this process dead, and what the run became is the other
-        // process's to report.
-        match stored::load(&*self.store, &old.workflow, run) {
-            Ok((state, _)) if state.status() == RunStatus::Canceled => {
-                let result = state.result();
-                for waiter in old.waiters {
-                    let _ = waiter.send(Ok(result.clone()));
-                }
-            }
-            Ok(_) => fail(
-                run,
-                old.waiters,
-                RuntimeError::LeaseLost {
-                    run: run.to_string(),
-                },
-            ),
-            Err(e) => fail(run, old.waiters, e),
-        }
-    }
-
-    /// Another process appended to the run first: what this process decided
-    /// is void. The run is reloaded as stored; a pending request (resume,
-    /// cancel) is decided again on it; otherwise the caller learns what the
-    /// other process did — the run finished, suspended or was canceled there,
-    /// or is still being driven there.
-    fn reload(&mut self, run: &RunId) {
-        let Some(old) = self.runs.remove(run) else {
-            return;
-        };
-        tracing::debug!(run = %run, "the run changed in the store; reloading it");
-        let mut fresh = match self.load(Arc::clone(&old.workflow), run, old.epoch) {
-            Ok(fresh) => fresh,
-            Err(e) => return fail(run, old.waiters, e),
-        };
-        fresh.waiters = old.waiters;
-        // What another process committed meanwhile is not replayed to the
-        // watcher; it goes on seeing what this process commits.
-        fresh.watch = old.watch;
-        // Held reports are of dispatched attempts: they apply (or not) to
-        // the reloaded run like reports still to come.
-        if let Some(held) = old.held {
-            if !held.reports.is_empty() {
-                self.holding.insert(run.clone());
-            }
-            fresh.held = Some(held);
-        }
-        // Attempts this process dispatched still report here; what they
-        // report applies only if the stored run still expects it. Attempts
-        // queued for dispatch after the failed commit never left.
-        let queued: HashSet<&StepPath> = old.to_dispatch.iter().map(|t| &t.path).collect();
-        fresh.in_flight = old
-            .in_flight
-            .iter()
-            .filter(|path| !queued.contains(path))
-            .cloned()
-            .collect();
-        if let Some(request) = old.request {
-            match request.decide(&fresh.state, self.clock.now(), false) {
-                Ok(events) => {
-                    fresh.request = Some(request);
-                    let applied = events.into_iter().try_for_each(|e| apply(&mut fresh, e));
-                    let decided = applied.and_then(|()| fresh.state.advance(self.clock.now()));
-                    self.runs.insert(run.clone(), fresh);
-                    self.take(run, decided);
-                    if self.runs.contains_key(run) {
-                        self.commit(std::slice::from_ref(run));
-                    }
-                }
-                Err(e) => fail(run, fresh.waiters, e.into()),
-            }
-            return;
-        }
-        match stored::settled(&fresh.state, run) {
-            Ok(()) => {
-                let result = fresh.state.result();
-                for waiter in fresh.waiters {
-                    let _ = waiter.send(Ok(result.clone()));
-                }
-            }
-            Err(e) => fail(run, fresh.waiters, e),
-        }
-    }
-
-    /// Parks the run if nothing happens to it before a timer at least
-    /// [`PARK_AFTER_MICROS`] away: its state leaves memory. Returns whether
-    /// it did.
-    fn park_if_waiting(&mut self, run: &RunId) -> bool {
-        let Some(active) = self.runs.get(run) else {
-            return false;
-        };
-        let Some(wake) = active.wake else {
-            return false;
-        };
-        if !active.only_waits()
-            || active.held.is_some()
-            || wake.micros_since(self.clock.now()) < PARK_AFTER_MICROS
-        {
-            return false;
-        }
-        if let Some(active) = self.runs.remove(run) {
-            self.parked.insert(
-                run.clone(),
-                Parked {
-                    workflow: active.workflow,
-                    epoch: active.epoch,
-                    committed: active.committed,
-                    wake,
-                    waiters: active.waiters,
-                    watch: active.watch,
-                },
-            );
-        }
-        true
-    }
-
-    /// Brings a parked run back into memory, as stored now, to be advanced
-    /// this round (a no-op for a run that is not parked). If another process
-    /// has taken it over meanwhile (it appended, and the run still runs),
-    /// its callers learn that it is driven elsewhere.
-    fn unpark(&mut self, run: &RunId) {
-        let Some(parked) = self.parked.remove(run) else {
-            return;
-        };
-        match self.load(parked.workflow, run, parked.epoch) {
-            Ok(active)
-                if active.committed != parked.committed
-                    && active.state.status() == RunStatus::Running =>
-            {
-                fail(
-                    run,
-                    parked.waiters,
-                    RuntimeError::DrivenElsewhere {
-                        run: run.to_string(),
-                    },
-                );
-            }
-            Ok(mut active) => {
-                active.waiters = parked.waiters;
-                active.watch = parked.watch;
-                self.runs.insert(run.clone(), active);
-                self.touched.insert(run.clone());
-            }
-            Err(e) => fail(run, parked.waiters, e),
-        }
-    }
-
     fn forget_if_idle(&mut self, run: &RunId) {
         if self
             .runs
@@ -1156,18 +603,6 @@ impl Orchestrator {
         {
             self.runs.remove(run);
         }
-    }
-}
-
-/// Answers every caller waiting on `run` with an error: the first gets
-/// `error`, any other (several callers waiting on one run) a conflict.
-fn fail(run: &RunId, waiters: Vec<Reply>, error: RuntimeError) {
-    let mut error = Some(error);
-    for waiter in waiters {
-        let error = error.take().unwrap_or_else(|| RuntimeError::Conflict {
-            run: run.to_string(),
-        });
-        let _ = waiter.send(Err(error));
     }
 }
 

@@ -205,7 +205,11 @@ fn an_input_too_large_is_refused_before_anything_is_stored(kind: Kind) {
             .contains("workflow `wf`: input is larger than 1048576 bytes of JSON"),
         "{err}"
     );
-    assert!(rt.store().list_runs(None).unwrap().is_empty());
+    assert!(
+        weft_core::RunIndex::list_runs(rt.store(), None)
+            .unwrap()
+            .is_empty()
+    );
     assert!(runner.calls.lock().unwrap().is_empty());
 }
 
@@ -256,12 +260,6 @@ impl EventStore for NoAppends {
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
         self.0.events_after(run, after)
     }
-    fn list_runs(
-        &self,
-        status: Option<RunStatus>,
-    ) -> Result<Vec<weft_core::RunSummary>, weft_core::StoreError> {
-        self.0.list_runs(status)
-    }
     fn claimable(
         &self,
         horizon: weft_core::Timestamp,
@@ -290,7 +288,12 @@ fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() 
     // The store holds the run at its claim: running, nothing after run-started.
     let (_, events) = store.load(&id).unwrap();
     assert_eq!(events.len(), 1);
-    assert_eq!(store.list_runs(Some(RunStatus::Running)).unwrap().len(), 1);
+    assert_eq!(
+        weft_core::RunIndex::list_runs(&**store, Some(RunStatus::Running))
+            .unwrap()
+            .len(),
+        1
+    );
     // Recovery drives it from there; its steps run again.
     let evented = crate::EventedRuntime::new(store.clone(), clock, 1);
     let result = evented.recover(reg.clone(), id.clone()).unwrap();

@@ -8,11 +8,11 @@ use std::time::Duration;
 use serde_json::json;
 use weft_core::{
     Append, Claimable, Clock, Event, EventStore, Lease, Owner, RetryPolicy, RunId, RunMeta,
-    RunStatus, RunSummary, StepOutcome, StepReport, StoreError, SystemClock, Takeover, Timestamp,
+    RunStatus, StepOutcome, StepReport, StoreError, Takeover, Timestamp,
 };
 
 use super::{Driver, Fixture, Kind, guest_error, ok};
-use crate::{EventedRuntime, MemoryStore, Registered, RuntimeError};
+use crate::{EventedRuntime, MemoryStore, Registered, RuntimeError, SystemClock};
 
 /// The system clock moved forward by `ahead_micros` (a test's jump over a
 /// long wait, instead of waiting it out), recording the longest wait anyone
@@ -164,9 +164,6 @@ impl EventStore for PanickingStore {
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
         self.0.events_after(run, after)
     }
-    fn list_runs(&self, status: Option<RunStatus>) -> Result<Vec<RunSummary>, StoreError> {
-        self.0.list_runs(status)
-    }
 }
 
 #[test]
@@ -197,4 +194,61 @@ fn a_panicking_orchestrator_fails_requests_and_shuts_down() {
     assert!(matches!(err, RuntimeError::Panicked(_)), "{err}");
     // Dropping the runtime joins its threads: this returns.
     drop(rt);
+}
+
+/// Dropping the runtime does not wait for a run asleep for ten minutes: the
+/// run stays in the store, running, with its wake time and no lease, for
+/// whichever process takes it next.
+#[test]
+fn dropping_the_runtime_lets_a_sleeping_run_go() {
+    use weft_core::{Node, NodeKind};
+    let mut fixture = Fixture::new().step("a", |_, _| ok(StepOutcome::Completed(json!(1))));
+    fixture.flow = Some(vec![
+        Node {
+            id: super::id("nap"),
+            kind: NodeKind::Sleep {
+                duration_ms: 600_000,
+            },
+        },
+        Node {
+            id: super::id("a"),
+            kind: NodeKind::Step {
+                step: super::id("a"),
+            },
+        },
+    ]);
+    let (driver, _) = fixture.build(Kind::Evented);
+    let Driver::Evented(_, reg, _) = &driver else {
+        unreachable!("built for the evented runtime")
+    };
+    let store = Arc::new(MemoryStore::new());
+    let rt = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 1);
+    let run = RunId::new("asleep").unwrap();
+    let (watch, committed) = crossbeam_channel::unbounded();
+    let reply = rt.start_watched(reg.clone(), run.clone(), json!(1), false, watch);
+    // Committed asleep: the store knows when it wakes (and that it is held).
+    let until = committed
+        .iter()
+        .find_map(|e| match e {
+            Event::SleepStarted { until, .. } => Some(until),
+            _ => None,
+        })
+        .expect("the run sleeps once it is created");
+    assert!(store.claimable(Timestamp(u64::MAX)).unwrap().is_empty());
+    // The drop returns long before the ten minutes (bounded generously: a
+    // hang would fail here, not block the suite).
+    let (dropped, done) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(rt);
+        let _ = dropped.send(());
+    });
+    done.recv_timeout(Duration::from_secs(120))
+        .expect("dropping the runtime waited for the sleeping run");
+    assert!(matches!(
+        reply.recv(),
+        Ok(Err(RuntimeError::ShutDown)) | Err(_)
+    ));
+    let claimable = store.claimable(Timestamp(u64::MAX)).unwrap();
+    assert_eq!(claimable.len(), 1);
+    assert_eq!((&claimable[0].run, claimable[0].wake), (&run, Some(until)));
 }

@@ -96,8 +96,7 @@ fn three_suspended_arms_resume_one_by_one_while_a_fourth_runs() {
             });
             // Another runtime over the same store does not drive this run:
             // it refuses to resume it while it runs.
-            let other =
-                DefaultRuntime::new(store.clone(), std::sync::Arc::new(weft_core::SystemClock));
+            let other = DefaultRuntime::new(store.clone(), std::sync::Arc::new(crate::SystemClock));
             let refused = other.resume(
                 registered,
                 run,

@@ -1,7 +1,7 @@
 //! Workflow locks, pins and re-pins, and opening a database from before them.
 
 use super::*;
-use crate::Pin;
+use weft_core::Pin;
 
 fn pinned(run: &str, digest: &str) -> RunMeta {
     RunMeta {

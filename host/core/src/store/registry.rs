@@ -1,0 +1,62 @@
+//! [`WorkflowRegistry`]: workflow locks stored by digest, and the runs
+//! pinned to them.
+
+use crate::id::{RunId, Timestamp};
+
+use super::StoreError;
+
+/// One pin of a run: from the event after `seq` on, the run runs the
+/// workflow locked under `digest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    /// The sequence number of the run's last event when the pin took effect
+    /// (0: from the start).
+    pub seq: u64,
+    /// The lock's digest.
+    pub digest: String,
+    /// When the run was pinned.
+    pub at: Timestamp,
+}
+
+/// Workflow locks, content-addressed, and the history of each run's pins.
+/// A lock is opaque text to the store (the CLI makes, hashes and parses
+/// locks: `weft_manifest::WorkflowLock`); a run is created pinned to the
+/// lock named by its `RunMeta::workflow_digest`, which must be stored first.
+pub trait WorkflowRegistry: Send + Sync {
+    /// Stores `lock` under `digest` (its SHA-256); storing the same digest
+    /// again changes nothing.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn put_workflow(&self, digest: &str, lock: &str) -> Result<(), StoreError>;
+
+    /// The lock stored under `digest`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when there is none (a run's pin always names
+    /// a stored lock) or it cannot be read.
+    fn workflow(&self, digest: &str) -> Result<String, StoreError>;
+
+    /// Pins `run` to the stored lock `digest` from now on, if its log still
+    /// ends at event `expected` (the events the caller checked against the
+    /// new workflow).
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; [`StoreError::Conflict`] when the run has
+    /// other events than `expected`; [`StoreError::Backend`] when no lock
+    /// `digest` is stored, and other backend errors.
+    fn repin(
+        &self,
+        run: &RunId,
+        expected: u64,
+        digest: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The pins of `run`, oldest first (none for a run recorded before weft
+    /// pinned runs).
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError>;
+}
