@@ -201,7 +201,8 @@ pub(crate) fn load_with(
     }
 }
 
-/// Removes what legitimately differs between runs: timestamps.
+/// Removes what legitimately differs between runs: timestamps (see
+/// [`wake_times`] for what is kept of them).
 fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
@@ -231,11 +232,37 @@ fn observe(outcome: Result<(), String>, result: &RunResult, events: &[Event]) ->
     Observed {
         outcome: outcome.map(|()| Value::Null),
         result: normalize(serde_json::to_value(result).unwrap()),
-        events: events
-            .iter()
-            .map(|e| normalize(serde_json::to_value(e).unwrap()))
-            .collect(),
+        events: wake_times(events).into_iter().map(normalize).collect(),
     }
+}
+
+/// The events as JSON, each wake time replaced by what the runtimes must
+/// agree on: a retry's delay (`due` after the failure it retries, ms) and a
+/// sleep's length (`until` after the sleep started, to the nearest ms). Both
+/// runtimes read the same manual clock, but not the same number of times,
+/// so absolute times differ by microseconds.
+fn wake_times(events: &[Event]) -> Vec<Value> {
+    let mut failed_at = std::collections::HashMap::new();
+    events
+        .iter()
+        .map(|event| {
+            let mut value = serde_json::to_value(event).unwrap();
+            match event {
+                Event::StepFailed { path, at, .. } => {
+                    failed_at.insert(path.clone(), *at);
+                }
+                Event::StepRetrying { path, due, .. } => {
+                    let failed = failed_at.get(path).copied().unwrap_or(*due);
+                    value["delay_ms"] = (due.micros_since(failed) / 1000).into();
+                }
+                Event::SleepStarted { until, at, .. } => {
+                    value["sleeps_ms"] = ((until.micros_since(*at) + 500) / 1000).into();
+                }
+                _ => {}
+            }
+            value
+        })
+        .collect()
 }
 
 /// What an action asks for.
