@@ -117,6 +117,15 @@ fn recover_beside_a_live_run_leaves_it_alone_and_every_step_runs_once() {
         let log = home.join("run.log");
         let mut run = start(home, &db, &manifest, "live", runtime, &log);
         run.until(started("a")).expect("step a starts");
+        // The run index says who holds it.
+        let listed = weft(home)
+            .args(["runs", "--json", "--db"])
+            .arg(&db)
+            .output()
+            .unwrap();
+        let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let owner = listed[0]["held_by"].as_str().unwrap_or_default().to_owned();
+        assert!(owner.starts_with("weft/"), "{runtime}: {listed}");
         // Step `a` is running in the other process (or has just finished).
         let recovered = recover(home, &db, &[]);
         assert_eq!(
@@ -129,6 +138,12 @@ fn recover_beside_a_live_run_leaves_it_alone_and_every_step_runs_once() {
             !stdout(&recovered).contains("recovered"),
             "{runtime}: {}",
             stdout(&recovered)
+        );
+        // It names the holder it left the run to.
+        assert!(
+            stderr(&recovered).contains(&owner),
+            "{runtime}: {}",
+            stderr(&recovered)
         );
         assert_eq!(run.exit_code(), Some(0), "{runtime}: {}", read(&log));
         let logs = [read(&log), stderr(&recovered)];

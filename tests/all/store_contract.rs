@@ -538,6 +538,10 @@ fn run_index_pages(handles: Factory<'_>) {
     assert_eq!(ids(&second), ["r3", "r2b", "r2a"]);
     let third = other.runs(&all, second.next.as_ref(), 3).unwrap();
     assert_eq!(ids(&third), ["r1"]);
+    // Who holds each run: the live owner of a running run; nobody for one
+    // that settled.
+    assert_eq!(third.runs[0].held_by.as_deref(), Some("a"));
+    assert_eq!(second.runs[0].held_by, None);
     assert_eq!(third.next, None);
     // An exact last page says so too.
     let exact = other

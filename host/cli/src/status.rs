@@ -159,9 +159,14 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
             return writeln!(out);
         }
         for r in &runs {
+            let held = r
+                .held_by
+                .as_ref()
+                .map(|owner| format!("  held by {}", escape(owner)))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{}  {:<9}  {:<24}  {} events",
+                "{}  {:<9}  {:<24}  {} events{held}",
                 escape(r.meta.run_id.as_str()),
                 r.status.as_str(),
                 r.meta.workflow_id.as_str(),

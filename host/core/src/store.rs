@@ -78,6 +78,10 @@ pub struct RunSummary {
     pub created_at: Timestamp,
     /// When the last event happened.
     pub updated_at: Timestamp,
+    /// The owner whose live lease holds the run (the process driving it
+    /// now), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 /// Who asks for a lease, and for how long it holds without renewal.

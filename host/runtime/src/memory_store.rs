@@ -139,6 +139,7 @@ impl EventStore for MemoryStore {
                 events: 0,
                 created_at: at,
                 updated_at: at,
+                held_by: None,
             },
             events: Vec::new(),
             holder: Some((owner.id.clone(), expiry(&*self.clock, owner))),
@@ -308,6 +309,14 @@ impl RunIndex for MemoryStore {
             .filter(|s| after.is_none_or(|cursor| cursor.precedes(s)))
             .cloned()
             .collect();
+        let now = self.clock.now();
+        for summary in &mut listed {
+            summary.held_by = runs[&summary.meta.run_id]
+                .holder
+                .as_ref()
+                .filter(|(_, until)| *until > now)
+                .map(|(owner, _)| owner.clone());
+        }
         // As SQLite orders: newest first, then by run id, descending.
         listed.sort_by(|a, b| (b.created_at, &b.meta.run_id).cmp(&(a.created_at, &a.meta.run_id)));
         let limit = limit.max(1);

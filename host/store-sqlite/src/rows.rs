@@ -8,6 +8,7 @@ use weft_core::{
 };
 
 use crate::encode::EncodedEvent;
+use crate::leases::NOW_US;
 use crate::sql::{backend, backend_run, from_sql_ts, from_sql_u64, run_id};
 
 /// The run's `last_seq`, or `None` when there is no such run.
@@ -96,9 +97,10 @@ pub(crate) fn runs(
     limit: usize,
 ) -> Result<RunPage, StoreError> {
     let err = || backend("list runs");
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
-                created_at, updated_at, workflow_digest
+                created_at, updated_at, workflow_digest,
+                CASE WHEN lease_expires_at > {NOW_US} THEN lease_owner END
          FROM runs WHERE 1 = 1",
     );
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -155,6 +157,7 @@ pub(crate) fn runs(
                 created_at: row.get(6)?,
                 updated_at: row.get(7)?,
                 workflow_digest: row.get(8)?,
+                held_by: row.get(9)?,
             })
         })
         .map_err(err())?;
@@ -189,6 +192,7 @@ struct RawRun {
     created_at: i64,
     updated_at: i64,
     workflow_digest: Option<String>,
+    held_by: Option<String>,
 }
 
 impl RawRun {
@@ -205,6 +209,7 @@ impl RawRun {
             events: from_sql_u64(self.last_seq, "last sequence number", run)?,
             created_at: from_sql_ts(self.created_at, "creation time", run)?,
             updated_at: from_sql_ts(self.updated_at, "update time", run)?,
+            held_by: self.held_by,
             meta: RunMeta {
                 run_id: run_id(run)?,
                 workflow_id: workflow_id_of(&self.workflow_id, run)?,
