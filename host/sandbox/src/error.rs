@@ -29,6 +29,21 @@ pub enum SandboxError {
         error: std::io::Error,
     },
 
+    /// The component file is larger than the sandbox accepts
+    /// ([`crate::SandboxConfig::max_component_bytes`]); it was not read.
+    #[error(
+        "component `{}` is {size} bytes, more than the {limit} bytes a component may have (the limit is the sandbox's `max_component_bytes`)",
+        path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (at least; a file that grows while read is cut there).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+
     /// A pinned component (by the SHA-256 of its bytes) is neither in the
     /// compile cache nor at its recorded path.
     #[error(

@@ -37,6 +37,10 @@ pub struct SandboxConfig {
     /// memory slot of the pool). Loading a step with a higher
     /// `Limits::memory_bytes` fails.
     pub max_memory_bytes: u64,
+    /// The largest component file the sandbox reads, in bytes (default
+    /// 64 MiB; weft's largest guest, a Python component, is 18 MB). A larger
+    /// file is refused from its size, before any of it is read or hashed.
+    pub max_component_bytes: u64,
 }
 
 impl Default for SandboxConfig {
@@ -45,6 +49,7 @@ impl Default for SandboxConfig {
             cache_dir: None,
             max_instances: 200,
             max_memory_bytes: 1 << 30,
+            max_component_bytes: 64 << 20,
         }
     }
 }
@@ -59,6 +64,7 @@ pub struct Sandbox {
     disk: Option<DiskCache>,
     ticker: Arc<EpochTicker>,
     max_memory_bytes: u64,
+    max_component_bytes: u64,
     pagemap_scan: bool,
 }
 
@@ -116,6 +122,7 @@ impl Sandbox {
             disk,
             ticker,
             max_memory_bytes: config.max_memory_bytes,
+            max_component_bytes: config.max_component_bytes,
             pagemap_scan,
         })
     }
@@ -218,8 +225,9 @@ impl Sandbox {
                 ));
             }
         }
-        // Read what was stamped (a symlink retargeted meanwhile is not).
-        let bytes = std::fs::read(canonical.as_deref().unwrap_or(path)).map_err(read_error)?;
+        // Read what was stamped (a symlink retargeted meanwhile is not),
+        // if it is not too large.
+        let bytes = self.read_component(canonical.as_deref().unwrap_or(path), path)?;
         let hash = ContentHash::of(&bytes);
         if let (Some(disk), Some(canonical), Some(stamp)) = (&self.disk, &canonical, &stamp) {
             disk.remember_hash(canonical, stamp, &hash);
@@ -258,12 +266,47 @@ impl Sandbox {
                 LoadedFrom::Disk,
             ));
         }
-        let bytes = std::fs::read(path).map_err(|e| pinned(format!("cannot read it: {e}")))?;
+        let bytes = self.read_component(path, path).map_err(|e| match e {
+            SandboxError::Read { error, .. } => pinned(format!("cannot read it: {error}")),
+            other => other,
+        })?;
         let found = ContentHash::of(&bytes);
         if found != hash {
             return Err(pinned(format!("the file there has sha256 {found}")));
         }
         self.prepare(&bytes, &name)
+    }
+
+    /// Reads the component file at `file` (named `path` in errors), refusing
+    /// one larger than [`SandboxConfig::max_component_bytes`] from its size
+    /// alone, and never reading more than the limit plus one byte (a file
+    /// that grows while it is read is refused too).
+    fn read_component(&self, file: &Path, path: &Path) -> Result<Vec<u8>, SandboxError> {
+        use std::io::Read as _;
+        let read_error = |error| SandboxError::Read {
+            path: path.to_owned(),
+            error,
+        };
+        let limit = self.max_component_bytes;
+        let too_large = |size| SandboxError::TooLarge {
+            path: path.to_owned(),
+            size,
+            limit,
+        };
+        let opened = std::fs::File::open(file).map_err(read_error)?;
+        let size = opened.metadata().map_err(read_error)?.len();
+        if size > limit {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        opened
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     /// A prepared component for a step with `grants`.

@@ -91,3 +91,36 @@ fn input_and_data_files_must_be_regular_files_of_at_most_16_mib() {
         .unwrap();
     assert_eq!(json_result(&out)["status"], "suspended");
 }
+
+/// Issue 24, item 3: a component file larger than 64 MiB is refused, by
+/// `weft validate` and `weft run`, from its size alone (a 16 GiB sparse file:
+/// reading it would take gigabytes), naming the step's field and the limit.
+#[test]
+fn a_component_over_64_mib_is_refused_without_being_read() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let component = dir.path().join("huge.wasm");
+    sparse(&component, 16 << 30);
+    let manifest = dir.path().join("workflow.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id = \"huge\"\nflow = [{{ step = \"a\" }}]\n\n[steps.a]\ncomponent = \"{}\"\n",
+            component.display()
+        ),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = weft(home.path())
+            .args([command, manifest.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains("steps.a.component")
+                && message.contains("is 17179869184 bytes, more than the 67108864 bytes"),
+            "{command}: {message}"
+        );
+    }
+}

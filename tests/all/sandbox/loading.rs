@@ -1,6 +1,7 @@
 //! What the sandbox refuses at load, and how it says so: components of
 //! another world, bytes that are not a step component, imports steps cannot
-//! use (all named before compiling), the async ABI.
+//! use (all named before compiling), the async ABI, and component files
+//! over the size limit (refused unread).
 
 use std::path::Path;
 
@@ -131,4 +132,51 @@ fn components_using_the_async_abi_are_refused_with_advice() {
         "{message}"
     );
     assert!(message.contains("build it synchronously"), "{message}");
+}
+
+/// A component file larger than the sandbox's limit is refused from its
+/// size: an 8 GiB sparse file takes no memory and no time to refuse (it is
+/// never read), and a real guest is refused by a limit just below its size
+/// and loaded at exactly its size.
+#[test]
+fn a_component_file_over_the_size_limit_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = dir.path().join("huge.wasm");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(8 << 30)
+        .unwrap();
+    let err = sandbox().load_file(&huge, &[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SandboxError::TooLarge {
+                size: 8_589_934_592,
+                limit: 67_108_864,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("huge.wasm") && message.contains("more than the 67108864 bytes"),
+        "{message}"
+    );
+
+    let guest = crate::support::guest("echo");
+    let size = std::fs::metadata(&guest).unwrap().len();
+    let limited = |limit| {
+        Sandbox::new(SandboxConfig {
+            max_component_bytes: limit,
+            ..SandboxConfig::default()
+        })
+        .unwrap()
+    };
+    let err = limited(size - 1).load_file(&guest, &[]).unwrap_err();
+    assert!(
+        matches!(err, SandboxError::TooLarge { size: s, .. } if s == size),
+        "{err:?}"
+    );
+    limited(size).load_file(&guest, &[]).unwrap();
 }
