@@ -11,7 +11,7 @@
 //! | `wasi:clocks` | deterministic: the wall clock is the attempt's start (the `at` of its `step-started` event), the monotonic clock starts at 0 (see `clocks`) | `clocks`: the host's clocks |
 //! | `wasi:random` | deterministic: a ChaCha20 generator seeded by the idempotency key and the attempt (see `random`) | `random`: the host's generators |
 //! | `wasi:filesystem` | no preopened directory: no file is reachable | — |
-//! | `wasi:sockets` | inert: TCP, UDP and name lookup are refused, every address check denies | — |
+//! | `wasi:sockets` | inert: TCP and UDP are refused (`access-denied`), name lookup fails (`permanent-resolver-failure`), every address check denies | — |
 //! | `wasi:io` | the streams and pollables of the above | — |
 //!
 //! `wasi:http` and anything else stay refused at load (see `imports`).
