@@ -70,8 +70,10 @@ pub(crate) fn over_budget(limits: &Limits) -> StepError {
     StepError::host(
         FailureKind::PayloadTooLarge,
         format!(
-            "the step handed the host more than {} bytes at once: more than its limits allow \
-             for an output, a suspension, an error, a state or an event",
+            "the step passed the host more in one call than its limits allow (over {} bytes \
+             or list entries): an output, a suspension, an error, a state or an event that \
+             large, or a host call given that long a list (such as `wasi:io/poll.poll` over \
+             that many pollables)",
             hostcall_budget(limits)
         ),
     )

@@ -43,7 +43,7 @@ fn too_large(report: &StepReport, says: &str) {
 /// How a value too large for wasmtime to copy out of the guest is reported
 /// (with the default limits, the most it copies is a suspension with 32
 /// labels of 256 bytes, about 1 MiB).
-const BUDGET_MESSAGE: &str = "bytes at once: more than its limits allow";
+const BUDGET_MESSAGE: &str = "more in one call than its limits allow";
 
 #[test]
 fn a_huge_error_message_is_payload_too_large() {
