@@ -357,6 +357,16 @@ fn release_frees(handles: Factory<'_>) {
 
 fn settling_releases(handles: Factory<'_>) {
     let store = handles();
+    // A run created already settled (its first events end it) is not held.
+    store
+        .create_run(
+            &meta("born-done"),
+            &[started("born-done", 1), completed()],
+            &owner("a"),
+            None,
+        )
+        .unwrap();
+    assert!(store.renew(&owner("a")).unwrap().is_empty());
     let r = run("r");
     create(&*store, "r", &owner("a"));
     store

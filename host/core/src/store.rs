@@ -207,8 +207,9 @@ pub enum StoreError {
 /// An append-only, per-run event log with leases and wake times.
 pub trait EventStore: Send + Sync {
     /// Creates a run whose first events are `events` (starting with
-    /// `run-started`), leased to `owner` (epoch 1), with its wake time (as
-    /// [`Append::wake`]), in one transaction.
+    /// `run-started`), leased to `owner` (epoch 1; held only if the run is
+    /// `running` after them), with its wake time (as [`Append::wake`]), in
+    /// one transaction.
     ///
     /// # Errors
     /// [`StoreError::Exists`] when the run id is taken; backend errors.

@@ -248,7 +248,8 @@ impl SqliteStore {
 impl EventStore for SqliteStore {
     /// Creates `meta.run_id` with `events` as its events 1..=n; its status is
     /// what the events imply (`running` after `run-started`), its creation
-    /// time the first event's. `events` must not be empty.
+    /// time the first event's. `events` must not be empty. The lease is
+    /// granted only if the run is `running` after them.
     fn create_run(
         &self,
         meta: &RunMeta,
@@ -285,7 +286,9 @@ impl EventStore for SqliteStore {
             "INSERT INTO runs (run_id, workflow_id, manifest, manifest_sha256, status, last_seq,
                                created_at, updated_at, workflow_digest,
                                lease_owner, lease_epoch, lease_expires_at, wake_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, {NOW_US} + ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,
+                     CASE WHEN ?5 = 'running' THEN ?10 END, 1,
+                     CASE WHEN ?5 = 'running' THEN {NOW_US} + ?11 END, ?12)"
         ))
         .and_then(|mut s| {
             s.execute(params![
