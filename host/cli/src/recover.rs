@@ -75,7 +75,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     loop {
         let mut held = Vec::new();
         for (run, submitted) in pending {
-            match recovering.outcome(submitted) {
+            match recovering.outcome(&run, submitted) {
                 Ok(result) => recovering.report(&run, &result)?,
                 Err(Held {
                     owner,
@@ -169,7 +169,7 @@ impl Recovering<'_> {
 
     /// Waits for a submitted run: its result, or who holds it. A failure is
     /// said on stderr and counted (then there is no result to print).
-    fn outcome(&mut self, submitted: Submitted) -> Result<Option<RunResult>, Held> {
+    fn outcome(&mut self, run: &RunId, submitted: Submitted) -> Result<Option<RunResult>, Held> {
         let outcome = submitted.and_then(|(registered, reply)| {
             match reply.recv().unwrap_or(Err(RuntimeError::ShutDown)) {
                 Err(RuntimeError::Leased {
@@ -188,7 +188,7 @@ impl Recovering<'_> {
             Ok(Err(held)) => Err(held),
             Err(failure) => {
                 self.failures += 1;
-                eprintln!("cannot recover a run: {failure}");
+                eprintln!("run {}: cannot recover: {failure}", escape(run.as_str()));
                 Ok(None)
             }
         }
