@@ -45,10 +45,18 @@ fn input(tag: &str) -> String {
     .to_string()
 }
 
-/// `weft run` of run `tag` (watched), its log in `log`.
-fn start(home: &Path, db: &Path, manifest: &Path, tag: &str, runtime: &str, log: &Path) -> Watched {
+/// `weft run` of run `tag` (watched), its log in `log`, with leases of
+/// `ttl`.
+fn start(
+    home: &Path,
+    db: &Path,
+    manifest: &Path,
+    (tag, runtime, ttl): (&str, &str, &str),
+    log: &Path,
+) -> Watched {
     let mut command = weft(home);
     command
+        .env("WEFT_LEASE_TTL", ttl)
         .args(["--log", "info", "run"])
         .arg(manifest)
         .args([
@@ -115,7 +123,7 @@ fn recover_beside_a_live_run_leaves_it_alone_and_every_step_runs_once() {
         let (home, db) = (dir.path(), dir.path().join("weft.db"));
         let manifest = workflow(home);
         let log = home.join("run.log");
-        let mut run = start(home, &db, &manifest, "live", runtime, &log);
+        let mut run = start(home, &db, &manifest, ("live", runtime, "10s"), &log);
         run.until(started("a")).expect("step a starts");
         // The run index says who holds it.
         let listed = weft(home)
@@ -172,7 +180,7 @@ fn four_recovers_at_once_run_every_interrupted_step_once() {
         let runtime = RUNTIMES[i % 2];
         let step = if i % 4 < 2 { "a" } else { "b" };
         let log = home.join(format!("{tag}.log"));
-        let mut run = start(home, &db, &manifest, &tag, runtime, &log);
+        let mut run = start(home, &db, &manifest, (&tag, runtime, "10s"), &log);
         run.until(started(step)).expect("the step starts");
         run.kill();
         killed_logs.push(read(&log));
@@ -248,14 +256,7 @@ fn a_killed_owners_lease_is_taken_over_at_once_on_its_host() {
     let log = home.join("run.log");
     // A lease of ten minutes: only the proof that the process is gone can
     // free it before this test ends.
-    let mut command = weft(home);
-    command
-        .env("WEFT_LEASE_TTL", "10m")
-        .args(["--log", "info", "run"])
-        .arg(&manifest)
-        .args(["--input", &input("dead"), "--run-id", "dead", "--db"])
-        .arg(&db);
-    let mut run = Watched::spawn_with_stderr(command, File::create(&log).unwrap());
+    let mut run = start(home, &db, &manifest, ("dead", "evented", "10m"), &log);
     run.until(started("b")).expect("step b starts");
     run.kill();
     let recovered = recover(home, &db, &[]);
@@ -279,22 +280,7 @@ fn a_stopped_owner_is_taken_over_and_commits_nothing_when_it_wakes() {
         let (home, db) = (dir.path(), dir.path().join("weft.db"));
         let manifest = workflow(home);
         let log = home.join("run.log");
-        let mut command = weft(home);
-        command
-            .env("WEFT_LEASE_TTL", "1s")
-            .args(["--log", "info", "run"])
-            .arg(&manifest)
-            .args([
-                "--input",
-                &input("stopped"),
-                "--run-id",
-                "stopped",
-                "--runtime",
-                runtime,
-                "--db",
-            ])
-            .arg(&db);
-        let mut run = Watched::spawn_with_stderr(command, File::create(&log).unwrap());
+        let mut run = start(home, &db, &manifest, ("stopped", runtime, "1s"), &log);
         run.until(started("a")).expect("step a starts");
         let pid = libc::pid_t::try_from(run.pid()).unwrap();
         // SAFETY: signalling a child process this test spawned.

@@ -334,7 +334,7 @@ impl DefaultRuntime {
                     // and the request is decided on what it did.
                     let (state, _) = stored::load(&*self.store, workflow, run_id)?;
                     decide(&state, self.clock.now())?;
-                    std::thread::sleep(std::time::Duration::from_millis(remaining_ms.clamp(1, 20)));
+                    stored::look_again(remaining_ms);
                     continue;
                 }
                 Err(e) => return Err(e),

@@ -78,6 +78,13 @@ pub(crate) fn acquire(
     }
 }
 
+/// Waits before asking again for a run another process holds while it
+/// claims the run for a request like this one (concurrent resumes): a
+/// moment, at most 20 ms, never past the lease's end (`remaining_ms`).
+pub(crate) fn look_again(remaining_ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(remaining_ms.clamp(1, 20)));
+}
+
 /// The runtime error a store failure about `run` means to the caller.
 pub(crate) fn error(run: &RunId, error: StoreError) -> RuntimeError {
     let run = run.to_string();

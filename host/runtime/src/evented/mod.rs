@@ -331,7 +331,7 @@ impl EventedRuntime {
             });
             match answer {
                 Err(RuntimeError::Leased { remaining_ms, .. }) => {
-                    std::thread::sleep(std::time::Duration::from_millis(remaining_ms.clamp(1, 20)))
+                    crate::stored::look_again(remaining_ms);
                 }
                 other => return other,
             }
@@ -386,9 +386,9 @@ impl EventedRuntime {
                     watch: watch.clone(),
                 });
                 match replied.recv() {
-                    Ok(Err(RuntimeError::Leased { remaining_ms, .. })) => std::thread::sleep(
-                        std::time::Duration::from_millis(remaining_ms.clamp(1, 20)),
-                    ),
+                    Ok(Err(RuntimeError::Leased { remaining_ms, .. })) => {
+                        crate::stored::look_again(remaining_ms);
+                    }
                     Ok(other) => return drop(answer.send(other)),
                     Err(_) => return drop(answer.send(Err(stopped(&panicked)))),
                 }
