@@ -623,8 +623,14 @@ fn workflow_registry(handles: Factory<'_>) {
             at: Timestamp(5)
         }]
     );
-    // A repin is fenced by the run's last event, and names a stored lock.
+    // A repin is fenced by the run's last event, names a stored lock, and
+    // is refused while a live process holds the run (no epoch fences it).
     store.put_workflow("d2", "lock two").unwrap();
+    assert!(matches!(
+        store.repin(&run("r"), 1, "d2", Timestamp(9)),
+        Err(StoreError::Leased { .. })
+    ));
+    store.release(&lease).unwrap();
     assert!(matches!(
         store.repin(&run("r"), 0, "d2", Timestamp(9)),
         Err(StoreError::Conflict {
@@ -649,5 +655,4 @@ fn workflow_registry(handles: Factory<'_>) {
         store.repin(&run("ghost"), 0, "d2", Timestamp(9)),
         Err(StoreError::NotFound { .. })
     ));
-    drop(lease);
 }

@@ -154,6 +154,11 @@ fn upgrade(
             StoreError::Conflict { .. } => Failure::invalid(anyhow!(
                 "run {run}: it changed while it was being upgraded; try again"
             )),
+            held @ StoreError::Leased { .. } => {
+                Failure::invalid(anyhow::Error::new(held).context(format!(
+                    "run {run}: a running run cannot be upgraded while another process drives it"
+                )))
+            }
             other => Failure::other(
                 anyhow::Error::new(other)
                     .context(format!("run {run}: cannot pin it to the new workflow")),

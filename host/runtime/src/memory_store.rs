@@ -364,6 +364,16 @@ impl WorkflowRegistry for MemoryStore {
                 actual: stored.summary.events,
             });
         }
+        let now = self.clock.now();
+        if let Some((holder, until)) = &stored.holder
+            && *until > now
+        {
+            return Err(StoreError::Leased {
+                run: run.to_string(),
+                owner: holder.clone(),
+                remaining_ms: until.micros_since(now) / 1000,
+            });
+        }
         let mut workflows = self.registry();
         if !workflows.0.contains_key(digest) {
             return Err(StoreError::Backend(format!(

@@ -104,6 +104,32 @@ pub(crate) fn acquire(
     })
 }
 
+/// [`StoreError::Leased`] when a live lease holds `run`: a write that does
+/// not go through the log (a repin) must not change a run another process
+/// drives.
+pub(crate) fn refuse_if_held(tx: &Transaction<'_>, run: &str) -> Result<(), StoreError> {
+    let held = tx
+        .prepare_cached(&format!(
+            "SELECT lease_owner, lease_expires_at - {NOW_US} FROM runs
+             WHERE run_id = ?1 AND lease_owner IS NOT NULL AND lease_expires_at > {NOW_US}"
+        ))
+        .and_then(|mut s| {
+            s.query_row([run], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .optional()
+        })
+        .map_err(backend_run("read the lease", run))?;
+    match held {
+        Some((owner, remaining)) => Err(StoreError::Leased {
+            run: run.to_owned(),
+            owner,
+            remaining_ms: u64::try_from(remaining / 1000).unwrap_or(0),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Extends every lease of `owner` and lists what it holds, in the caller's
 /// write transaction.
 pub(crate) fn renew(tx: &Transaction<'_>, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {

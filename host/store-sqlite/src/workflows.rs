@@ -68,6 +68,7 @@ impl WorkflowRegistry for SqliteStore {
                 actual: from_sql_u64(actual, "last sequence number", id)?,
             });
         }
+        crate::leases::refuse_if_held(&tx, id)?;
         tx.prepare_cached("UPDATE runs SET workflow_digest = ?2 WHERE run_id = ?1")
             .and_then(|mut s| s.execute(params![id, digest]))
             .map_err(|e| unknown_lock(e, id, digest, "repin: update the run"))?;

@@ -41,10 +41,15 @@ pub trait WorkflowRegistry: Send + Sync {
     /// ends at event `expected` (the events the caller checked against the
     /// new workflow).
     ///
+    /// Refused for a run a live lease holds: a repin is not an append, so
+    /// no epoch fences it, and the process driving the run must not have
+    /// its workflow changed under it.
+    ///
     /// # Errors
     /// [`StoreError::NotFound`]; [`StoreError::Conflict`] when the run has
-    /// other events than `expected`; [`StoreError::Backend`] when no lock
-    /// `digest` is stored, and other backend errors.
+    /// other events than `expected`; [`StoreError::Leased`] when a live
+    /// process holds it; [`StoreError::Backend`] when no lock `digest` is
+    /// stored, and other backend errors.
     fn repin(
         &self,
         run: &RunId,
