@@ -2,6 +2,7 @@
 //!
 //! The submodules test the hardening of issue 6 item by item.
 
+mod compile;
 mod inputs;
 mod new;
 mod quality;

@@ -8,7 +8,7 @@ use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
 use weft_core::{RunId, RunMeta, Store, Workflow};
 use weft_manifest::{Manifest, WorkflowLock};
-use weft_sandbox::{Sandbox, SandboxConfig, SandboxError, WorkflowSteps};
+use weft_sandbox::{Compiler, Sandbox, SandboxConfig, SandboxError, WorkflowSteps};
 
 use crate::exit::Failure;
 use crate::home::Home;
@@ -46,8 +46,20 @@ impl Loaded {
 }
 
 fn sandbox(home: &Home) -> Result<Sandbox, Failure> {
+    let loading = home.loading();
+    // Components are compiled by this same executable in a child process,
+    // under the compile limits.
+    let program = std::env::current_exe()
+        .context("cannot find weft's own executable to compile components with")
+        .map_err(Failure::other)?;
     Sandbox::new(SandboxConfig {
         cache_dir: Some(home.cache_dir()),
+        max_component_bytes: loading.max_component_bytes,
+        compiler: Compiler::Isolated {
+            program,
+            args: vec!["compile-component".into()],
+            limits: loading.compile,
+        },
         ..Default::default()
     })
     .context("cannot start the sandbox")

@@ -69,6 +69,40 @@ struct Cli {
         value_parser = home::parse_duration
     )]
     lease_ttl: std::time::Duration,
+
+    /// The largest component file weft reads (`64MiB`, `100MiB`); a larger
+    /// one is refused from its size, unread; also WEFT_MAX_COMPONENT_SIZE
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_MAX_COMPONENT_SIZE",
+        default_value = "64MiB",
+        value_parser = home::parse_size
+    )]
+    max_component_size: u64,
+
+    /// CPU time a component may take to compile, per MiB of its size
+    /// (counting at least one): each is compiled in a child process stopped
+    /// at this limit (`10s`, `500ms`); also WEFT_COMPILE_CPU
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_COMPILE_CPU",
+        default_value = "20s",
+        value_parser = home::parse_duration
+    )]
+    compile_cpu: std::time::Duration,
+
+    /// Memory (address space) the process compiling one component may use
+    /// (`4GiB`, `512MiB`); also WEFT_COMPILE_MEMORY
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_COMPILE_MEMORY",
+        default_value = "4GiB",
+        value_parser = home::parse_size
+    )]
+    compile_memory: u64,
 }
 
 /// `--durability`.
@@ -101,6 +135,22 @@ enum Command {
     Validate(validate::Args),
     /// Write a ready-to-build step project (source, WIT, build.sh, workflow.toml)
     New(new::Args),
+    /// (internal) Compile one component under limits, for a weft process
+    #[command(hide = true)]
+    CompileComponent(CompileArgs),
+}
+
+/// `weft compile-component`: what `weft_sandbox::Compiler::Isolated` passes.
+#[derive(Debug, clap::Args)]
+struct CompileArgs {
+    #[arg(long)]
+    input: PathBuf,
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long)]
+    cpu_ms: u64,
+    #[arg(long)]
+    memory_bytes: u64,
 }
 
 fn main() -> ExitCode {
@@ -114,7 +164,14 @@ fn main() -> ExitCode {
         DurabilityArg::Full => weft_store_sqlite::Durability::Full,
         DurabilityArg::Normal => weft_store_sqlite::Durability::Normal,
     };
-    let home = home::Home::resolve(cli.home, durability, cli.lease_ttl);
+    let home =
+        home::Home::resolve(cli.home, durability, cli.lease_ttl).with_loading(home::Loading {
+            max_component_bytes: cli.max_component_size,
+            compile: weft_sandbox::CompileLimits {
+                cpu_per_mib: cli.compile_cpu,
+                memory_bytes: cli.compile_memory,
+            },
+        });
     let outcome = match cli.command {
         Command::Run(args) => run::run(&home, args),
         Command::Resume(args) => resume::run(&home, args),
@@ -126,6 +183,20 @@ fn main() -> ExitCode {
         Command::Runs(args) => status::runs(&home, args),
         Command::Events(args) => status::events(&home, args),
         Command::New(args) => new::run(args),
+        Command::CompileComponent(args) => {
+            return match weft_sandbox::compile_in_child(
+                &args.input,
+                &args.output,
+                args.cpu_ms,
+                args.memory_bytes,
+            ) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(reason) => {
+                    eprintln!("{reason}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     match outcome {
         Ok(code) => code.into(),

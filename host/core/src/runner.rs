@@ -1,8 +1,9 @@
 //! The boundary to whatever executes a step (the sandbox), and time.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -128,6 +129,90 @@ pub trait StepRunner: Send + Sync {
     /// Runs one attempt of `task`. Never panics on guest behaviour: every
     /// guest failure, trap and limit hit is a `StepError` in the report.
     fn run(&self, task: &StepTask, view: &StepView) -> StepReport;
+
+    /// Runs one attempt of `task` that `interrupt` may stop early: once it
+    /// fires (the run was canceled, or this process no longer owns the run),
+    /// the attempt should end as soon as it can, with any report (the runtime
+    /// discards it). The default runs the attempt to its end; the sandbox
+    /// stops the guest wherever it is, in its own code or blocked in a host
+    /// call.
+    fn run_until(&self, task: &StepTask, view: &StepView, interrupt: &Interrupt) -> StepReport {
+        let _ = interrupt;
+        self.run(task, view)
+    }
+}
+
+/// A one-way signal to attempts in flight: fired once, it stays fired.
+/// Cheap to clone; every clone is the same signal. Waiting works from
+/// threads ([`Interrupt::is_fired`], polled) and from futures
+/// ([`Interrupt::poll_fired`]), without an async runtime.
+#[derive(Clone, Default)]
+pub struct Interrupt {
+    inner: Arc<InterruptInner>,
+}
+
+#[derive(Default)]
+struct InterruptInner {
+    fired: AtomicBool,
+    wakers: Mutex<Vec<Waker>>,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupt")
+            .field("fired", &self.is_fired())
+            .finish()
+    }
+}
+
+impl Interrupt {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Fires the signal (again is a no-op) and wakes every future waiting on it.
+    pub fn fire(&self) {
+        if self.inner.fired.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let wakers = std::mem::take(&mut *self.wakers());
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Whether it has fired.
+    pub fn is_fired(&self) -> bool {
+        self.inner.fired.load(Ordering::SeqCst)
+    }
+
+    /// Ready once the signal has fired; otherwise wakes `cx`'s task when it does.
+    pub fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        {
+            let mut wakers = self.wakers();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
+        }
+        // Fired between the check and the registration: `fire` may have
+        // taken the wakers before ours was added.
+        if self.is_fired() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    fn wakers(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        self.inner
+            .wakers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The source of time. The only way the runtimes learn what time it is.

@@ -27,12 +27,11 @@
 //! commits nothing: [`RuntimeError::LeaseLost`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Effect, Event, EventStore, Lease, LogLine, ResumeTarget, RunId, RunResult,
-    RunState, RunStatus, StepPath, StoreError, Takeover,
+    Append, Clock, Effect, Event, EventStore, Interrupt, Lease, LogLine, ResumeTarget, RunId,
+    RunResult, RunState, RunStatus, StepPath, StoreError, Takeover,
 };
 
 use crate::error::RuntimeError;
@@ -72,7 +71,7 @@ pub struct Run {
 #[derive(Debug, Clone)]
 struct Held {
     lease: Lease,
-    lost: Arc<AtomicBool>,
+    lost: Interrupt,
 }
 
 impl Run {
@@ -99,9 +98,7 @@ impl Run {
 
     /// Whether this process's lease on the run was taken over.
     fn lost(&self) -> bool {
-        self.held
-            .as_ref()
-            .is_some_and(|h| h.lost.load(Ordering::Relaxed))
+        self.held.as_ref().is_some_and(|h| h.lost.is_fired())
     }
 
     /// Keeps events already applied to the state.
@@ -471,12 +468,19 @@ impl DefaultRuntime {
                     Effect::Execute(task) => {
                         executed_any = true;
                         let view = run.state.view(&task.path);
+                        // Fires when the keeper finds the lease taken over
+                        // (`weft cancel`, a takeover): the attempt stops.
+                        let interrupt = run
+                            .held
+                            .as_ref()
+                            .map_or_else(Interrupt::new, |h| h.lost.clone());
                         let executed = execute_step(
                             &workflow.workflow,
                             &*workflow.runner,
                             &*self.clock,
                             &task,
                             &view,
+                            &interrupt,
                         );
                         drop(view);
                         if let Some(id) = run.state.run_id() {

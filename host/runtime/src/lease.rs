@@ -9,13 +9,13 @@
 //! its driver stops at the next step boundary instead of at its next append.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{RecvTimeoutError, Sender};
-use weft_core::{EventStore, Lease, Owner, RunId};
+use weft_core::{EventStore, Interrupt, Lease, Owner, RunId};
 
 /// How a runtime leases the runs it drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub(crate) struct Keeper {
 /// A lease a driver wants to hear about.
 struct Watched {
     lease: Lease,
-    lost: Arc<AtomicBool>,
+    lost: Interrupt,
 }
 
 impl Keeper {
@@ -158,15 +158,15 @@ impl Keeper {
         &self.owner
     }
 
-    /// Watches `lease`: the returned flag turns true once the keeper finds
-    /// it taken over.
-    pub(crate) fn watch(&self, lease: &Lease) -> Arc<AtomicBool> {
-        let lost = Arc::new(AtomicBool::new(false));
+    /// Watches `lease`: the returned signal fires once the keeper finds it
+    /// taken over (the attempt in flight then stops).
+    pub(crate) fn watch(&self, lease: &Lease) -> Interrupt {
+        let lost = Interrupt::new();
         lock(&self.watched).insert(
             lease.run.clone(),
             Watched {
                 lease: lease.clone(),
-                lost: Arc::clone(&lost),
+                lost: lost.clone(),
             },
         );
         lost
@@ -214,7 +214,7 @@ fn renew(store: &dyn EventStore, owner: &Owner, watched: &Mutex<HashMap<RunId, W
             let held: HashMap<RunId, u64> = held.into_iter().collect();
             for (run, w) in lock(watched).iter() {
                 if held.get(run) != Some(&w.lease.epoch) {
-                    w.lost.store(true, Ordering::Relaxed);
+                    w.lost.fire();
                 }
             }
         }

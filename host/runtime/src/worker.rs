@@ -3,8 +3,8 @@
 use std::panic::AssertUnwindSafe;
 
 use weft_core::{
-    Clock, Event, FailureKind, LogLine, StepError, StepReport, StepRunner, StepTask, StepView,
-    Workflow, check_input, settle,
+    Clock, Event, FailureKind, Interrupt, LogLine, StepError, StepReport, StepRunner, StepTask,
+    StepView, Workflow, check_input, settle,
 };
 
 /// What executing one attempt produced.
@@ -28,19 +28,22 @@ pub fn execute_step(
     clock: &dyn Clock,
     task: &StepTask,
     view: &StepView,
+    interrupt: &Interrupt,
 ) -> Executed {
     let mut report = match check_input(workflow, task) {
-        Ok(()) => std::panic::catch_unwind(AssertUnwindSafe(|| runner.run(task, view)))
-            .unwrap_or_else(|panic| {
-                StepReport::failed(StepError::host(
-                    FailureKind::Host,
-                    format!(
-                        "step `{}`: the step runner panicked: {}",
-                        task.step,
-                        panic_message(&*panic)
-                    ),
-                ))
-            }),
+        Ok(()) => {
+            std::panic::catch_unwind(AssertUnwindSafe(|| runner.run_until(task, view, interrupt)))
+                .unwrap_or_else(|panic| {
+                    StepReport::failed(StepError::host(
+                        FailureKind::Host,
+                        format!(
+                            "step `{}`: the step runner panicked: {}",
+                            task.step,
+                            panic_message(&*panic)
+                        ),
+                    ))
+                })
+        }
         Err(error) => StepReport::failed(error),
     };
     let logs = std::mem::take(&mut report.logs);

@@ -2,6 +2,10 @@
 //!
 //! Every host import may trap (`trappable`): that is how a step that breaks a
 //! limit through an import (an oversized event, too many log lines) is stopped.
+//! Imports and exports are `async` on the host side (none of weft's own
+//! imports awaits anything): the guest runs on a fiber, so that a call of
+//! `run` can be abandoned at its deadline even while the guest is blocked in
+//! a WASI host call (see `component`).
 
 // The generated code contains an `unsafe` block of wasmtime's own (a typed
 // function handle whose type was checked when the component was loaded).
@@ -10,7 +14,8 @@
 wasmtime::component::bindgen!({
     path: "../../wit",
     world: "step",
-    imports: { default: trappable },
+    imports: { default: async | trappable },
+    exports: { default: async },
 });
 
 pub(crate) use weft::step::types::{ErrorCause, LogLevel, Suspension};

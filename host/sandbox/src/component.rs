@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use wasmtime::{Store, Trap, WasmBacktrace};
+use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use weft_core::{
-    FailureKind, Limits, LogLevel, LogLine, StepError, StepOutcome, StepReport, StepTask, StepView,
+    FailureKind, Interrupt, Limits, LogLevel, LogLine, StepError, StepOutcome, StepReport,
+    StepTask, StepView,
 };
 
 use crate::bindings::{self, Outcome, StepContext, StepPre};
 use crate::cache::{ContentHash, LoadedFrom};
 use crate::deadline::{Deadline, EPOCH_TICK, EpochTicker, TickSchedule};
+use crate::executor::{self, Stopped};
 use crate::host::{HostState, Leftovers, MemoryCap};
 use crate::outcome::{self, hostcall_budget, outcome_of, step_error_of};
 use crate::wasi::{AttemptWasi, WasiGrants};
@@ -50,6 +52,8 @@ impl std::fmt::Debug for StepComponent {
 enum Failure {
     Instantiate(wasmtime::Error),
     Call(wasmtime::Error),
+    /// Abandoned while blocked in a host call, or interrupted.
+    Stopped(Stopped),
 }
 
 impl StepComponent {
@@ -90,6 +94,21 @@ impl StepComponent {
     /// report's `outcome`, with the state, events and logs it produced (the
     /// caller discards the state of a failed attempt).
     pub fn run(&self, task: &StepTask, view: &StepView, limits: &Limits) -> StepReport {
+        self.run_until(task, view, limits, &Interrupt::new())
+    }
+
+    /// As [`StepComponent::run`], stopped early when `interrupt` fires: the
+    /// guest is stopped wherever it is (in its own code within one epoch
+    /// tick, in a blocking host call at once) and the attempt fails as
+    /// [`FailureKind::Host`], retryable (the runtime that fired it discards
+    /// the report).
+    pub fn run_until(
+        &self,
+        task: &StepTask,
+        view: &StepView,
+        limits: &Limits,
+        interrupt: &Interrupt,
+    ) -> StepReport {
         let input = task.input.to_string();
         if input.len() as u64 > limits.max_input_bytes {
             return StepReport::failed(StepError::host(
@@ -132,13 +151,31 @@ impl StepComponent {
         let now = Instant::now();
         let deadline = Deadline::after(now, limits.deadline_ms, TickSchedule::every(EPOCH_TICK));
         store.set_epoch_deadline(deadline.first_wait(now));
-        store.epoch_deadline_callback(move |_| Ok(deadline.on_epoch(Instant::now())));
+        let stop = interrupt.clone();
+        store.epoch_deadline_callback(move |_| {
+            Ok(if stop.is_fired() {
+                UpdateDeadline::Interrupt
+            } else {
+                deadline.on_epoch(Instant::now())
+            })
+        });
 
-        let result = match pre.instantiate(&mut store) {
-            Ok(step) => step
-                .call_run(&mut store, &input, &ctx)
-                .map_err(Failure::Call),
-            Err(error) => Err(Failure::Instantiate(error)),
+        // The guest runs on a fiber: blocked in a host call, it is stopped by
+        // the deadline or the interrupt all the same (see `executor`).
+        let call = async {
+            match pre.instantiate_async(&mut store).await {
+                Ok(step) => step
+                    .call_run(&mut store, &input, &ctx)
+                    .await
+                    .map_err(Failure::Call),
+                Err(error) => Err(Failure::Instantiate(error)),
+            }
+        };
+        let result = match executor::run_until(call, deadline.at(), interrupt) {
+            Ok(Ok(result)) => result,
+            Ok(Err(Stopped::Deadline)) => Err(Failure::Stopped(Stopped::Deadline)),
+            Ok(Err(Stopped::Interrupted)) => Err(Failure::Stopped(Stopped::Interrupted)),
+            Err(reason) => return StepReport::failed(StepError::host(FailureKind::Host, reason)),
         };
         let report = report(result, store.into_data().finish(), limits);
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -183,6 +220,8 @@ fn report(
         (None, Err(Failure::Instantiate(error))) => {
             Err(classify(&error, &memory, limits, &logs, true))
         }
+        (None, Err(Failure::Stopped(Stopped::Deadline))) => Err(past_deadline(limits)),
+        (None, Err(Failure::Stopped(Stopped::Interrupted))) => Err(interrupted()),
     };
     StepReport {
         outcome,
@@ -190,6 +229,23 @@ fn report(
         events,
         logs,
     }
+}
+
+fn past_deadline(limits: &Limits) -> StepError {
+    StepError::host(
+        FailureKind::Deadline,
+        format!(
+            "the step ran past its deadline of {} ms",
+            limits.deadline_ms
+        ),
+    )
+}
+
+fn interrupted() -> StepError {
+    StepError::host(
+        FailureKind::Host,
+        "the attempt was interrupted: its run was canceled or is no longer driven by this process",
+    )
 }
 
 /// Classifies an error of instantiation or of the call of `run`.
@@ -202,15 +258,9 @@ fn classify(
 ) -> StepError {
     let trap = error.downcast_ref::<Trap>();
     match trap {
-        Some(Trap::Interrupt) => {
-            return StepError::host(
-                FailureKind::Deadline,
-                format!(
-                    "the step ran past its deadline of {} ms",
-                    limits.deadline_ms
-                ),
-            );
-        }
+        // The epoch callback interrupts at the deadline, or when the
+        // attempt's interrupt fired (then the report is discarded anyway).
+        Some(Trap::Interrupt) => return past_deadline(limits),
         Some(Trap::OutOfFuel) => {
             return StepError::host(
                 FailureKind::Fuel,

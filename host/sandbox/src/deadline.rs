@@ -85,6 +85,11 @@ impl Deadline {
         }
     }
 
+    /// The instant, `None` when beyond what the clock can represent.
+    pub(crate) fn at(&self) -> Option<Instant> {
+        self.at
+    }
+
     /// The epoch ticks to wait for first, at `now`.
     pub(crate) fn first_wait(&self, now: Instant) -> u64 {
         match self.at {

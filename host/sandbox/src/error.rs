@@ -79,6 +79,18 @@ pub enum SandboxError {
         reason: String,
     },
 
+    /// Compiling the component went past a limit of the compiler process
+    /// (see [`crate::Compiler::Isolated`]).
+    #[error(
+        "cannot compile `{component}`: compiling it needed more than {limit}, the limit for compiling one component"
+    )]
+    CompileLimit {
+        /// The component.
+        component: String,
+        /// The limit, e.g. `60000 ms of CPU time`.
+        limit: String,
+    },
+
     /// wasmtime could not compile (or validate) the component.
     #[error("cannot compile `{component}`: {reason}")]
     Compile {

@@ -150,11 +150,11 @@ impl HostState {
 impl bindings::weft::step::types::Host for HostState {}
 
 impl bindings::weft::step::host::Host for HostState {
-    fn workflow_input(&mut self) -> wasmtime::Result<Json> {
+    async fn workflow_input(&mut self) -> wasmtime::Result<Json> {
         Ok(self.view.workflow_input.to_string())
     }
 
-    fn step_result(&mut self, step_id: String) -> wasmtime::Result<Option<Json>> {
+    async fn step_result(&mut self, step_id: String) -> wasmtime::Result<Option<Json>> {
         // An id that is not even valid names no step: `none`, not a trap.
         let Ok(id) = StepId::new(&step_id) else {
             return Ok(None);
@@ -162,14 +162,14 @@ impl bindings::weft::step::host::Host for HostState {
         Ok(self.view.results.get(&id).map(|output| output.to_string()))
     }
 
-    fn get_state(&mut self) -> wasmtime::Result<Json> {
+    async fn get_state(&mut self) -> wasmtime::Result<Json> {
         Ok(match &self.state {
             Some(state) => state.to_string(),
             None => self.view.state.to_string(),
         })
     }
 
-    fn set_state(&mut self, state: Json) -> wasmtime::Result<Result<(), String>> {
+    async fn set_state(&mut self, state: Json) -> wasmtime::Result<Result<(), String>> {
         if state.len() as u64 > self.limits.max_state_bytes {
             // The contract says `set-state` returns an error here; the attempt
             // fails with payload-too-large whatever the guest does with it.
@@ -190,7 +190,7 @@ impl bindings::weft::step::host::Host for HostState {
         }
     }
 
-    fn log(&mut self, level: bindings::LogLevel, message: String) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: bindings::LogLevel, message: String) -> wasmtime::Result<()> {
         self.drain_stdio_or_trap()?;
         let level = match level {
             bindings::LogLevel::Trace => LogLevel::Trace,
@@ -202,7 +202,7 @@ impl bindings::weft::step::host::Host for HostState {
         self.push_log(LogLine { level, message })
     }
 
-    fn emit(&mut self, kind: String, data: Json) -> wasmtime::Result<()> {
+    async fn emit(&mut self, kind: String, data: Json) -> wasmtime::Result<()> {
         self.drain_stdio_or_trap()?;
         let size = kind.len().saturating_add(data.len());
         if size as u64 > self.limits.max_event_bytes {

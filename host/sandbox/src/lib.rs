@@ -9,9 +9,12 @@
 //! `weft:step/step@0.1.0` (`wit/step.wit`), and pre-instantiates it. A loaded
 //! [`StepComponent`] then runs any number of attempts, each in a fresh store
 //! and instance, under the step's [`Limits`](weft_core::Limits): a wall-clock
-//! deadline (epoch interruption, see `deadline`), fuel, a memory cap, payload
+//! deadline (epoch interruption in guest code, a timer in blocking host
+//! calls, see `deadline` and `executor`), fuel, a memory cap, payload
 //! sizes, and the sizes of errors and resume labels (enforced as wasmtime
 //! copies them out of the guest, see `outcome`).
+//! Compiling can happen in a child process under CPU-time and memory limits
+//! ([`Compiler::Isolated`], see `isolate`).
 //! [`WorkflowSteps`] loads every component of a workflow up front and
 //! implements [`StepRunner`](weft_core::StepRunner) for the runtimes.
 //!
@@ -34,9 +37,12 @@
 //!   anything else are refused at load;
 //! - run the component model's async ABI: such components are refused at
 //!   load with a message saying to build them synchronously;
-//! - run guests asynchronously: a step occupies its calling thread until it
-//!   returns, traps or hits its deadline. Only guest code is interrupted at
-//!   the deadline; a blocking WASI call (e.g. polling a clock) is not;
+//! - run attempts concurrently on one thread: an attempt occupies its
+//!   calling thread until it returns, traps, hits its deadline or is
+//!   interrupted (the guest runs on a fiber of the thread's own
+//!   single-threaded async runtime, so that the deadline and the
+//!   [`Interrupt`](weft_core::Interrupt) stop it in a blocking WASI call as
+//!   in its own code; see `executor`);
 //! - evict anything from its compile cache: a process loads a bounded set of
 //!   components.
 
@@ -46,8 +52,10 @@ mod cache;
 mod component;
 mod deadline;
 mod error;
+mod executor;
 mod host;
 mod imports;
+mod isolate;
 mod outcome;
 mod sandbox;
 mod stdio;
@@ -58,6 +66,7 @@ pub use cache::LoadedFrom;
 pub use component::StepComponent;
 pub use error::{DeniedImport, SandboxError};
 pub use imports::STEP_WORLD;
+pub use isolate::{CompileLimits, Compiler, compile_in_child};
 pub use sandbox::{Sandbox, SandboxConfig};
 pub use steps::WorkflowSteps;
 

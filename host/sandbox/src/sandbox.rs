@@ -16,6 +16,7 @@ use crate::deadline::EpochTicker;
 use crate::error::SandboxError;
 use crate::host::HostState;
 use crate::imports;
+use crate::isolate::{self, Compiler};
 use crate::wasi::WasiGrants;
 
 /// Linear memory pages the pooling allocator keeps resident (and resets with
@@ -41,6 +42,10 @@ pub struct SandboxConfig {
     /// 64 MiB; weft's largest guest, a Python component, is 18 MB). A larger
     /// file is refused from its size, before any of it is read or hashed.
     pub max_component_bytes: u64,
+    /// Where components are compiled: in this process (the default, for
+    /// trusted components), or in a child process under CPU-time and memory
+    /// limits (what `weft` does).
+    pub compiler: Compiler,
 }
 
 impl Default for SandboxConfig {
@@ -50,6 +55,7 @@ impl Default for SandboxConfig {
             max_instances: 200,
             max_memory_bytes: 1 << 30,
             max_component_bytes: 64 << 20,
+            compiler: Compiler::InProcess,
         }
     }
 }
@@ -65,6 +71,7 @@ pub struct Sandbox {
     ticker: Arc<EpochTicker>,
     max_memory_bytes: u64,
     max_component_bytes: u64,
+    compiler: Compiler,
     pagemap_scan: bool,
 }
 
@@ -106,7 +113,7 @@ impl Sandbox {
         // WASI 0.2 is linked once, virtualised (see `wasi`): each attempt's
         // context gives only what its step is granted, and the import policy
         // refuses the rest (e.g. `wasi:http`) at load.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
 
         let disk = config.cache_dir.map(|dir| DiskCache::new(dir, &engine));
         let ticker = Arc::new(EpochTicker::start(engine.clone())?);
@@ -123,6 +130,7 @@ impl Sandbox {
             ticker,
             max_memory_bytes: config.max_memory_bytes,
             max_component_bytes: config.max_component_bytes,
+            compiler: config.compiler,
             pagemap_scan,
         })
     }
@@ -395,12 +403,26 @@ impl Sandbox {
                         what: what.to_owned(),
                     });
                 }
-                let component = Component::new(&self.engine, component_bytes).map_err(|error| {
-                    SandboxError::Compile {
-                        component: name.to_owned(),
-                        reason: format!("{error:#}"),
-                    }
-                })?;
+                let component =
+                    match &self.compiler {
+                        Compiler::InProcess => Component::new(&self.engine, component_bytes)
+                            .map_err(|error| SandboxError::Compile {
+                                component: name.to_owned(),
+                                reason: format!("{error:#}"),
+                            })?,
+                        Compiler::Isolated {
+                            program,
+                            args,
+                            limits,
+                        } => isolate::compile(
+                            &self.engine,
+                            component_bytes,
+                            name,
+                            program,
+                            args,
+                            *limits,
+                        )?,
+                    };
                 if let Some(disk) = &self.disk {
                     disk.store(&hash, &component);
                 }
@@ -503,10 +525,11 @@ fn build_engine(config: &SandboxConfig, pagemap_scan: bool) -> Result<Engine, Sa
         .total_core_instances(instances.saturating_mul(4))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
-        // Fiber stacks serve async calls only, which the sandbox never makes;
-        // the default pool of 1,000 costs a process 1,000 `mprotect`s of
-        // their guard pages at start (~5 ms of a cold `weft run`).
-        .total_stacks(0)
+        // Every attempt runs on a fiber (see `component`): one stack per
+        // instance. (The default pool of 1,000 costs a process 1,000
+        // `mprotect`s of their guard pages at start, ~5 ms of a cold
+        // `weft run`.)
+        .total_stacks(instances)
         .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
     if pagemap_scan {
         // Without PAGEMAP_SCAN, keeping pages resident would memset them all on
@@ -516,9 +539,22 @@ fn build_engine(config: &SandboxConfig, pagemap_scan: bool) -> Result<Engine, Sa
             .table_keep_resident(KEEP_RESIDENT_TABLES);
     }
 
+    let mut wasm = code_config();
+    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm).map_err(engine_error)
+}
+
+/// The engine of a compiler process (see `isolate`): the sandbox's code
+/// settings, without its instance pool (which only running needs).
+pub(crate) fn compile_engine() -> Result<Engine, SandboxError> {
+    Engine::new(&code_config()).map_err(engine_error)
+}
+
+/// Every setting that shapes compiled code (the artifacts of a compiler
+/// process must load in the sandbox's engine).
+fn code_config() -> Config {
     let mut wasm = Config::new();
-    wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-        .memory_init_cow(true)
+    wasm.memory_init_cow(true)
         // Explicit bounds checks instead of guard pages and signal handlers.
         // With virtual-memory bounds, a guest whose heap grew during its
         // call (almost every guest: the allocator grows memory for the
@@ -534,5 +570,5 @@ fn build_engine(config: &SandboxConfig, pagemap_scan: bool) -> Result<Engine, Sa
         .signals_based_traps(false)
         .epoch_interruption(true)
         .consume_fuel(true);
-    Engine::new(&wasm).map_err(engine_error)
+    wasm
 }

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use weft_core::{
-    FailureKind, Limits, StepError, StepId, StepReport, StepRunner, StepTask, StepView, Workflow,
+    FailureKind, Interrupt, Limits, StepError, StepId, StepReport, StepRunner, StepTask, StepView,
+    Workflow,
 };
 
 use crate::cache::LoadedFrom;
@@ -115,8 +116,12 @@ impl WorkflowSteps {
 
 impl StepRunner for WorkflowSteps {
     fn run(&self, task: &StepTask, view: &StepView) -> StepReport {
+        self.run_until(task, view, &Interrupt::new())
+    }
+
+    fn run_until(&self, task: &StepTask, view: &StepView, interrupt: &Interrupt) -> StepReport {
         match self.steps.get(&task.step) {
-            Some((component, limits)) => component.run(task, view, limits),
+            Some((component, limits)) => component.run_until(task, view, limits, interrupt),
             None => StepReport::failed(StepError::host(
                 FailureKind::Host,
                 format!("no component is loaded for step `{}`", task.step),

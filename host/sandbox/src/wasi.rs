@@ -70,6 +70,10 @@ pub(crate) const LINKED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The most random bytes one `get-random-bytes` (or insecure) call returns;
+/// a larger request traps, naming the limit.
+pub(crate) const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
 /// What a step's grants change in its WASI context.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct WasiGrants {
@@ -114,9 +118,12 @@ impl AttemptWasi {
             grants,
             started_at: task.started_at,
             seed,
-            // Random bytes end up in the guest's memory: more than its cap
-            // cannot be delivered anyway, so the host never allocates more.
-            max_random_bytes: limits.memory_bytes,
+            // Random bytes are generated on the host, in one call that the
+            // epoch cannot interrupt, then copied into the guest: a call
+            // stays small (a guest wanting more asks again, from its own
+            // code, which the deadline stops), and never more than the
+            // guest's memory could hold.
+            max_random_bytes: limits.memory_bytes.min(MAX_RANDOM_BYTES),
         }
     }
 

@@ -323,8 +323,8 @@ fn the_readme_lists_every_option_of_every_command() {
             .unwrap();
         let help = stdout(&out);
         // Option lines start with `-x, --long` or `--long`; `--home`,
-        // `--log`, `--durability` and `--lease-ttl` are global and described
-        // below the table.
+        // `--log`, `--durability`, `--lease-ttl` and the loading limits are
+        // global and described below the table.
         let options: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with('-'))
@@ -337,6 +337,9 @@ fn the_readme_lists_every_option_of_every_command() {
                     "--log",
                     "--durability",
                     "--lease-ttl",
+                    "--max-component-size",
+                    "--compile-cpu",
+                    "--compile-memory",
                 ]
                 .contains(w)
             })

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use weft_core::{RunId, RunMeta, StepPath, StepRunner, StepTask, StepView, Workflow};
+use weft_core::{Interrupt, RunId, RunMeta, StepPath, StepRunner, StepTask, StepView, Workflow};
 
 use crate::worker::Executed;
 
@@ -44,6 +44,9 @@ pub struct WorkItem {
     pub task: StepTask,
     /// What the step may read of its run, as of dispatch.
     pub view: StepView,
+    /// Fires when the attempt's report can no longer matter (the run was
+    /// canceled, or this process stopped driving it): the attempt stops.
+    pub interrupt: Interrupt,
 }
 
 /// A finished attempt, reported back to the orchestrator.

@@ -551,6 +551,7 @@ impl Worker {
                 &*self.clock,
                 &item.task,
                 &item.view,
+                &item.interrupt,
             );
             let done = Done {
                 run: item.task.run.clone(),

@@ -19,8 +19,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use serde_json::Value;
 use weft_core::{
-    Advance, Append, Clock, Effect, Event, EventStore, RunId, RunResult, RunState, RunStatus,
-    StepPath, Takeover, Timestamp, TransitionError,
+    Advance, Append, Clock, Effect, Event, EventStore, Interrupt, RunId, RunResult, RunState,
+    RunStatus, StepPath, Takeover, Timestamp, TransitionError,
 };
 
 use super::bus::{Bus, Done, Registered, WorkItem};
@@ -104,6 +104,9 @@ struct Active {
     watch: Option<Sender<Event>>,
     /// Started detached: answered and dropped once it only waits for a timer.
     detach: bool,
+    /// Stops the run's attempts in flight once their reports cannot matter
+    /// (the run was canceled, or this process no longer drives it).
+    interrupt: Interrupt,
 }
 
 impl Active {
@@ -343,6 +346,7 @@ impl Orchestrator {
             held: self.reorder_seed.map(|seed| Held::new(seed, &run)),
             detach,
             watch,
+            interrupt: Interrupt::new(),
         };
         // The run's first steps are decided now, so that they are created in
         // the same transaction as the run (one commit, not two).
@@ -450,6 +454,7 @@ impl Orchestrator {
     fn broken(&mut self, run: &RunId, error: TransitionError) {
         tracing::error!(run = %run, "{error}");
         if let Some(active) = self.runs.remove(run) {
+            active.interrupt.fire();
             for waiter in active.waiters {
                 let _ = waiter.send(Err(RuntimeError::Transition(error.clone())));
             }
@@ -563,6 +568,7 @@ impl Orchestrator {
                 workflow: Arc::clone(&active.workflow),
                 task,
                 view,
+                interrupt: active.interrupt.clone(),
             };
             match &mut self.keep {
                 Some(slot @ None) => *slot = Some(item),
@@ -581,6 +587,10 @@ impl Orchestrator {
             return;
         }
         let status = active.state.status();
+        if status == RunStatus::Canceled {
+            // Attempts still in flight (a blocked step) stop now.
+            active.interrupt.fire();
+        }
         if matches!(
             status,
             RunStatus::Success | RunStatus::Failed | RunStatus::Suspended | RunStatus::Canceled

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use crossbeam_channel::Sender;
 use serde_json::Value;
 use weft_core::{
-    Event, ResumeError, ResumeTarget, RunId, RunState, RunStatus, StepPath, StoreError, Takeover,
-    Timestamp,
+    Event, Interrupt, ResumeError, ResumeTarget, RunId, RunState, RunStatus, StepPath, StoreError,
+    Takeover, Timestamp,
 };
 
 use super::reorder::Held;
@@ -210,6 +210,7 @@ impl Orchestrator {
             held: self.reorder_seed.map(|seed| Held::new(seed, run)),
             detach: false,
             watch: None,
+            interrupt: Interrupt::new(),
         })
     }
 
@@ -225,6 +226,7 @@ impl Orchestrator {
         let Some(active) = self.runs.remove(run) else {
             return;
         };
+        active.interrupt.fire();
         tracing::warn!(run = %run, "cannot commit the run's events: {error}");
         fail(run, active.waiters, stored::error(run, error));
     }
@@ -237,6 +239,7 @@ impl Orchestrator {
         let Some(old) = self.runs.remove(run) else {
             return;
         };
+        old.interrupt.fire();
         tracing::warn!(run = %run, "this process's lease on the run was taken over; it stops driving the run");
         if old.request.is_some() {
             // A resume whose claim lost to another process (a cancel): it
@@ -282,8 +285,14 @@ impl Orchestrator {
         tracing::debug!(run = %run, "the run changed in the store; reloading it");
         let mut fresh = match self.load(Arc::clone(&old.workflow), run, old.epoch) {
             Ok(fresh) => fresh,
-            Err(e) => return fail(run, old.waiters, e),
+            Err(e) => {
+                old.interrupt.fire();
+                return fail(run, old.waiters, e);
+            }
         };
+        // Attempts in flight keep their signal: it fires if the reloaded run
+        // is not driven here any more (below) or is canceled later.
+        fresh.interrupt = old.interrupt;
         fresh.waiters = old.waiters;
         // What another process committed meanwhile is not replayed to the
         // watcher; it goes on seeing what this process commits.
@@ -318,10 +327,15 @@ impl Orchestrator {
                         self.commit(std::slice::from_ref(run));
                     }
                 }
-                Err(e) => fail(run, fresh.waiters, e.into()),
+                Err(e) => {
+                    fresh.interrupt.fire();
+                    fail(run, fresh.waiters, e.into());
+                }
             }
             return;
         }
+        // Not driven here any more: what its attempts would report is void.
+        fresh.interrupt.fire();
         match stored::settled(&fresh.state, run) {
             Ok(()) => {
                 let result = fresh.state.result();
@@ -341,7 +355,10 @@ impl Orchestrator {
         let waiting: Vec<(RunId, u64)> = self
             .runs
             .iter()
-            .filter(|(_, a)| a.only_waits())
+            // Waiting for a timer, or for attempts in flight with nothing to
+            // commit (a step blocked for long): a cancel from another
+            // process must reach both.
+            .filter(|(_, a)| a.only_waits() || (a.pending.is_empty() && !a.in_flight.is_empty()))
             .map(|(run, a)| (run.clone(), a.committed))
             .chain(
                 self.parked
@@ -359,7 +376,9 @@ impl Orchestrator {
                         // Reloaded as stored: a cancel then settles it.
                         self.unpark(&run);
                     } else {
-                        self.reload(&run);
+                        // Another process wrote to it, which only a process
+                        // that took the lease can: a cancel, or a takeover.
+                        self.lost(&run);
                     }
                 }
             }
