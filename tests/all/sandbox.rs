@@ -6,6 +6,7 @@
 //! encoded into a component first. Host imports are exercised with the Rust
 //! `test-steps` guest (`guest-examples/dist/test-steps.wasm`).
 
+mod blocked;
 mod cache;
 mod guest_data;
 mod guests;

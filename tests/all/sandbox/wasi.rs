@@ -10,7 +10,7 @@ use super::{STARTED_AT, completed, failure, limits, run, sandbox, task};
 
 /// WASI 0.2.12 as wasmtime-wasi 48.0.8 links it (its WIT, copied into
 /// `tests/wit/wasi`), in dependency order.
-const WASI_WIT: [&str; 6] = [
+pub(super) const WASI_WIT: [&str; 6] = [
     include_str!("../../wit/wasi/io.wit"),
     include_str!("../../wit/wasi/clocks.wit"),
     include_str!("../../wit/wasi/random.wit"),
@@ -21,7 +21,7 @@ const WASI_WIT: [&str; 6] = [
 
 /// A step world that may import all of WASI's `wasi:cli/imports` (the
 /// encoder keeps only the interfaces the module uses).
-const PROBE_WORLD: &str = "package test:probe;
+pub(super) const PROBE_WORLD: &str = "package test:probe;
     world probe { include weft:step/step@0.1.0; include wasi:cli/imports@0.2.12; }";
 
 /// Writes `$v` as 16 lowercase hex digits at `$at`.
