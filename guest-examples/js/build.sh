@@ -3,7 +3,7 @@
 # becomes ../dist/<name>-js.wasm, a component made by componentize-js
 # (SpiderMonkey; pinned, from npm, installed under ../target/js-tools)
 # against ./wit, world `step-js` (weft's `step` plus
-# wasi:cli/environment, see wit/world.wit). `-d http fetch-event` leaves out the
+# wasi:cli/environment and wasi:clocks/monotonic-clock, see wit/world.wit). `-d http fetch-event` leaves out the
 # wasi:http imports (the host refuses them); stdio, clocks and random stay,
 # so console.log, Date.now() and crypto.getRandomValues go through WASI,
 # which the host links virtualised. Installs what it needs, idempotently;
@@ -31,7 +31,8 @@ fi
 
 out=../target/js
 # The WIT the guests are built against: wit/world.wit (world `step-js`:
-# weft's `step` plus wasi:cli/environment) with its dependencies, weft's
+# weft's `step` plus wasi:cli/environment and wasi:clocks/monotonic-clock)
+# with its dependencies, weft's
 # own ../../wit/step.wit among them.
 wit="$out/wit"
 rm -rf "$wit"

@@ -50,7 +50,7 @@ const LANGS: [&str; 5] = ["rust", "python", "js", "c", "go"];
 const GRANTS: [&str; 3] = ["stdio", "clocks", "random"];
 
 /// A language's conformance guest.
-fn component(lang: &str) -> PathBuf {
+pub(crate) fn component(lang: &str) -> PathBuf {
     root()
         .join("guest-examples/dist")
         .join(format!("conformance-{lang}.wasm"))
@@ -66,7 +66,7 @@ fn components(lang: &str) -> impl Fn(&str) -> PathBuf {
 }
 
 /// The languages whose conformance guest `guest-examples/build.sh` builds.
-fn required() -> Vec<&'static str> {
+pub(crate) fn required() -> Vec<&'static str> {
     let examples = root().join("guest-examples");
     let script = std::fs::read_to_string(examples.join("build.sh")).unwrap();
     LANGS

@@ -4,9 +4,11 @@
 //! component-type metadata of a world of the real `wit/step.wit` (or of a small
 //! world defined inline), loaded as is (the sandbox encodes core modules) or
 //! encoded into a component first. Host imports are exercised with the Rust
-//! `test-steps` guest (`guest-examples/dist/test-steps.wasm`).
+//! `test-steps` guest (`guest-examples/dist/test-steps.wasm`), and steps
+//! blocked in WASI with every language's conformance guest (`blocking`).
 
 mod blocked;
+mod blocking;
 mod cache;
 mod guest_data;
 mod guests;

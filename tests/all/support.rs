@@ -91,8 +91,17 @@ impl Watched {
 
     /// The next event `found` accepts, skipping others; `None` when the
     /// process ended first.
-    pub fn until(&mut self, mut found: impl FnMut(&Event) -> bool) -> Option<Event> {
-        let deadline = Instant::now() + WATCH_BOUND;
+    pub fn until(&mut self, found: impl FnMut(&Event) -> bool) -> Option<Event> {
+        self.until_within(WATCH_BOUND, found)
+    }
+
+    /// [`Watched::until`], failing the test after `bound` instead.
+    pub fn until_within(
+        &mut self,
+        bound: Duration,
+        mut found: impl FnMut(&Event) -> bool,
+    ) -> Option<Event> {
+        let deadline = Instant::now() + bound;
         loop {
             match self
                 .events
@@ -101,15 +110,21 @@ impl Watched {
                 Ok(event) if found(&event) => return Some(event),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Disconnected) => return None,
-                Err(RecvTimeoutError::Timeout) => panic!("no awaited event in {WATCH_BOUND:?}"),
+                Err(RecvTimeoutError::Timeout) => panic!("no awaited event in {bound:?}"),
             }
         }
     }
 
     /// Waits for the process to exit (once it has printed everything);
     /// returns its exit code.
-    pub fn exit_code(mut self) -> Option<i32> {
-        assert!(self.until(|_| false).is_none());
+    pub fn exit_code(self) -> Option<i32> {
+        self.exit_code_within(WATCH_BOUND)
+    }
+
+    /// [`Watched::exit_code`], failing the test (and killing the process)
+    /// if it has not finished printing within `bound`.
+    pub fn exit_code_within(mut self, bound: Duration) -> Option<i32> {
+        assert!(self.until_within(bound, |_| false).is_none());
         self.child.wait().expect("weft run is reaped").code()
     }
 

@@ -2,7 +2,8 @@
 //
 // Built by ../build.sh into ../../dist/conformance-c.wasm (clang + wasi-libc,
 // bindings from `wit-bindgen c`). The behaviour is chosen by the input's
-// `action`; `probe` uses libc only (printf, clock_gettime, getentropy, environ).
+// `action`; `probe` uses libc only (printf, clock_gettime, getentropy, environ),
+// and so does `sleep` (nanosleep, or poll with no descriptors).
 //
 // JSON: a small reader (a tree allocated from one arena, freed at the end of
 // the call) and writer of our own, for these fixed shapes. The reader is
@@ -14,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -777,6 +779,38 @@ static bool do_probe(step_outcome_t *ret, step_step_error_t *err) {
     return complete(&b, ret, err);
 }
 
+// Sleeps `ms` milliseconds (none if negative) with nanosleep, or with
+// `"via": "poll"` with poll() on no descriptors; both become WASI's
+// poll_oneoff on a clock subscription.
+static bool do_sleep(const jvalue_t *input, step_outcome_t *ret, step_step_error_t *err) {
+    int64_t ms = 0;
+    const jvalue_t *m = get(input, "ms");
+    if (m && !as_int(m, &ms)) return fail(err, "invalid-input", "`ms` is not an integer");
+    if (ms > INT32_MAX) return fail(err, "invalid-input", "`ms` is too large");
+    int64_t wait = ms > 0 ? ms : 0;
+    const jvalue_t *via = get(input, "via");
+    const char *how = via && via->type == J_STRING ? via->text : "";
+    size_t how_len = via && via->type == J_STRING ? via->len : 0;
+    if (how_len == 0) {
+        struct timespec left = {.tv_sec = wait / 1000, .tv_nsec = (long)(wait % 1000) * 1000000};
+        while (nanosleep(&left, &left) != 0)
+            if (errno != EINTR) return fail(err, "sleep-failed", "nanosleep failed");
+    } else if (how_len == 4 && memcmp(how, "poll", 4) == 0) {
+        if (poll(NULL, 0, (int)wait) < 0) return fail(err, "sleep-failed", "poll failed");
+    } else {
+        buf_t b = {0};
+        puts_(&b, "unknown via ");
+        put(&b, how, how_len);
+        set_error(err, "unknown-via", "", false);
+        step_string_free(&err->message);
+        if (!take(&b, &err->message)) step_string_dup(&err->message, "unknown via");
+        return false;
+    }
+    buf_t b = {0};
+    putf(&b, "{\"slept_ms\":%" PRId64 "}", ms);
+    return complete(&b, ret, err);
+}
+
 // ---------------------------------------------------------------- the export
 
 bool exports_step_run(step_json_t *input, step_step_context_t *ctx, step_outcome_t *ret,
@@ -805,6 +839,7 @@ bool exports_step_run(step_json_t *input, step_step_context_t *ctx, step_outcome
     else if (IS("bail")) ok = do_bail(&in, ret, err);
     else if (IS("context")) ok = do_context(&arena, &in, ctx, ret, err);
     else if (IS("probe")) ok = do_probe(ret, err);
+    else if (IS("sleep")) ok = do_sleep(&in, ret, err);
     else {
         buf_t b = {0};
         puts_(&b, "unknown action ");

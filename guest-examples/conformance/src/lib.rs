@@ -2,9 +2,10 @@
 //! built for `wasm32-wasip2` so that its `probe` action reads WASI through
 //! std: `println!`, `SystemTime`, `std::env`; std has no public API for
 //! random bytes nor for the monotonic clock's reading (`Instant` is opaque),
-//! so those two come from the `wasip2` bindings crate.
+//! so those two come from the `wasip2` bindings crate, as does the pollable
+//! `sleep` blocks on with `"via": "pollable"`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use weft::step::host;
@@ -136,6 +137,24 @@ fn probe() -> Result<Outcome, StepError> {
     }))
 }
 
+/// Sleeps `ms` milliseconds (none if negative): through std
+/// (`thread::sleep`, which blocks on a `wasi:clocks` pollable itself), or,
+/// with `"via": "pollable"`, by blocking on
+/// `wasi:clocks/monotonic-clock.subscribe-duration` directly.
+fn sleep(input: &Value) -> Result<Outcome, StepError> {
+    let ms = int(input, "ms");
+    let wait = u64::try_from(ms).unwrap_or(0);
+    match text(input, "via") {
+        "" => std::thread::sleep(Duration::from_millis(wait)),
+        "pollable" => {
+            wasip2::clocks::monotonic_clock::subscribe_duration(wait.saturating_mul(1_000_000))
+                .block();
+        }
+        via => return Err(error("unknown-via", format!("unknown via {via}"), false)),
+    }
+    completed(json!({ "slept_ms": ms }))
+}
+
 struct Conformance;
 
 impl Guest for Conformance {
@@ -154,6 +173,7 @@ impl Guest for Conformance {
             "bail" => Ok(Outcome::Bailed(field(&data, "output").to_string())),
             "context" => context(&data, &ctx),
             "probe" => probe(),
+            "sleep" => sleep(&data),
             "echo" => Ok(Outcome::Completed(input)),
             _ => Err(error(
                 "unknown-action",

@@ -4,7 +4,7 @@
 // Built by ../build.sh into ../../dist/conformance-go.wasm: `wit-bindgen go`
 // writes the bindings of ../../../wit (world `step`), whose generated `main`
 // package calls Run here for the exported `run`. `probe` uses the standard
-// library only (fmt, time, crypto/rand, os).
+// library only (fmt, time, crypto/rand, os), and so does `sleep` (time.Sleep).
 package export_wit_world
 
 import (
@@ -37,6 +37,8 @@ func Run(input string, ctx StepContext) result {
 		Amount json.RawMessage `json:"amount"`
 		Output json.RawMessage `json:"output"`
 		Of     string          `json:"of"`
+		Ms     int64           `json:"ms"`
+		Via    string          `json:"via"`
 	}
 	if err := json.Unmarshal([]byte(input), &in); err != nil {
 		return fail("invalid-input", "the input does not have the expected shape: "+err.Error(), false)
@@ -69,6 +71,8 @@ func Run(input string, ctx StepContext) result {
 		return describe(in.Of, ctx)
 	case "probe":
 		return probe()
+	case "sleep":
+		return sleep(in.Ms, in.Via)
 	case "echo":
 		return witTypes.Ok[Outcome, StepError](MakeOutcomeCompleted(input))
 	default:
@@ -185,6 +189,19 @@ func probe() result {
 		Random string `json:"random"`
 		Env    int    `json:"env"`
 	}{"go", time.Now().UnixMilli(), nanotime() / 1e6, hex.EncodeToString(random[:]), len(os.Environ())})
+}
+
+// sleep sleeps ms milliseconds (none if negative) with time.Sleep: the Go
+// runtime parks the goroutine and, with nothing else to run, waits in WASI's
+// poll_oneoff on a clock subscription.
+func sleep(ms int64, via string) result {
+	if via != "" {
+		return fail("unknown-via", "unknown via "+via, false)
+	}
+	time.Sleep(time.Duration(max(ms, 0)) * time.Millisecond)
+	return complete(struct {
+		SleptMs int64 `json:"slept_ms"`
+	}{ms})
 }
 
 // ---------------------------------------------------------------- helpers

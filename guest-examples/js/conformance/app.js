@@ -1,7 +1,9 @@
 // The conformance step in JavaScript (see ../../CONFORMANCE.md), built by
 // componentize-js (SpiderMonkey). The export `run` returns an outcome
-// `{ tag, val }`; a step error is a thrown plain object; host imports come
-// from 'weft:step/host@0.1.0'; an absent option is `undefined`.
+// `{ tag, val }` (or a promise of one, which componentize-js resolves by
+// running the event loop before the export returns); a step error is a
+// thrown plain object; host imports come from 'weft:step/host@0.1.0'; an
+// absent option is `undefined`.
 import {
   emit,
   getState,
@@ -11,6 +13,7 @@ import {
   workflowInput,
 } from 'weft:step/host@0.1.0';
 import { getEnvironment } from 'wasi:cli/environment@0.2.3';
+import { subscribeDuration } from 'wasi:clocks/monotonic-clock@0.2.3';
 
 /** JSON text the host passes in, parsed (echoed back as a string if it is not JSON). */
 function parse(text) {
@@ -122,6 +125,36 @@ const actions = {
       random: Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''),
       env: getEnvironment().length,
     });
+  },
+
+  sleep(data) {
+    // By default with `setTimeout`: componentize-js runs the event loop
+    // inside the export until the promise `run` returns settles, and
+    // StarlingMonkey's event loop waits for the timer in WASI (a poll over
+    // `wasi:clocks` pollables). `"via": "pollable"` blocks on a
+    // `wasi:clocks/monotonic-clock` pollable directly (imported by the JS
+    // world, like the environment); `"via": "spin"` busy-waits on
+    // `performance.now()` (the monotonic clock: without the `clocks` grant
+    // the wall clock behind `Date.now()` stands still at the attempt's
+    // start, so a loop on it would never end).
+    const ms = field(data, 'ms', 0);
+    const via = field(data, 'via', '');
+    const wait = Math.max(Math.trunc(ms), 0);
+    const slept = completed({ slept_ms: ms });
+    if (via === '') {
+      return new Promise((resolve) => setTimeout(() => resolve(slept), wait));
+    }
+    if (via === 'pollable') {
+      subscribeDuration(BigInt(wait) * 1000000n).block();
+    } else if (via === 'spin') {
+      const end = performance.now() + wait;
+      while (performance.now() < end) {
+        // busy: the epoch deadline stops a step that spins past it
+      }
+    } else {
+      throw stepError('unknown-via', `unknown via ${via}`);
+    }
+    return slept;
   },
 };
 

@@ -135,6 +135,17 @@ def probe(data, ctx):
     )
 
 
+def sleep(data, ctx):
+    # The standard library's blocking sleep (a WASI clock pollable, or
+    # poll_oneoff, under CPython's wasi-libc).
+    ms = _field(data, "ms", 0)
+    via = _field(data, "via", "")
+    if via != "":
+        raise _error("unknown-via", f"unknown via {via}")
+    time.sleep(max(ms, 0) / 1000)
+    return Outcome_Completed(_dump({"slept_ms": ms}))
+
+
 ACTIONS = {
     "transform": transform,
     "fail": fail,
@@ -143,6 +154,7 @@ ACTIONS = {
     "bail": bail,
     "context": context,
     "probe": probe,
+    "sleep": sleep,
 }
 
 
