@@ -21,7 +21,7 @@ use weft_core::{CustomEvent, FailureKind, Limits, LogLevel, LogLine, StepError, 
 use crate::bindings::{self, Json};
 use crate::outcome::truncated;
 use crate::stdio::Capture;
-use crate::wasi::{self, AttemptWasi};
+use crate::wasi::{self, AttemptWasi, SleepClock};
 
 /// The store data of one attempt.
 pub(crate) struct HostState {
@@ -42,6 +42,8 @@ pub(crate) struct HostState {
 struct Wasi {
     ctx: WasiCtx,
     table: ResourceTable,
+    /// The logical clock without the `clocks` grant.
+    logical: Option<Arc<wasi::Logical>>,
 }
 
 /// What an attempt left behind, once its store is gone.
@@ -229,6 +231,19 @@ impl bindings::weft::step::host::Host for HostState {
     }
 }
 
+impl HostState {
+    /// What `wasi:clocks/monotonic-clock` works on (see `wasi::clocks`).
+    pub(crate) fn sleep_clock(&mut self) -> SleepClock<'_> {
+        self.ctx();
+        let wasi = self.wasi.as_mut().expect("built by `ctx`");
+        SleepClock {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+            logical: wasi.logical.as_ref(),
+        }
+    }
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         // Built on the first WASI call only: most steps never make one.
@@ -240,9 +255,11 @@ impl WasiView for HostState {
                 )))
             });
             self.capture = capture.clone();
+            let (ctx, logical) = wasi::attempt_ctx(&self.wasi_setup, capture);
             Wasi {
-                ctx: wasi::attempt_ctx(&self.wasi_setup, capture),
+                ctx,
                 table: ResourceTable::new(),
+                logical,
             }
         });
         WasiCtxView {

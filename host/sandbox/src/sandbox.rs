@@ -114,6 +114,8 @@ impl Sandbox {
         // context gives only what its step is granted, and the import policy
         // refuses the rest (e.g. `wasi:http`) at load.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        // Sleeps move the deterministic monotonic clock (see `wasi::clocks`).
+        crate::wasi::link_sleeps(&mut linker, HostState::sleep_clock).map_err(engine_error)?;
 
         let disk = config.cache_dir.map(|dir| DiskCache::new(dir, &engine));
         let ticker = Arc::new(EpochTicker::start(engine.clone())?);

@@ -26,6 +26,8 @@
 mod clocks;
 mod random;
 
+pub(crate) use clocks::{Logical, SleepClock, link_sleeps};
+
 use std::sync::{Arc, Mutex};
 
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder};
@@ -134,8 +136,12 @@ impl AttemptWasi {
 }
 
 /// Builds the WASI context of one attempt; `capture` receives stdout and
-/// stderr when the step has the `stdio` grant.
-pub(crate) fn attempt_ctx(wasi: &AttemptWasi, capture: Option<Arc<Mutex<Capture>>>) -> WasiCtx {
+/// stderr when the step has the `stdio` grant. Without the `clocks` grant,
+/// also the logical clock its sleeps move (see `clocks`).
+pub(crate) fn attempt_ctx(
+    wasi: &AttemptWasi,
+    capture: Option<Arc<Mutex<Capture>>>,
+) -> (WasiCtx, Option<Arc<clocks::Logical>>) {
     // The builder's defaults are what an ungranted step gets for `wasi:cli`
     // and `wasi:filesystem`: no environment, no arguments, closed stdin,
     // discarded stdout/stderr, no preopened directory.
@@ -144,9 +150,12 @@ pub(crate) fn attempt_ctx(wasi: &AttemptWasi, capture: Option<Arc<Mutex<Capture>
         builder.stdout(CapturePipe::stdout(capture.clone()));
         builder.stderr(CapturePipe::stderr(capture));
     }
+    let mut logical = None;
     if !wasi.grants.clocks {
+        let clock = clocks::SharedLogical::default();
+        logical = Some(Arc::clone(&clock.0));
         builder.wall_clock(clocks::AttemptStart::at(wasi.started_at));
-        builder.monotonic_clock(clocks::Logical::default());
+        builder.monotonic_clock(clock);
     }
     if !wasi.grants.random {
         let (secure, insecure, insecure_seed) = random::generators(&wasi.seed);
@@ -161,5 +170,5 @@ pub(crate) fn attempt_ctx(wasi: &AttemptWasi, capture: Option<Arc<Mutex<Capture>
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
-    builder.build()
+    (builder.build(), logical)
 }
