@@ -1,5 +1,6 @@
 //! weft's integration tests: one test binary, one module per area.
 
+mod budgets;
 mod cli;
 mod conformance;
 mod crash;

@@ -47,6 +47,7 @@ fn suite(fresh: Fresh<'_>) {
         ("concurrent owners never interleave", concurrent_owners),
         ("the run index filters and pages", run_index_pages),
         ("workflow locks and pins", workflow_registry),
+        ("a run's log reads page by page", pages_events),
     ];
     for (name, check) in checks {
         let handles = fresh();
@@ -653,6 +654,42 @@ fn workflow_registry(handles: Factory<'_>) {
     assert_eq!(store.pins(&run("r")).unwrap().len(), 2);
     assert!(matches!(
         store.repin(&run("ghost"), 0, "d2", Timestamp(9)),
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+fn pages_events(handles: Factory<'_>) {
+    let store = handles();
+    let lease = create(&*store, "r", &owner("a"));
+    let ticks: Vec<Event> = (1..=6).map(custom).collect();
+    store
+        .append_batch(&[append(&run("r"), 1, lease.epoch, &ticks)])
+        .unwrap();
+    let (_, all) = store.load(&run("r")).unwrap();
+    assert_eq!(all.len(), 7);
+    // Pages of 3 from the start: 3, 3, 1, then an empty page past the end.
+    let reader = handles();
+    let mut seen = 0u64;
+    let mut pages = Vec::new();
+    loop {
+        let (stored, page) = reader.load_page(&run("r"), seen, 3).unwrap();
+        assert_eq!(stored, meta("r"));
+        let len = page.len();
+        assert_eq!(page[..], all[seen as usize..seen as usize + len]);
+        pages.push(len);
+        seen += len as u64;
+        if len < 3 {
+            break;
+        }
+    }
+    assert_eq!(pages, [3, 3, 1]);
+    assert_eq!(reader.load_page(&run("r"), 7, 3).unwrap().1, []);
+    assert_eq!(reader.load_page(&run("r"), u64::MAX, 3).unwrap().1, []);
+    // A page of none: the metadata alone.
+    let (stored, none) = reader.load_page(&run("r"), 0, 0).unwrap();
+    assert_eq!((stored, none.len()), (meta("r"), 0));
+    assert!(matches!(
+        reader.load_page(&run("nobody"), 0, 3),
         Err(StoreError::NotFound { .. })
     ));
 }

@@ -9,7 +9,7 @@ use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::load::load_run_plan;
-use crate::output::LogObserver;
+use crate::output::{self, LogObserver};
 use crate::run::{failure, report};
 
 /// Arguments of `weft cancel`.
@@ -37,11 +37,15 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         .context("run id")
         .map_err(Failure::invalid)?;
     let store = engine::open_store(home, args.db.as_ref())?;
-    let (meta, _) = engine::load_run(&*store, &run_id)?;
+    let meta = engine::run_meta(&*store, &run_id)?;
     let loaded = load_run_plan(home, &*store, &meta)?;
     let registered = engine::registered(&loaded, meta.workflow_digest.clone());
     let run = engine::default(home, store.clone())
         .cancel(&registered, &run_id, args.reason, &mut LogObserver)
         .map_err(failure)?;
-    Ok(report(&run.result(), run.events(), args.json))
+    Ok(report(
+        &run.result(),
+        &mut output::in_memory(run.events()),
+        args.json,
+    ))
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use weft_core::{RunId, RunResult, RunState, RunStatus, Store};
+use weft_core::{RunId, RunResult, RunStatus, Store};
 use weft_runtime::{
     DefaultRuntime, EventedOptions, EventedRuntime, LeaseOptions, Registered, RuntimeError,
     SystemClock,
@@ -69,6 +69,15 @@ pub fn registered(loaded: &Loaded, workflow_digest: Option<String>) -> Arc<Regis
     })
 }
 
+/// A stored run's metadata (without its events); a missing run is invalid
+/// input.
+pub fn run_meta(store: &dyn Store, run: &RunId) -> Result<weft_core::RunMeta, Failure> {
+    store
+        .load_page(run, 0, 0)
+        .map(|(meta, _)| meta)
+        .map_err(|e| crate::paged::missing_or(run, e))
+}
+
 /// A stored run's metadata and events; a missing run is invalid input.
 pub fn load_run(
     store: &dyn Store,
@@ -80,14 +89,6 @@ pub fn load_run(
         }
         other => Failure::other(other),
     })
-}
-
-/// Events of a run in the store, for printing.
-pub fn stored_events(store: &dyn Store, run: &RunId) -> Vec<weft_core::Event> {
-    store
-        .load(run)
-        .map(|(_, events)| events)
-        .unwrap_or_default()
 }
 
 /// The outcome of a runtime request as the CLI reports it. When another
@@ -117,10 +118,8 @@ pub fn settle(
 fn follow(store: &dyn Store, registered: &Registered, run: &RunId) -> Result<RunResult, Failure> {
     const POLL: Duration = Duration::from_millis(50);
     loop {
-        let (_, events) = load_run(store, run)?;
-        let state = RunState::replay(Arc::clone(&registered.workflow), &events)
-            .with_context(|| format!("run {run}: the stored events do not replay"))
-            .map_err(Failure::other)?;
+        let (_, state) =
+            crate::paged::replay(store, run, |_| Ok(Arc::clone(&registered.workflow)))?;
         if state.status() != RunStatus::Running {
             return Ok(state.result());
         }

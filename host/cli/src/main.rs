@@ -11,6 +11,7 @@ mod input;
 mod load;
 mod new;
 mod output;
+mod paged;
 mod recover;
 mod rerun;
 mod resume;

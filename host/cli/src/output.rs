@@ -23,6 +23,7 @@ use weft_core::{
 use weft_runtime::RunObserver;
 
 use crate::exit::Failure;
+use crate::paged::ReadFailed;
 
 /// `text` safe to print on a terminal: every control character (C0, DEL,
 /// C1 — ESC, CR, LF, tab, backspace, the 8-bit CSI …) and every Unicode
@@ -75,6 +76,10 @@ pub fn print(write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<boo
     match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        // Reading what was being printed failed, not writing it.
+        Err(e) if e.get_ref().is_some_and(|inner| inner.is::<ReadFailed>()) => {
+            Err(Failure::other(e))
+        }
         Err(e) => Err(Failure::other(
             anyhow::Error::new(e).context("cannot write to stdout"),
         )),
@@ -132,17 +137,27 @@ pub fn sleeping_note(path: &StepPath, until: Timestamp) {
     eprintln!("sleeping until {} ({path})", until.rfc3339());
 }
 
-/// The sleeps `events` started and did not finish: (address, wake time).
-pub fn sleeping(events: &[Event]) -> Vec<(StepPath, Timestamp)> {
-    let mut asleep: Vec<(StepPath, Timestamp)> = Vec::new();
-    for event in events {
-        match event {
-            Event::SleepStarted { path, until, .. } => asleep.push((path.clone(), *until)),
-            Event::NodeCompleted { path, .. } => asleep.retain(|(p, _)| p != path),
-            _ => {}
-        }
+/// Follows the sleeps a run's events start and finish: (address, wake
+/// time) of those still asleep after `event`.
+fn sleeping(asleep: &mut Vec<(StepPath, Timestamp)>, event: &Event) {
+    match event {
+        Event::SleepStarted { path, until, .. } => asleep.push((path.clone(), *until)),
+        Event::NodeCompleted { path, .. } => asleep.retain(|(p, _)| p != path),
+        _ => {}
     }
-    asleep
+}
+
+/// Called with each of a run's events, in order.
+pub type Visit<'v> = dyn FnMut(&Event) -> io::Result<()> + 'v;
+
+/// A run's events, visited in order by the summary: from memory
+/// ([`in_memory`]) or page after page from the store
+/// ([`crate::paged::each_stored`]), never all held at once.
+pub type Events<'a> = &'a mut dyn FnMut(&mut Visit<'_>) -> io::Result<()>;
+
+/// Visits `events` (a run's, in memory) for [`summary`].
+pub fn in_memory(events: &[Event]) -> impl FnMut(&mut Visit<'_>) -> io::Result<()> + '_ {
+    move |visit| events.iter().try_for_each(visit)
 }
 
 fn step_line(record: &StepRecord) -> String {
@@ -174,17 +189,19 @@ fn step_line(record: &StepRecord) -> String {
 /// Prints the run's result for humans: one line per step execution, the
 /// custom events steps emitted, then the outcome. Guest-controlled text is
 /// escaped.
-pub fn summary(result: &RunResult, events: &[Event]) {
+pub fn summary(result: &RunResult, events: Events<'_>) {
     print_last(|out| write_summary(out, result, events));
 }
 
-fn write_summary(out: &mut dyn Write, result: &RunResult, events: &[Event]) -> io::Result<()> {
+fn write_summary(out: &mut dyn Write, result: &RunResult, events: Events<'_>) -> io::Result<()> {
     let run = escape(result.run_id.as_str());
     writeln!(out, "run {run} (workflow {})", result.workflow_id)?;
     for record in &result.steps {
         writeln!(out, "{}", step_line(record))?;
     }
-    for event in events {
+    let mut asleep = Vec::new();
+    events(&mut |event| {
+        sleeping(&mut asleep, event);
         if let Event::Custom { path, event, .. } = event {
             writeln!(
                 out,
@@ -194,7 +211,8 @@ fn write_summary(out: &mut dyn Write, result: &RunResult, events: &[Event]) -> i
                 compact(&event.data)
             )?;
         }
-    }
+        Ok(())
+    })?;
     match result.status {
         RunStatus::Success => {
             let output = result.output.as_ref().unwrap_or(&Value::Null);
@@ -251,7 +269,7 @@ fn write_summary(out: &mut dyn Write, result: &RunResult, events: &[Event]) -> i
         RunStatus::Canceled => writeln!(out, "run {run} was canceled")?,
         RunStatus::Pending | RunStatus::Running => {
             writeln!(out, "run {run} is {}", result.status)?;
-            for (path, until) in sleeping(events) {
+            for (path, until) in asleep {
                 writeln!(out, "  {path}: sleeping until {}", until.rfc3339())?;
             }
             writeln!(

@@ -14,7 +14,7 @@ use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load_run_workflow;
 use crate::output::LogObserver;
-use crate::run::report;
+use crate::run::report_stored;
 
 /// Arguments of `weft rerun`.
 #[derive(Debug, clap::Args)]
@@ -88,6 +88,5 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             .map(|run| run.result()),
     };
     let result = engine::settle(&*store, &registered, outcome)?;
-    let events = engine::stored_events(&*store, &result.run_id);
-    Ok(report(&result, &events, args.json))
+    Ok(report_stored(&*store, &result, args.json))
 }

@@ -16,7 +16,7 @@ use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::{Loaded, load, load_run_workflow, locked_manifest, run_lock};
-use crate::run::report;
+use crate::run::report_stored;
 use crate::watch::Watcher;
 
 /// Arguments of `weft resume`.
@@ -108,8 +108,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         // Stdout closed while watching: nothing more to print.
         return Ok(Code::of(result.status));
     }
-    let events = engine::stored_events(&*store, &result.run_id);
-    Ok(report(&result, &events, args.json))
+    Ok(report_stored(&*store, &result, args.json))
 }
 
 /// `--upgrade`: loads the workflow from `manifest` (default: the run's own

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use weft_core::{Event, RunId, RunResult, RunStatus};
+use weft_core::{RunId, RunResult, RunStatus};
 use weft_runtime::RuntimeError;
 
 use crate::engine::{self, RuntimeKind};
@@ -108,8 +108,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         // Stdout closed while watching: nothing more to print.
         return Ok(Code::of(result.status));
     }
-    let events = engine::stored_events(&*store, &result.run_id);
-    let code = report(&result, &events, args.json);
+    let code = report_stored(&*store, &result, args.json);
     Ok(match result.status {
         RunStatus::Running if args.detach => Code::Success,
         _ => code,
@@ -134,11 +133,21 @@ fn watch_evented(
 }
 
 /// Prints the result (human or JSON) and returns its exit code.
-pub fn report(result: &RunResult, events: &[Event], json: bool) -> Code {
+pub fn report(result: &RunResult, events: output::Events<'_>, json: bool) -> Code {
     if json {
         output::json(result);
     } else {
         output::summary(result, events);
     }
     Code::of(result.status)
+}
+
+/// [`report`] of a run in `store`, whose events are read a page at a time.
+pub fn report_stored(store: &dyn weft_core::EventStore, result: &RunResult, json: bool) -> Code {
+    let run = &result.run_id;
+    report(
+        result,
+        &mut |visit| crate::paged::each_stored(store, run, visit),
+        json,
+    )
 }

@@ -6,19 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use weft_core::{
-    Clock as _, Event, EventStore as _, RunFilter, RunId, RunIndex, RunState, RunStatus, Timestamp,
-};
+use weft_core::{Clock as _, Event, RunFilter, RunId, RunIndex, RunStatus, Timestamp};
 use weft_manifest::Manifest;
 use weft_store_sqlite::SqliteStore;
 
 use weft_runtime::SystemClock;
 
-use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::load::{locked_manifest, run_lock};
 use crate::output::{self, escape};
+use crate::paged;
 
 /// How long `weft events --follow` waits for a new event of a running run
 /// before saying on stderr that the run may have no driver.
@@ -92,36 +90,37 @@ fn open_read_only(home: &Home, db: Option<&PathBuf>) -> Result<Option<SqliteStor
     }
 }
 
-/// A stored run's metadata and events, read from a read-only store; no
-/// store at all is a missing run.
-fn load_run(
-    home: &Home,
-    db: Option<&PathBuf>,
-    run: &RunId,
-) -> Result<(SqliteStore, weft_core::RunMeta, Vec<Event>), Failure> {
-    let Some(store) = open_read_only(home, db)? else {
-        return Err(Failure::invalid(anyhow!("no run `{run}` in the store")));
-    };
-    let (meta, events) = engine::load_run(&store, run)?;
-    Ok((store, meta, events))
+/// The read-only store holding `run`; no store at all is a missing run.
+fn store_of(home: &Home, db: Option<&PathBuf>, run: &RunId) -> Result<SqliteStore, Failure> {
+    open_read_only(home, db)?
+        .ok_or_else(|| Failure::invalid(anyhow!("no run `{run}` in the store")))
 }
 
-/// Runs `weft status`: the run's result, rebuilt from its events.
+/// Runs `weft status`: the run's result, rebuilt from its events. The
+/// events are read a page at a time and folded into the run's state as
+/// they come (and read again, page by page, to print the custom events), so
+/// the memory it takes is bounded by the run's state, not its log.
 pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
-    let (store, meta, events) = load_run(home, args.db.as_ref(), &run)?;
-    // A pinned run replays on its locked workflow, whatever is on disk now.
-    let manifest = match run_lock(&store, &meta)? {
-        Some(lock) => locked_manifest(&run, &lock)?,
-        None => Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?,
-    };
-    let state = RunState::replay(Arc::clone(manifest.workflow()), &events)
-        .map_err(|e| Failure::other(anyhow!("run {run}: the stored events do not replay: {e}")))?;
+    let store = store_of(home, args.db.as_ref(), &run)?;
+    let (_, state) = paged::replay(&store, &run, |meta| {
+        // A pinned run replays on its locked workflow, whatever is on disk now.
+        let manifest = match run_lock(&store, meta)? {
+            Some(lock) => locked_manifest(&run, &lock)?,
+            None => {
+                Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?
+            }
+        };
+        Ok(Arc::clone(manifest.workflow()))
+    })?;
     let result = state.result();
+    drop(state);
     if args.json {
         output::json(&result);
     } else {
-        output::summary(&result, &events);
+        output::summary(&result, &mut |visit| {
+            paged::each_stored(&store, &run, visit)
+        });
     }
     Ok(Code::Success)
 }
@@ -182,7 +181,7 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
 /// details that matter, guest-controlled text escaped.
 pub(crate) fn write_event(
     out: &mut dyn Write,
-    seq: usize,
+    seq: u64,
     event: &Event,
     json: bool,
 ) -> std::io::Result<()> {
@@ -268,7 +267,7 @@ pub(crate) fn write_event(
 /// still open, and whether the run has settled (finished or suspended).
 fn print_events(
     events: &[Event],
-    seen: &mut usize,
+    seen: &mut u64,
     settled: &mut bool,
     json: bool,
 ) -> Result<bool, Failure> {
@@ -278,16 +277,18 @@ fn print_events(
             *settled = status != RunStatus::Running;
         }
     }
-    *seen += events.len();
+    *seen += events.len() as u64;
     output::print(|out| {
-        for (i, event) in events.iter().enumerate() {
-            write_event(out, first + i + 1, event, json)?;
+        for (n, event) in (first + 1..).zip(events) {
+            write_event(out, n, event, json)?;
         }
         Ok(())
     })
 }
 
 /// Runs `weft events`: one event per line, optionally following the run.
+/// The log is read and printed a page at a time (bounded memory, whatever
+/// the run's size).
 ///
 /// `--follow` polls the store until the run finishes, fails, suspends or is
 /// canceled. When no new event has come for [`FOLLOW_NOTE_AFTER_MICROS`]
@@ -296,12 +297,19 @@ fn print_events(
 /// a run whose driver is alive may simply have a slow step.
 pub fn events(home: &Home, args: EventsArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
-    let (store, _, events) = load_run(home, args.db.as_ref(), &run)?;
+    let store = store_of(home, args.db.as_ref(), &run)?;
     let mut seen = 0;
     let mut settled = false;
-    let mut open = print_events(&events, &mut seen, &mut settled, args.json)?;
+    let mut open = true;
+    let mut last_at = Timestamp(0);
+    let mut pages = paged::Pages::new(&store, &run, 0);
+    while open && let Some((_, page)) = pages.next_page()? {
+        if let Some(event) = page.last() {
+            last_at = event.at();
+        }
+        open = print_events(&page, &mut seen, &mut settled, args.json)?;
+    }
     let clock = SystemClock;
-    let mut last_at = events.last().map_or(Timestamp(0), Event::at);
     let mut noted = false;
     while args.follow && open && !settled {
         if !noted
@@ -319,13 +327,13 @@ pub fn events(home: &Home, args: EventsArgs) -> Outcome {
         }
         // Another process appends; poll the store (a CLI follower, not a test wait).
         std::thread::sleep(Duration::from_millis(100));
-        let new = store
-            .events_after(&run, seen as u64)
-            .map_err(Failure::other)?;
-        if let Some(event) = new.last() {
-            last_at = event.at();
+        let mut pages = paged::Pages::new(&store, &run, seen);
+        while open && let Some((_, page)) = pages.next_page()? {
+            if let Some(event) = page.last() {
+                last_at = event.at();
+            }
+            open = print_events(&page, &mut seen, &mut settled, args.json)?;
         }
-        open = print_events(&new, &mut seen, &mut settled, args.json)?;
     }
     Ok(Code::Success)
 }

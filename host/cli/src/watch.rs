@@ -51,7 +51,7 @@ impl Watcher {
             return;
         }
         let (seq, json) = (self.seq, self.json);
-        match output::print(|out| write_event(out, seq, event, json)) {
+        match output::print(|out| write_event(out, seq as u64, event, json)) {
             Ok(open) => self.open = open,
             Err(failure) => self.error = Some(failure),
         }

@@ -8,6 +8,7 @@
 //! execute an attempt and apply the events it produced, or wake at a time
 //! and advance again.
 
+use crate::budget::Usage;
 use crate::error::TransitionError;
 use crate::event::Event;
 use crate::id::Timestamp;
@@ -40,10 +41,38 @@ pub struct Advance {
 }
 
 impl Advance {
-    fn decide(&mut self, state: &mut RunState, event: Event) -> Result<(), TransitionError> {
-        state.apply(&event)?;
+    /// Records `event`, decided by the driver, unless it would take the run
+    /// past a budget: the run then fails with `run-limit` instead, and the
+    /// attempts this advance started are not executed (they end
+    /// `canceled`). Returns whether `event` was recorded.
+    fn decide(&mut self, state: &mut RunState, event: Event) -> Result<bool, TransitionError> {
+        let cost = Usage::of(&event);
+        // A failure the flow decided ends the run; its size is bounded by
+        // the error caps.
+        let exempt = matches!(event, Event::RunFailed { .. });
+        if let Some(over) = state
+            .workflow()
+            .run_limits()
+            .exceeded(state.usage(), cost)
+            .filter(|_| !exempt)
+        {
+            let what = match (&event, event.path()) {
+                (Event::StepStarted { attempt, .. }, Some(path)) => {
+                    format!("starting attempt {attempt} of `{path}`")
+                }
+                (_, Some(path)) => format!("recording `{}` of `{path}`", event.name()),
+                (_, None) => format!("recording `{}`", event.name()),
+            };
+            let failed = over.run_failed(&what, event.path().cloned(), event.at());
+            state.apply(&failed)?;
+            self.events.push(failed);
+            self.effects
+                .retain(|effect| !matches!(effect, Effect::Execute(_)));
+            return Ok(false);
+        }
+        state.apply_costing(&event, cost)?;
         self.events.push(event);
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -65,40 +94,41 @@ impl RunState {
         loop {
             let mut progressed = false;
             for work in self.ready() {
-                match work {
+                let event = match work {
                     Work::Execute(mut task) => {
                         if let Some(due) = task.not_before.filter(|due| *due > now) {
                             wake = Some(wake.map_or(due, |w| w.min(due)));
                             continue;
                         }
-                        advance.decide(self, started(&mut task, now))?;
+                        if !advance.decide(self, started(&mut task, now))? {
+                            return Ok(advance);
+                        }
                         advance.effects.push(Effect::Execute(task));
                         progressed = true;
+                        continue;
                     }
                     Work::Wake { path, due, output } => {
                         if due > now {
                             wake = Some(wake.map_or(due, |w| w.min(due)));
                             continue;
                         }
-                        let completed = Event::NodeCompleted {
+                        Event::NodeCompleted {
                             path,
                             output,
                             at: now,
-                        };
-                        advance.decide(self, completed)?;
-                        progressed = true;
-                    }
-                    Work::Finish(finish) => {
-                        advance.decide(self, finish.into_event(now))?;
-                        progressed = true;
-                    }
-                    decision => {
-                        if let Some(event) = recorded(decision, now) {
-                            advance.decide(self, event)?;
-                            progressed = true;
                         }
                     }
+                    Work::Finish(finish) => finish.into_event(now),
+                    decision => match recorded(decision, now) {
+                        Some(event) => event,
+                        None => continue,
+                    },
+                };
+                if !advance.decide(self, event)? {
+                    // Past a budget: the run has failed.
+                    return Ok(advance);
                 }
+                progressed = true;
             }
             if !progressed {
                 break;
@@ -119,7 +149,9 @@ impl RunState {
     pub fn redeliver(&mut self, now: Timestamp) -> Result<Advance, TransitionError> {
         let mut advance = Advance::default();
         for mut task in self.in_flight() {
-            advance.decide(self, started(&mut task, now))?;
+            if !advance.decide(self, started(&mut task, now))? {
+                return Ok(advance);
+            }
             advance.effects.push(Effect::Execute(task));
         }
         let next = self.advance(now)?;
@@ -146,6 +178,61 @@ impl RunState {
             wake = Some(wake.map_or(due, |w| w.min(due)));
         }
         wake
+    }
+
+    /// Records what an attempt's execution produced (the events
+    /// [`crate::settle`] made of its report: its custom events, then its
+    /// end), all of them when the run can hold them within its budgets
+    /// ([`crate::RunLimits`]). Otherwise none of them: the attempt fails
+    /// with `run-limit` instead (its custom events, output and state are not
+    /// recorded) and so does the run, at the report's time; what was
+    /// recorded before stays. Returns the events recorded, already applied.
+    ///
+    /// Call it only for a report the run expects
+    /// ([`RunState::expects_report`]).
+    ///
+    /// # Errors
+    /// A [`TransitionError`] when an event does not apply (the attempt is
+    /// not in flight).
+    pub fn settled(&mut self, events: Vec<Event>) -> Result<Vec<Event>, TransitionError> {
+        let costs: Vec<Usage> = events.iter().map(Usage::of).collect();
+        let cost = costs
+            .iter()
+            .fold(Usage::default(), |sum, cost| sum.plus(*cost));
+        let Some(over) = self.workflow().run_limits().exceeded(self.usage(), cost) else {
+            for (event, cost) in events.iter().zip(costs) {
+                self.apply_costing(event, cost)?;
+            }
+            return Ok(events);
+        };
+        let Some(last) = events.last() else {
+            return Ok(events);
+        };
+        let (path, at) = (last.path().cloned(), last.at());
+        let Some(path) = path else {
+            // Not an attempt's report (a bug in the caller): refused whole.
+            return Err(TransitionError::Rejected {
+                run: self
+                    .run_id()
+                    .map_or_else(|| "-".to_owned(), ToString::to_string),
+                event: last.name(),
+                reason: "it is not an attempt's report".to_owned(),
+            });
+        };
+        let attempt = self.step(&path).map_or(1, |record| record.attempt);
+        let what = format!(
+            "the report of attempt {attempt} of `{path}` ({} events, {} bytes)",
+            cost.events, cost.bytes
+        );
+        let failed = Event::StepFailed {
+            path: path.clone(),
+            error: over.error(&what),
+            at,
+        };
+        let ended = over.run_failed(&what, Some(path), at);
+        self.apply(&failed)?;
+        self.apply(&ended)?;
+        Ok(vec![failed, ended])
     }
 
     /// Whether a report of `attempt` at `path` would apply: the execution

@@ -38,6 +38,9 @@ pub enum FailureKind {
     /// A loop reached its `max-iterations` with its condition still saying
     /// to go on.
     MaxIterations,
+    /// The run would have gone past one of its budgets ([`crate::RunLimits`]:
+    /// events, bytes or attempts over the whole run).
+    RunLimit,
 }
 
 impl FailureKind {
@@ -57,6 +60,7 @@ impl FailureKind {
             Self::Host => "host",
             Self::Expression => "expression",
             Self::MaxIterations => "max-iterations",
+            Self::RunLimit => "run-limit",
         }
     }
 }

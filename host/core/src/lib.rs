@@ -11,6 +11,7 @@
 //! trait and through the timestamps carried by events; steps run behind the
 //! [`StepRunner`] trait.
 
+mod budget;
 mod driver;
 mod error;
 mod event;
@@ -25,6 +26,7 @@ mod store;
 mod upgrade;
 mod workflow;
 
+pub use budget::{Budget, Exceeded, RunLimits, Usage};
 pub use driver::{Advance, Effect};
 pub use error::{
     ErrorCause, FailureKind, GraphError, ResumeError, RunError, StepError, TransitionError,

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::budget::Usage;
 use crate::error::{RunError, TransitionError};
 use crate::event::Event;
 use crate::id::{RunId, StepId, StepPath};
@@ -70,7 +71,8 @@ pub struct RunState {
     scoped: BTreeMap<StepPath, Arc<Value>>,
     output: Option<Value>,
     error: Option<RunError>,
-    applied: u64,
+    /// What the run has recorded so far (its budgets' measure).
+    usage: Usage,
     /// A rerun's origin (`weft rerun`): its `from` address starts on the
     /// origin's input, when it has one.
     origin: Option<crate::event::Origin>,
@@ -93,7 +95,7 @@ impl RunState {
             scoped: BTreeMap::new(),
             output: None,
             error: None,
-            applied: 0,
+            usage: Usage::default(),
             origin: None,
         }
     }
@@ -150,7 +152,13 @@ impl RunState {
 
     /// How many events have been applied.
     pub fn applied(&self) -> u64 {
-        self.applied
+        self.usage.events
+    }
+
+    /// What the run has recorded: its events, their bytes and its attempts,
+    /// counted as they applied (so a replay counts the same).
+    pub fn usage(&self) -> Usage {
+        self.usage
     }
 
     /// The composite node started at `path`, if it did.
@@ -164,8 +172,17 @@ impl RunState {
     /// When the event does not apply to the current state (see each
     /// [`Event`] variant); the state is then unchanged.
     pub fn apply(&mut self, event: &Event) -> Result<(), TransitionError> {
+        self.apply_costing(event, Usage::of(event))
+    }
+
+    /// [`RunState::apply`] of an event whose cost is known already.
+    pub(crate) fn apply_costing(
+        &mut self,
+        event: &Event,
+        cost: Usage,
+    ) -> Result<(), TransitionError> {
         self.follow_rule(event)?;
-        self.applied += 1;
+        self.usage = self.usage.plus(cost);
         Ok(())
     }
 }

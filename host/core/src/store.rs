@@ -269,6 +269,20 @@ pub trait EventStore: Send + Sync {
     /// [`StoreError::NotFound`]; backend errors.
     fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError>;
 
+    /// A page of [`EventStore::load`]: the run's metadata and at most
+    /// `limit` of its events after sequence number `after`, in order (fewer
+    /// only at the end of the log), so that a run of any size is read in
+    /// bounded memory, page after page.
+    ///
+    /// # Errors
+    /// [`StoreError::NotFound`]; backend errors.
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(RunMeta, Vec<Event>), StoreError>;
+
     /// Events of a run after sequence number `after` (for following a run).
     ///
     /// # Errors

@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::budget::RunLimits;
 use crate::error::GraphError;
 use crate::expr::Expr;
 use crate::id::{StepId, StepPath};
@@ -288,6 +289,7 @@ pub struct Workflow {
     initial_state: Value,
     steps: IndexMap<StepId, StepDef>,
     flow: Vec<Node>,
+    run_limits: RunLimits,
     /// Every node by pattern (its path without item indexes and iteration
     /// numbers, e.g. `items/enrich`), so that finding the node an execution
     /// runs costs the path's depth, not the flow's size.
@@ -407,6 +409,7 @@ impl WorkflowBuilder {
             initial_state: self.initial_state,
             steps: self.steps,
             flow: self.flow,
+            run_limits: RunLimits::default(),
         })
     }
 }
@@ -532,6 +535,20 @@ impl Workflow {
     /// The workflow id.
     pub fn id(&self) -> &StepId {
         &self.id
+    }
+
+    /// Limits on a run of this workflow as a whole ([`RunLimits::default`]
+    /// unless set with [`Workflow::with_run_limits`]). Only a root
+    /// workflow's apply: a nested one runs inside its parent's run.
+    pub fn run_limits(&self) -> &RunLimits {
+        &self.run_limits
+    }
+
+    /// This workflow with `limits` on each of its runs as a whole.
+    #[must_use]
+    pub fn with_run_limits(mut self, limits: RunLimits) -> Self {
+        self.run_limits = limits;
+        self
     }
 
     /// The description, if any.

@@ -18,6 +18,9 @@
 //! [defaults]
 //! retry = { max-retries = 2, delay-ms = 100, backoff = 2 }
 //!
+//! [run-limits]
+//! max-bytes = 67108864
+//!
 //! [steps.validate]
 //! component = "../guest-examples/dist/validate-order.wasm"
 //!
@@ -35,7 +38,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use weft_core::{Grant, Limits, RetryPolicy, StepId};
+use weft_core::{Grant, Limits, RetryPolicy, RunLimits, StepId};
 
 /// A workflow manifest file.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +64,10 @@ pub struct ManifestFile {
     /// The steps, by id, in declaration order.
     #[serde(default)]
     pub steps: IndexMap<StepId, StepSpec>,
+    /// Limits on a run as a whole (over all its attempts); only a root
+    /// manifest's apply (a nested workflow runs inside its parent's run).
+    #[serde(default)]
+    pub run_limits: RunLimitsSpec,
 }
 
 /// A JSON Schema: written inline (a TOML table or JSON object, or a boolean),
@@ -172,6 +179,30 @@ impl LimitsSpec {
             max_error_causes: self.max_error_causes.unwrap_or(base.max_error_causes),
             max_labels: self.max_labels.unwrap_or(base.max_labels),
             max_label_bytes: self.max_label_bytes.unwrap_or(base.max_label_bytes),
+        }
+    }
+}
+
+/// Limits on a run as a whole, each optional: a limit not named here is
+/// weft's built-in default ([`RunLimits::default`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RunLimitsSpec {
+    /// Most events the run records (default 1,000,000).
+    pub max_events: Option<u64>,
+    /// Most bytes of events (their JSON text) the run records (default 256 MiB).
+    pub max_bytes: Option<u64>,
+    /// Most attempts the run starts (default 500,000).
+    pub max_attempts: Option<u64>,
+}
+
+impl RunLimitsSpec {
+    /// `base` with every limit named here replaced.
+    pub fn over(&self, base: RunLimits) -> RunLimits {
+        RunLimits {
+            max_events: self.max_events.unwrap_or(base.max_events),
+            max_bytes: self.max_bytes.unwrap_or(base.max_bytes),
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
         }
     }
 }
@@ -295,6 +326,7 @@ tables! {
     Defaults => "a defaults table",
     StepSpec => "a step table",
     LimitsSpec => "a limits table",
+    RunLimitsSpec => "a run-limits table",
     NodeSpec => "a node table",
     ArmSpec => "a branch arm table",
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde_json::Value;
 use weft_core::{
-    Arm, Expr, ExprError, Grant, Limits, LoopKind, Node, NodeKind, Schema, StepDef, StepId,
-    WorkflowBuilder,
+    Arm, Expr, ExprError, Grant, Limits, LoopKind, Node, NodeKind, RunLimits, Schema, StepDef,
+    StepId, WorkflowBuilder,
 };
 
 use crate::error::ManifestError;
 use crate::file::MAX_SCHEMA_BYTES;
-use crate::format::{Defaults, ManifestFile, NodeSpec, SchemaRef, StepSpec};
+use crate::format::{Defaults, ManifestFile, NodeSpec, RunLimitsSpec, SchemaRef, StepSpec};
 use crate::lock::Files;
 use crate::manifest::Manifest;
 use crate::source::SourceMap;
@@ -170,6 +170,25 @@ impl Lowering<'_> {
             steps,
             flow,
         })
+    }
+
+    /// The run limits `spec` names over weft's defaults, each at least 1.
+    ///
+    /// # Errors
+    /// A limit of 0, located at it.
+    pub(crate) fn run_limits(&self, spec: &RunLimitsSpec) -> Result<RunLimits, ManifestError> {
+        let named = [
+            (spec.max_events, "max-events"),
+            (spec.max_bytes, "max-bytes"),
+            (spec.max_attempts, "max-attempts"),
+        ];
+        if let Some((_, key)) = named.iter().find(|(value, _)| *value == Some(0)) {
+            return Err(self.error(
+                &format!("run-limits.{key}"),
+                "must be at least 1 (a run with no budget could not start)",
+            ));
+        }
+        Ok(spec.over(RunLimits::default()))
     }
 
     fn schema(

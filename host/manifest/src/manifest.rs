@@ -166,16 +166,19 @@ impl Manifest {
             Syntax::Json => parse_json(text, path)?,
         };
         stack.push(Frame::new(path));
-        let builder = Lowering {
+        let mut lowering = Lowering {
             file: path,
             files,
             source: &source,
             stack,
             iterating: false,
-        }
-        .lower(&file);
+        };
+        let builder = lowering.lower(&file);
+        let run_limits = lowering.run_limits(&file.run_limits);
         stack.pop();
-        let workflow = build(builder?, path, &source)?;
+        // A nested manifest's `run-limits` are checked, but only the root's
+        // apply: the nested workflow runs inside its parent's run.
+        let workflow = build(builder?, path, &source)?.with_run_limits(run_limits?);
         Ok(Manifest {
             workflow: Arc::new(workflow),
             path: path.to_path_buf(),

@@ -12,6 +12,8 @@ use weft_core::{
 
 use crate::{Location, Manifest, ManifestError};
 
+mod run_limits;
+
 /// A directory with a placeholder component `c.component`.
 struct Fixture {
     dir: tempfile::TempDir,
@@ -40,6 +42,10 @@ impl Fixture {
 
     fn toml(&self, text: &str) -> Result<Manifest, ManifestError> {
         Manifest::from_toml_str(text, &self.path("wf.toml"))
+    }
+
+    fn json(&self, text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::from_json_str(text, &self.path("wf.json"))
     }
 }
 

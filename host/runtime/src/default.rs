@@ -465,6 +465,10 @@ impl DefaultRuntime {
                     break;
                 }
                 match effect {
+                    // The run no longer waits for this attempt: an attempt
+                    // before it in this batch failed the run (its budget).
+                    Effect::Execute(task)
+                        if !run.state.expects_report(&task.path, task.attempt) => {}
                     Effect::Execute(task) => {
                         executed_any = true;
                         let view = run.state.view(&task.path);
@@ -488,9 +492,8 @@ impl DefaultRuntime {
                                 observer.log(id, &task.path, line);
                             }
                         }
-                        for event in executed.events {
-                            run.apply(event, observer)?;
-                        }
+                        let recorded = run.state.settled(executed.events)?;
+                        run.record(recorded, observer);
                     }
                     // Only when nothing else ran: what ran may change the plan.
                     Effect::WakeAt(_) if detach && !executed_any => waits = true,

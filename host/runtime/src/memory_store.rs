@@ -260,6 +260,19 @@ impl EventStore for MemoryStore {
         Ok((stored.summary.meta.clone(), stored.events.clone()))
     }
 
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(RunMeta, Vec<Event>), StoreError> {
+        let runs = self.lock();
+        let stored = runs.get(run).ok_or_else(|| not_found(run))?;
+        let skip = usize::try_from(after).unwrap_or(usize::MAX);
+        let page = stored.events.iter().skip(skip).take(limit).cloned();
+        Ok((stored.summary.meta.clone(), page.collect()))
+    }
+
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
         let runs = self.lock();
         let stored = runs.get(run).ok_or_else(|| not_found(run))?;

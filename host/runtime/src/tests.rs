@@ -73,6 +73,8 @@ struct Fixture {
     flow: Option<Vec<Node>>,
     /// The evented runtime's options.
     evented: EventedOptions,
+    /// The workflow's run limits (weft's defaults when `None`).
+    run_limits: Option<weft_core::RunLimits>,
 }
 
 impl Fixture {
@@ -85,6 +87,7 @@ impl Fixture {
             clock: None,
             flow: None,
             evented: EventedOptions::default(),
+            run_limits: None,
         }
     }
 
@@ -137,7 +140,7 @@ impl Fixture {
         let clock: Arc<dyn Clock> = self
             .clock
             .unwrap_or_else(|| Arc::new(ManualClock::new(Timestamp(1_000_000))));
-        let workflow = Arc::new(workflow);
+        let workflow = Arc::new(workflow.with_run_limits(self.run_limits.unwrap_or_default()));
         let registered = Arc::new(Registered {
             workflow,
             runner: runner.clone(),
@@ -709,6 +712,7 @@ on_both_runtimes!(
 );
 
 // After the macro: they use it too.
+mod budgets;
 mod claims;
 mod foreach;
 mod orchestrator;

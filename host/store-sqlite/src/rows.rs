@@ -38,8 +38,8 @@ pub(crate) fn write_events(
     Ok(())
 }
 
-/// Reads and parses the events `after + 1 ..= last_seq` of `run`, checking
-/// that none is missing.
+/// Reads and parses the events `after + 1 ..= last_seq` of `run` (the
+/// run's last event, or the last of a page), checking that none is missing.
 pub(crate) fn read_events(
     tx: &Transaction<'_>,
     run: &str,
@@ -49,10 +49,10 @@ pub(crate) fn read_events(
     let err = || backend_run("read events", run);
     let mut stmt = tx
         .prepare_cached(
-            "SELECT seq, payload FROM events WHERE run_id = ?1 AND seq > ?2 ORDER BY seq",
+            "SELECT seq, payload FROM events WHERE run_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
         )
         .map_err(err())?;
-    let mut rows = stmt.query(params![run, after]).map_err(err())?;
+    let mut rows = stmt.query(params![run, after, last_seq]).map_err(err())?;
     let mut events = Vec::new();
     let mut next = after + 1;
     while let Some(row) = rows.next().map_err(err())? {

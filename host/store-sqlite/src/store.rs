@@ -424,34 +424,32 @@ impl EventStore for SqliteStore {
         // A read transaction: one snapshot for the run row and its events,
         // even while another process appends.
         let tx = conn.transaction().map_err(backend_run("load: begin", id))?;
-        let row = tx
-            .prepare_cached(
-                "SELECT workflow_id, manifest, manifest_sha256, last_seq, workflow_digest
-                 FROM runs WHERE run_id = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([id], |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, i64>(3)?,
-                        row.get::<_, Option<String>>(4)?,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(backend_run("load: read the run", id))?;
-        let (workflow_id, manifest, manifest_sha256, last_seq, workflow_digest) =
-            row.ok_or_else(|| not_found(id))?;
-        let meta = RunMeta {
-            run_id: run.clone(),
-            workflow_id: workflow_id_of(&workflow_id, id)?,
-            manifest,
-            manifest_sha256,
-            workflow_digest,
-        };
+        let (meta, last_seq) = meta_of(&tx, run)?;
         let events = read_events(&tx, id, 0, last_seq)?;
+        Ok((meta, events))
+    }
+
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(RunMeta, Vec<Event>), StoreError> {
+        let id = run.as_str();
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .map_err(backend_run("load_page: begin", id))?;
+        let (meta, last_seq) = meta_of(&tx, run)?;
+        // Past the end of the log there is nothing to read (and `after` may
+        // not even fit SQLite's integers).
+        let events = match i64::try_from(after) {
+            Ok(after) if after < last_seq && limit > 0 => {
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                read_events(&tx, id, after, last_seq.min(after.saturating_add(limit)))?
+            }
+            _ => Vec::new(),
+        };
         Ok((meta, events))
     }
 
@@ -561,4 +559,37 @@ fn update_head(
     updated
         .map(drop)
         .map_err(backend_run("append_batch: update the run", run))
+}
+
+/// The run's metadata and its last sequence number, inside `tx`.
+fn meta_of(tx: &rusqlite::Transaction<'_>, run: &RunId) -> Result<(RunMeta, i64), StoreError> {
+    let id = run.as_str();
+    let row = tx
+        .prepare_cached(
+            "SELECT workflow_id, manifest, manifest_sha256, last_seq, workflow_digest
+             FROM runs WHERE run_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row([id], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                ))
+            })
+            .optional()
+        })
+        .map_err(backend_run("load: read the run", id))?;
+    let (workflow_id, manifest, manifest_sha256, last_seq, workflow_digest) =
+        row.ok_or_else(|| not_found(id))?;
+    let meta = RunMeta {
+        run_id: run.clone(),
+        workflow_id: workflow_id_of(&workflow_id, id)?,
+        manifest,
+        manifest_sha256,
+        workflow_digest,
+    };
+    Ok((meta, last_seq))
 }

@@ -2,6 +2,7 @@
 //! chosen by the test, so that every completion order of concurrent parts
 //! can be checked to give one result.
 
+mod budget;
 mod concurrent;
 mod control;
 mod nested;

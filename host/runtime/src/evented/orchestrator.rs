@@ -407,12 +407,9 @@ impl Orchestrator {
             tracing::debug!(run = %done.run, step = %done.path, "dropping the result of an attempt the run no longer expects");
             return;
         }
-        let mut applied = Ok(());
-        for event in done.executed.events {
-            applied = applied.and_then(|()| apply(active, event));
-        }
-        if let Err(e) = applied {
-            self.broken(&done.run, e);
+        match active.state.settled(done.executed.events) {
+            Ok(recorded) => active.pending.extend(recorded),
+            Err(e) => self.broken(&done.run, e),
         }
     }
 

@@ -257,6 +257,14 @@ impl EventStore for NoAppends {
     fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
         self.0.load(run)
     }
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
+        self.0.load_page(run, after, limit)
+    }
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
         self.0.events_after(run, after)
     }

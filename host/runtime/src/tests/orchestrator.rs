@@ -161,6 +161,14 @@ impl EventStore for PanickingStore {
     fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError> {
         self.0.load(run)
     }
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(RunMeta, Vec<Event>), StoreError> {
+        self.0.load_page(run, after, limit)
+    }
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
         self.0.events_after(run, after)
     }
