@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::sandbox::wat_steps::{completes, data, encode, module, step_wat};
+#[cfg(target_os = "linux")]
+use crate::support::PeakRss;
 use crate::support::{stdout, weft};
 
 /// A step component emitting `count` `blob` events whose data is a JSON
@@ -19,28 +22,9 @@ use crate::support::{stdout, weft};
 fn emitter(count: u32, bytes: u32) -> Vec<u8> {
     assert!(bytes >= 2);
     let pages = bytes.div_ceil(1 << 16);
-    let wat = format!(
-        r#"(module
-  (import "weft:step/host@0.1.0" "emit" (func $emit (param i32 i32 i32 i32)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 8192))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $ptr i32)
-    (local.set $ptr
-      (i32.and
-        (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-        (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $heap (i32.add (local.get $ptr) (local.get 3)))
-    (block $fits
-      (loop $grow
-        (br_if $fits (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
-        (br_if $grow (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))
-        unreachable))
-    (local.get $ptr))
-  (data (i32.const 2048) "null")
-  (data (i32.const 3000) "blob")
-  (func (export "run") (param $args i32) (result i32)
-    (local $buf i32) (local $i i32)
+    let imports = r#"(import "weft:step/host@0.1.0" "emit" (func $emit (param i32 i32 i32 i32)))"#;
+    let body = format!(
+        "(local $buf i32) (local $i i32)
     (local.set $buf (memory.grow (i32.const {pages})))
     (if (i32.eq (local.get $buf) (i32.const -1)) (then unreachable))
     (local.set $buf (i32.mul (local.get $buf) (i32.const 65536)))
@@ -53,35 +37,13 @@ fn emitter(count: u32, bytes: u32) -> Vec<u8> {
         (call $emit (i32.const 3000) (i32.const 4) (local.get $buf) (i32.const {bytes}))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $next)))
-    (i32.store8 (i32.const 1024) (i32.const 0))
-    (i32.store8 (i32.const 1028) (i32.const 0))
-    (i32.store (i32.const 1032) (i32.const 2048))
-    (i32.store (i32.const 1036) (i32.const 4))
-    (i32.const 1024)))"#,
+    {done}",
         fill = bytes - 2,
         last = bytes - 1,
+        done = completes("(i32.const 2048)", "(i32.const 4)"),
     );
-    let mut resolve = wit_parser::Resolve::default();
-    let package = resolve
-        .push_str("step.wit", include_str!("../../wit/step.wit"))
-        .expect("wit/step.wit parses");
-    let world = resolve
-        .select_world(&[package], Some("step"))
-        .expect("the step world");
-    let mut module = wat::parse_str(&wat).expect("the WAT parses");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("metadata embeds");
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .expect("the module has metadata")
-        .validate(true)
-        .encode()
-        .expect("the module encodes")
+    let data = format!("{} {}", data(2048, "null"), data(3000, "blob"));
+    encode(&module(&step_wat(imports, &data, &body), &[], "step"))
 }
 
 /// A workflow in `dir`: a foreach over its input running the emitter,
@@ -253,8 +215,8 @@ fn a_foreach_emitting_large_events_fails_at_its_run_budget_on_both_runtimes() {
 /// this test process's memory, which a child spawned with vfork records
 /// when it execs).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-// The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
+// The child is reaped by `wait4` (`PeakRss::reap`), which std's
+// `Child::wait` would not let us call.
 #[allow(clippy::zombie_processes)]
 fn run_measuring_peak_rss(
     command: &mut std::process::Command,
@@ -269,49 +231,12 @@ fn run_measuring_peak_rss(
         .spawn()
         .expect("weft starts");
     let stdout = child.stdout.take().expect("piped");
-    let sampled = child.id();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        let status = format!("/proc/{sampled}/status");
-        while let Some((name, hwm)) = std::fs::read_to_string(&status).ok().and_then(|text| {
-            let name = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Name:"))
-                .map(|n| n.trim().to_owned())?;
-            let hwm = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
-            Some((name, hwm))
-        }) {
-            // Until it execs, the child is a copy of this process: count
-            // `weft` only.
-            if name == "weft" {
-                peak = peak.max(hwm * 1024);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        peak
-    });
+    let peak = PeakRss::watch(&child);
     // Each line as it comes (the output of a big run is not held).
     for text in std::io::BufReader::new(stdout).split(b'\n') {
         line(&String::from_utf8_lossy(&text.expect("stdout reads")));
     }
-    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain integers, valid all zeros; `wait4` writes
-    // into both locals, which outlive the call. The child is ours and not
-    // reaped yet: `child` is never waited on (dropping it does not wait).
-    let (reaped, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
-        (reaped, usage)
-    };
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    let peak = sampler.join().expect("no panic");
-    let bound = u64::try_from(usage.ru_maxrss).expect("a size") * 1024 + (4 << 20);
-    assert!(peak > 0 && peak <= bound, "sampled {peak}, bound {bound}");
+    let (code, peak) = peak.reap();
     (code, peak)
 }
 

@@ -15,7 +15,7 @@ mod guests;
 mod limits;
 mod loading;
 mod wasi;
-mod wat_steps;
+pub(crate) mod wat_steps;
 
 use std::sync::LazyLock;
 use std::time::Duration;

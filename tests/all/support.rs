@@ -194,3 +194,74 @@ pub fn event_types(home: &Path, run_id: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The peak resident set size of a `weft` child process, measured while it
+/// runs: its own high-water mark (`VmHWM`), sampled until it exits, then
+/// checked against `wait4`'s `ru_maxrss` when it is reaped. (`ru_maxrss`
+/// alone would count this test process's memory, which a child spawned with
+/// vfork records when it execs.)
+#[cfg(target_os = "linux")]
+pub struct PeakRss {
+    pid: u32,
+    sampler: std::thread::JoinHandle<u64>,
+}
+
+#[cfg(target_os = "linux")]
+impl PeakRss {
+    /// Starts sampling `child` (spawned a moment ago).
+    pub fn watch(child: &Child) -> Self {
+        let pid = child.id();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0u64;
+            let status = format!("/proc/{pid}/status");
+            while let Some((name, hwm)) = std::fs::read_to_string(&status).ok().and_then(|text| {
+                let name = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Name:"))
+                    .map(|n| n.trim().to_owned())?;
+                let hwm = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
+                Some((name, hwm))
+            }) {
+                // Until it execs, the child is a copy of this process (its
+                // figures are ours): count `weft` only.
+                if name == "weft" {
+                    peak = peak.max(hwm * 1024);
+                }
+                // A sampling period, not a wait for anything: the loop ends
+                // when the child has exited (a zombie has no memory lines).
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        });
+        Self { pid, sampler }
+    }
+
+    /// Reaps the child (its output read to the end first) with `wait4`:
+    /// its exit code and peak RSS in bytes. The child must not have been
+    /// waited on (dropping a `Child` does not wait).
+    #[allow(unsafe_code)]
+    pub fn reap(self) -> (Option<i32>, u64) {
+        let pid = libc::pid_t::try_from(self.pid).expect("a pid");
+        let mut status = 0;
+        // SAFETY: `rusage` is plain integers, valid all zeros; `wait4` writes
+        // into both locals, which outlive the call. The child is the
+        // caller's and not reaped yet.
+        let (reaped, usage) = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
+            (reaped, usage)
+        };
+        assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+        let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+        let peak = self.sampler.join().expect("no panic");
+        // `ru_maxrss` (kibibytes) bounds the child's peak from above — up to
+        // the kernel's per-thread batching of RSS counters (64 pages a
+        // thread), which lets the two readings differ by a few hundred KiB.
+        let bound = u64::try_from(usage.ru_maxrss).expect("a size") * 1024 + (4 << 20);
+        assert!(peak > 0 && peak <= bound, "sampled {peak}, bound {bound}");
+        (code, peak)
+    }
+}

@@ -14,6 +14,8 @@ use super::wat_steps::{
     load, span, step_module, store_span, suspends_with,
 };
 use super::{failure, limits, run};
+#[cfg(target_os = "linux")]
+use crate::support::PeakRss;
 
 /// The code of the errors below, at 3000.
 const CODE: Span = span(3000, 7);
@@ -262,10 +264,10 @@ fn text_that_is_not_utf8_is_invalid_output() {
 }
 
 /// Runs `command` to its end and returns its exit code, stdout, stderr and
-/// peak resident set size in bytes (from `wait4`'s resource usage).
+/// peak resident set size in bytes (see [`PeakRss`]).
 #[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-// The child is reaped by `wait4`, which std's `Child::wait` would not let us call.
+// The child is reaped by `wait4` (`PeakRss::reap`), which std's
+// `Child::wait` would not let us call.
 #[allow(clippy::zombie_processes)]
 fn run_measuring_peak_rss(
     command: &mut std::process::Command,
@@ -280,33 +282,7 @@ fn run_measuring_peak_rss(
         .expect("weft starts");
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
-    // The child's own high-water mark, sampled until it exits. (`wait4`'s
-    // `ru_maxrss` would also count the test process's memory: a child
-    // spawned with vfork records its parent's peak when it execs.)
-    let sampled = child.id();
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        let status = format!("/proc/{sampled}/status");
-        while let Some((name, hwm)) = std::fs::read_to_string(&status).ok().and_then(|text| {
-            let name = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Name:"))
-                .map(|n| n.trim().to_owned())?;
-            let hwm = text
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
-            Some((name, hwm))
-        }) {
-            // Until it execs, the child is a copy of this process (its
-            // figures are ours): count `weft` only.
-            if name == "weft" {
-                peak = peak.max(hwm * 1024);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        peak
-    });
+    let peak = PeakRss::watch(&child);
     let errors = std::thread::spawn(move || {
         let mut text = String::new();
         stderr.read_to_string(&mut text).map(|_| text)
@@ -314,26 +290,7 @@ fn run_measuring_peak_rss(
     let mut out = String::new();
     stdout.read_to_string(&mut out).expect("stdout reads");
     let err = errors.join().expect("no panic").expect("stderr reads");
-
-    let pid = libc::pid_t::try_from(child.id()).expect("a pid");
-    let mut status = 0;
-    // SAFETY: `rusage` is plain integers, valid all zeros; `wait4` writes
-    // into both locals, which outlive the call. The child is ours and not
-    // reaped yet: `child` is never waited on (dropping it does not wait).
-    let (reaped, usage) = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        let reaped = libc::wait4(pid, &mut status, 0, &mut usage);
-        (reaped, usage)
-    };
-    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
-    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-    // A zombie has no memory lines: the sampler stopped when the child exited.
-    let peak = sampler.join().expect("no panic");
-    // `ru_maxrss` (kibibytes) bounds the child's peak from above — up to
-    // the kernel's per-thread batching of RSS counters (64 pages a thread),
-    // which lets the two readings differ by a few hundred KiB.
-    let bound = u64::try_from(usage.ru_maxrss).expect("a size") * 1024 + (4 << 20);
-    assert!(peak > 0 && peak <= bound, "sampled {peak}, bound {bound}");
+    let (code, peak) = peak.reap();
     (code, out, err, peak)
 }
 

@@ -18,7 +18,7 @@ const RET: u32 = 1024;
 /// has `memory` and a bump `cabi_realloc` for the host's allocations.
 /// `imports` go first, `data` are data segments (below 8 KiB), `body` is
 /// `run`'s body (locals first).
-pub(super) fn step_wat(imports: &str, data: &str, body: &str) -> String {
+pub(crate) fn step_wat(imports: &str, data: &str, body: &str) -> String {
     format!(
         r#"(module
   {imports}
@@ -45,7 +45,7 @@ pub(super) fn step_wat(imports: &str, data: &str, body: &str) -> String {
 
 /// `run`'s tail returning `ok(completed(string at ptr, len))`: the result's
 /// discriminant at RET, the outcome's at RET+4, the string at RET+8/RET+12.
-pub(super) fn completes(ptr: &str, len: &str) -> String {
+pub(crate) fn completes(ptr: &str, len: &str) -> String {
     format!(
         "(i32.store8 (i32.const {RET}) (i32.const 0))
          (i32.store8 (i32.const {r4}) (i32.const 0))
@@ -164,7 +164,7 @@ pub(super) fn big_step(data: &str, body: &str, name: &str) -> Arc<StepComponent>
 }
 
 /// A data segment holding `text` at `offset`.
-pub(super) fn data(offset: u32, text: &str) -> String {
+pub(crate) fn data(offset: u32, text: &str) -> String {
     let escaped: String = text.bytes().map(|b| format!("\\{b:02x}")).collect();
     format!(r#"(data (i32.const {offset}) "{escaped}")"#)
 }
@@ -197,7 +197,7 @@ fn resolve(packages: &[&str], world: &str) -> (Resolve, wit_parser::WorldId) {
 }
 
 /// A core module carrying the component-type metadata of `world`.
-pub(super) fn module(wat: &str, packages: &[&str], world: &str) -> Vec<u8> {
+pub(crate) fn module(wat: &str, packages: &[&str], world: &str) -> Vec<u8> {
     let (resolve, world) = resolve(packages, world);
     let mut module = wat::parse_str(wat).expect("the WAT parses");
     wit_component::embed_component_metadata(
@@ -211,7 +211,7 @@ pub(super) fn module(wat: &str, packages: &[&str], world: &str) -> Vec<u8> {
 }
 
 /// The component of a core module with metadata.
-pub(super) fn encode(module: &[u8]) -> Vec<u8> {
+pub(crate) fn encode(module: &[u8]) -> Vec<u8> {
     wit_component::ComponentEncoder::default()
         .module(module)
         .expect("the module has metadata")
