@@ -43,6 +43,10 @@ fn suite(fresh: Fresh<'_>) {
         ("renewal lists what an owner holds", renewal_lists_held_runs),
         ("release frees the run, once", release_frees),
         ("a run that settles releases its lease", settling_releases),
+        (
+            "a forced takeover appends in the same transaction",
+            takes_and_appends_at_once,
+        ),
         ("claimable runs: free, running, due", claimable_runs),
         ("concurrent owners never interleave", concurrent_owners),
         ("the run index filters and pages", run_index_pages),
@@ -379,6 +383,62 @@ fn settling_releases(handles: Factory<'_>) {
         .acquire(&r, &owner("b"), Takeover::IfFree)
         .unwrap();
     assert_eq!(next.epoch, 2);
+}
+
+fn takes_and_appends_at_once(handles: Factory<'_>) {
+    let store = handles();
+    let r = run("r");
+    create(&*store, "r", &owner("a"));
+    let canceled = [Event::RunCanceled {
+        reason: Some("stop".into()),
+        at: Timestamp(500),
+    }];
+    // Behind the log: refused whole, the holder keeps its lease and epoch.
+    assert!(matches!(
+        store.acquire_and_append(&r, &owner("b"), Takeover::Force, 0, &canceled, None),
+        Err(StoreError::Conflict {
+            expected: 0,
+            actual: 1,
+            ..
+        })
+    ));
+    assert_eq!(store.renew(&owner("a")).unwrap(), [(r.clone(), 1)]);
+    // A live lease is taken only as `takeover` allows.
+    assert!(matches!(
+        store.acquire_and_append(&r, &owner("b"), Takeover::IfFree, 1, &canceled, None),
+        Err(StoreError::Leased { .. })
+    ));
+    assert_eq!(handles().load(&r).unwrap().1.len(), 1);
+    // Forced: the holder is fenced out, and the run is settled (so held by
+    // nobody) in the same transaction.
+    let lease = store
+        .acquire_and_append(&r, &owner("b"), Takeover::Force, 1, &canceled, None)
+        .unwrap();
+    assert_eq!(lease.epoch, 2);
+    assert!(store.renew(&owner("a")).unwrap().is_empty());
+    assert!(store.renew(&owner("b")).unwrap().is_empty());
+    assert_eq!(
+        store.list_runs(None).unwrap()[0].status,
+        RunStatus::Canceled
+    );
+    assert_eq!(handles().events_after(&r, 1).unwrap(), canceled);
+    assert!(matches!(
+        store.append_batch(&[append(&r, 2, 1, &[custom(2)])]),
+        Err(StoreError::Fenced { current: 2, .. })
+    ));
+    // On a running run that stays running, the new owner holds it.
+    let s = run("s");
+    create(&*store, "s", &owner("a"));
+    let lease = store
+        .acquire_and_append(&s, &owner("c"), Takeover::Force, 1, &[custom(1)], None)
+        .unwrap();
+    assert_eq!(
+        store.renew(&owner("c")).unwrap(),
+        [(s.clone(), lease.epoch)]
+    );
+    store
+        .append_batch(&[append(&s, 2, lease.epoch, &[completed()])])
+        .unwrap();
 }
 
 fn claimable_runs(handles: Factory<'_>) {

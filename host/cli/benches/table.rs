@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 use weft_core::{ResumeTarget, RunId, RunStatus};
-use weft_runtime::{NoObserver, Registered};
+use weft_runtime::{Registered, Request};
 use weft_sandbox::{Sandbox, SandboxConfig};
 
 /// The sections, in table order; `-- seq cold` (any subset) runs only those.
@@ -408,8 +408,8 @@ impl Bench<'_> {
         }
     }
 
-    /// 100 runs of 10 steps at once (the default runtime: one after another
-    /// on one thread): steps/s.
+    /// 100 runs of 10 steps submitted at once (the default runtime drives
+    /// them on its pool, one thread per core): steps/s.
     fn concurrent(&mut self) {
         let workflow = registered(self.sandbox, &sequence_manifest(10));
         let mastra = [
@@ -693,32 +693,19 @@ fn cycle(
     id: &RunId,
     input: &Value,
 ) -> (RunStatus, RunStatus) {
-    let payload = json!({"approved": true});
-    match runtime {
-        Runtime::Default(rt) => {
-            let first = rt
-                .start(workflow, id.clone(), input.clone(), &mut NoObserver)
-                .expect("start");
-            let second = rt
-                .resume(workflow, id, &ResumeTarget::Only, payload, &mut NoObserver)
-                .expect("resume");
-            (first.state().status(), second.state().status())
-        }
-        Runtime::Evented(rt) => {
-            let first = rt
-                .start(Arc::clone(workflow), id.clone(), input.clone())
-                .expect("start");
-            let second = rt
-                .resume(
-                    Arc::clone(workflow),
-                    id.clone(),
-                    ResumeTarget::Only,
-                    payload,
-                )
-                .expect("resume");
-            (first.status, second.status)
-        }
-    }
+    let first = runtime.call(Request::Start {
+        workflow: Arc::clone(workflow),
+        run: id.clone(),
+        input: input.clone(),
+        detach: false,
+    });
+    let second = runtime.call(Request::Resume {
+        workflow: Arc::clone(workflow),
+        run: id.clone(),
+        target: ResumeTarget::Only,
+        payload: json!({"approved": true}),
+    });
+    (first.status, second.status)
 }
 
 fn main() {

@@ -4,13 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use weft_core::RunId;
+use weft_runtime::{Request, RuntimeKind};
 
 use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::load::load_run_plan;
-use crate::output::{self, LogObserver};
-use crate::run::{failure, report};
+use crate::output::LogObserver;
+use crate::run::{failure, report_stored};
 
 /// Arguments of `weft cancel`.
 #[derive(Debug, clap::Args)]
@@ -28,10 +29,10 @@ pub struct Args {
     db: Option<PathBuf>,
 }
 
-/// Runs `weft cancel`: takes the run's lease (from whichever process holds
-/// it: that process is fenced out, commits nothing more, stops at its next
-/// step boundary and reports the cancellation) and appends `run-canceled`
-/// (a single event, so the default runtime does it).
+/// Runs `weft cancel`: appends `run-canceled` and takes the run's lease in
+/// one transaction (from whichever process holds it: that process is fenced
+/// out, commits nothing more, stops at its next step boundary and reports
+/// the cancellation).
 pub fn run(home: &Home, args: Args) -> Outcome {
     let run_id = RunId::new(&args.run_id)
         .context("run id")
@@ -40,12 +41,14 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let meta = engine::run_meta(&*store, &run_id)?;
     let loaded = load_run_plan(home, &*store, &meta)?;
     let registered = engine::registered(&loaded, meta.workflow_digest.clone());
-    let run = engine::default(home, store.clone())
-        .cancel(&registered, &run_id, args.reason, &mut LogObserver)
+    // Cancelling drives nothing: the lighter configuration does it.
+    let request = Request::Cancel {
+        workflow: registered,
+        run: run_id,
+        reason: args.reason,
+    };
+    let result = engine::runtime(home, store.clone(), RuntimeKind::Default)
+        .call(request, &mut LogObserver)
         .map_err(failure)?;
-    Ok(report(
-        &run.result(),
-        &mut output::in_memory(run.events()),
-        args.json,
-    ))
+    Ok(report_stored(&*store, &result, args.json))
 }

@@ -6,24 +6,28 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use weft_core::{RunId, RunResult, RunStatus, Store};
-use weft_runtime::{
-    DefaultRuntime, EventedOptions, EventedRuntime, LeaseOptions, Registered, RuntimeError,
-    SystemClock,
-};
+use weft_runtime::{LeaseOptions, Registered, Runtime, RuntimeError, RuntimeKind, SystemClock};
 use weft_store_sqlite::SqliteStore;
 
 use crate::exit::Failure;
 use crate::home::Home;
 use crate::load::Loaded;
 
-/// Which runtime drives a run. Both record it in the same store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RuntimeKind {
-    /// Persist every event before it takes effect; survives crashes (`weft recover`)
-    Evented,
-    /// Drive the run in memory; record it in the store when it starts,
-    /// suspends or ends (not crash-durable in between)
-    Default,
+/// Parses `--runtime` (`evented` or `default`): which configuration of the
+/// run lifecycle drives the command's run. Both record it in the same store.
+pub fn runtime_arg() -> impl clap::builder::TypedValueParser<Value = RuntimeKind> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new([
+        clap::builder::PossibleValue::new("evented")
+            .help("Persist every event before it takes effect; survives crashes (`weft recover`)"),
+        clap::builder::PossibleValue::new("default").help(
+            "Drive the run in memory; record it in the store when it starts, suspends or ends (not crash-durable in between)",
+        ),
+    ])
+    .map(|name| match name.as_str() {
+        "default" => RuntimeKind::Default,
+        _ => RuntimeKind::Evented,
+    })
 }
 
 /// Opens the event store (`--db`, default `$WEFT_HOME/weft.db`), creating it on first use.
@@ -36,19 +40,11 @@ pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<dyn Store>, F
         .map_err(Failure::other)
 }
 
-/// An evented runtime over `store`, with one step worker per core.
-pub fn evented(home: &Home, store: Arc<dyn Store>) -> EventedRuntime {
+/// A runtime of `kind` over `store`, with one worker per core, leasing
+/// runs as `--lease-ttl` says.
+pub fn runtime(home: &Home, store: Arc<dyn Store>, kind: RuntimeKind) -> Box<dyn Runtime> {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let options = EventedOptions {
-        leases: leases(home),
-        ..EventedOptions::default()
-    };
-    EventedRuntime::with_options(store, Arc::new(SystemClock), workers, options)
-}
-
-/// A default runtime recording in `store`.
-pub fn default(home: &Home, store: Arc<dyn Store>) -> DefaultRuntime {
-    DefaultRuntime::with_leases(store, Arc::new(SystemClock), leases(home))
+    kind.build(store, Arc::new(SystemClock), workers, leases(home))
 }
 
 fn leases(home: &Home) -> LeaseOptions {

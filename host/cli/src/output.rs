@@ -17,9 +17,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use serde_json::Value;
-use weft_core::{
-    Event, LogLine, RunId, RunResult, RunStatus, StepPath, StepRecord, StepStatus, Timestamp,
-};
+use weft_core::{Event, RunId, RunResult, RunStatus, StepPath, StepRecord, StepStatus, Timestamp};
 use weft_runtime::RunObserver;
 
 use crate::exit::Failure;
@@ -115,9 +113,9 @@ pub fn compact(value: &Value) -> String {
     escape(&text).into_owned()
 }
 
-/// Forwards step log lines to `tracing` (shown with `--log info`), as the
-/// evented runtime does, so both runtimes print the same. The log layer set
-/// up in `main` escapes them.
+/// Says on stderr when the run sleeps (step log lines go to `tracing` in
+/// both runtimes, shown with `--log info`; the log layer set up in `main`
+/// escapes them).
 pub struct LogObserver;
 
 impl RunObserver for LogObserver {
@@ -125,10 +123,6 @@ impl RunObserver for LogObserver {
         if let Event::SleepStarted { path, until, .. } = event {
             sleeping_note(path, *until);
         }
-    }
-
-    fn log(&mut self, run: &RunId, path: &StepPath, line: &LogLine) {
-        tracing::info!(run = %run, step = %path, level = ?line.level, "{}", line.message);
     }
 }
 
@@ -150,15 +144,9 @@ fn sleeping(asleep: &mut Vec<(StepPath, Timestamp)>, event: &Event) {
 /// Called with each of a run's events, in order.
 pub type Visit<'v> = dyn FnMut(&Event) -> io::Result<()> + 'v;
 
-/// A run's events, visited in order by the summary: from memory
-/// ([`in_memory`]) or page after page from the store
-/// ([`crate::paged::each_stored`]), never all held at once.
+/// A run's events, visited in order by the summary: page after page from
+/// the store ([`crate::paged::each_stored`]), never all held at once.
 pub type Events<'a> = &'a mut dyn FnMut(&mut Visit<'_>) -> io::Result<()>;
-
-/// Visits `events` (a run's, in memory) for [`summary`].
-pub fn in_memory(events: &[Event]) -> impl FnMut(&mut Visit<'_>) -> io::Result<()> + '_ {
-    move |visit| events.iter().try_for_each(visit)
-}
 
 fn step_line(record: &StepRecord) -> String {
     let status = match record.status {

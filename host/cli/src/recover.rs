@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 use weft_core::{RunId, RunMeta, RunResult, RunStatus, Store};
-use weft_runtime::{EventedRuntime, Registered, RuntimeError};
+use weft_runtime::{Registered, Request, Runtime, RuntimeError, RuntimeKind};
 
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
@@ -29,6 +29,10 @@ pub struct Args {
     /// once it settles there
     #[arg(long)]
     wait: bool,
+    /// Which runtime drives the recovered runs (either continues runs
+    /// started by either)
+    #[arg(long, default_value = "evented", value_parser = engine::runtime_arg())]
+    runtime: RuntimeKind,
 }
 
 /// Runs `weft recover`: every `running` run that no live process holds (no
@@ -48,11 +52,11 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         }
         return Ok(Code::Success);
     }
-    let runtime = engine::evented(home, store.clone());
+    let runtime = engine::runtime(home, store.clone(), args.runtime);
     let mut recovering = Recovering {
         home,
         store: &store,
-        runtime: &runtime,
+        runtime: &*runtime,
         workflows: HashMap::new(),
         json: args.json,
         failures: 0,
@@ -137,7 +141,7 @@ struct Held {
 struct Recovering<'a> {
     home: &'a Home,
     store: &'a Arc<dyn Store>,
-    runtime: &'a EventedRuntime,
+    runtime: &'a dyn Runtime,
     /// Workflows loaded so far (each manifest is loaded, and its components
     /// prepared, once): pinned runs by lock digest, older runs by manifest.
     workflows: HashMap<(Option<String>, String, String), Arc<Registered>>,
@@ -161,9 +165,10 @@ impl Recovering<'_> {
                 registered
             }
         };
-        let reply = self
-            .runtime
-            .submit_recover(Arc::clone(&registered), meta.run_id.clone());
+        let reply = self.runtime.submit(Request::Recover {
+            workflow: Arc::clone(&registered),
+            run: meta.run_id.clone(),
+        });
         Ok((registered, reply))
     }
 

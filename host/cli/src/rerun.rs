@@ -8,7 +8,9 @@ use anyhow::Context as _;
 use weft_core::{Clock as _, RunId, StepPath};
 use weft_runtime::SystemClock;
 
-use crate::engine::{self, RuntimeKind};
+use weft_runtime::{Request, RuntimeKind};
+
+use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
@@ -38,7 +40,7 @@ pub struct Args {
     #[arg(long)]
     json: bool,
     /// Which runtime drives the new run
-    #[arg(long, value_enum, default_value = "evented")]
+    #[arg(long, default_value = "evented", value_parser = engine::runtime_arg())]
     runtime: RuntimeKind,
     /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
@@ -79,14 +81,13 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         SystemClock.now(),
     )
     .map_err(Failure::invalid)?;
-    let outcome = match args.runtime {
-        RuntimeKind::Evented => {
-            engine::evented(home, store.clone()).start_with(Arc::clone(&registered), new, first)
-        }
-        RuntimeKind::Default => engine::default(home, store.clone())
-            .start_with(&registered, new, first, &mut LogObserver)
-            .map(|run| run.result()),
+    let request = Request::StartWith {
+        workflow: Arc::clone(&registered),
+        run: new,
+        events: first,
     };
+    let outcome =
+        engine::runtime(home, store.clone(), args.runtime).call(request, &mut LogObserver);
     let result = engine::settle(&*store, &registered, outcome)?;
     Ok(report_stored(&*store, &result, args.json))
 }

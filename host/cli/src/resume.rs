@@ -11,7 +11,9 @@ use weft_core::{
 
 use weft_runtime::SystemClock;
 
-use crate::engine::{self, RuntimeKind};
+use weft_runtime::{Request, RuntimeKind};
+
+use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
@@ -55,7 +57,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     db: Option<PathBuf>,
     /// Which runtime drives the run from here on
-    #[arg(long, value_enum, default_value = "evented")]
+    #[arg(long, default_value = "evented", value_parser = engine::runtime_arg())]
     runtime: RuntimeKind,
 }
 
@@ -90,18 +92,13 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     // With --watch the run's new events are printed as they happen (on the
     // evented runtime, as they commit); a sleep is said on stderr either way.
     let mut watcher = Watcher::after(events.len(), args.json, args.watch);
-    let outcome = match args.runtime {
-        RuntimeKind::Evented => {
-            let runtime = engine::evented(home, store.clone());
-            let (watch, committed) = crossbeam_channel::unbounded();
-            let result =
-                runtime.resume_watched(Arc::clone(&registered), run_id, target, payload, watch);
-            watcher.follow(&committed, &result)
-        }
-        RuntimeKind::Default => engine::default(home, store.clone())
-            .resume(&registered, &run_id, &target, payload, &mut watcher)
-            .map(|run| run.result()),
+    let request = Request::Resume {
+        workflow: Arc::clone(&registered),
+        run: run_id,
+        target,
+        payload,
     };
+    let outcome = engine::runtime(home, store.clone(), args.runtime).call(request, &mut watcher);
     let open = watcher.finish()?;
     let result = engine::settle(&*store, &registered, outcome)?;
     if !open {

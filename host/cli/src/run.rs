@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use weft_core::{RunId, RunResult, RunStatus};
 use weft_runtime::RuntimeError;
 
-use crate::engine::{self, RuntimeKind};
+use weft_runtime::{Request, RuntimeKind};
+
+use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
@@ -34,7 +36,7 @@ pub struct Args {
     #[arg(long, value_name = "ID")]
     run_id: Option<String>,
     /// Which runtime drives the run
-    #[arg(long, value_enum, default_value = "evented")]
+    #[arg(long, default_value = "evented", value_parser = engine::runtime_arg())]
     runtime: RuntimeKind,
     /// The event store [default: $WEFT_HOME/weft.db]
     #[arg(long, value_name = "PATH")]
@@ -78,26 +80,13 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     // Events reach the watcher as they happen: printed with `--watch`; a
     // sleep is always said on stderr.
     let mut watcher = Watcher::new(args.json, args.watch);
-    let outcome = match args.runtime {
-        RuntimeKind::Evented => watch_evented(
-            home,
-            &store,
-            &registered,
-            run_id,
-            input,
-            args.detach,
-            &mut watcher,
-        ),
-        RuntimeKind::Default => {
-            let runtime = engine::default(home, store.clone());
-            if args.detach {
-                runtime.start_detached(&registered, run_id, input, &mut watcher)
-            } else {
-                runtime.start(&registered, run_id, input, &mut watcher)
-            }
-            .map(|run| run.result())
-        }
+    let request = Request::Start {
+        workflow: Arc::clone(&registered),
+        run: run_id,
+        input,
+        detach: args.detach,
     };
+    let outcome = engine::runtime(home, store.clone(), args.runtime).call(request, &mut watcher);
     let open = watcher.finish()?;
     let result = if args.detach {
         outcome.map_err(failure)?
@@ -113,23 +102,6 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         RunStatus::Running if args.detach => Code::Success,
         _ => code,
     })
-}
-
-/// Starts a run on the evented runtime and prints its events as they
-/// commit, until the run finishes or suspends.
-fn watch_evented(
-    home: &Home,
-    store: &Arc<dyn weft_core::Store>,
-    registered: &Arc<weft_runtime::Registered>,
-    run_id: RunId,
-    input: serde_json::Value,
-    detach: bool,
-    watcher: &mut Watcher,
-) -> Result<RunResult, RuntimeError> {
-    let runtime = engine::evented(home, Arc::clone(store));
-    let (watch, events) = crossbeam_channel::unbounded();
-    let result = runtime.start_watched(Arc::clone(registered), run_id, input, detach, watch);
-    watcher.follow(&events, &result)
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

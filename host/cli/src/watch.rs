@@ -2,11 +2,10 @@
 //! `weft events` numbers them, as human lines (guest-controlled text
 //! escaped) or JSON lines.
 
-use crossbeam_channel::Receiver;
-use weft_core::{Event, LogLine, RunId, RunResult, StepPath};
-use weft_runtime::{RunObserver, RuntimeError};
+use weft_core::{Event, RunId};
+use weft_runtime::RunObserver;
 
-use crate::output::{self, LogObserver};
+use crate::output;
 use crate::status::write_event;
 
 /// Prints each event it is given, numbered from 1.
@@ -57,31 +56,6 @@ impl Watcher {
         }
     }
 
-    /// Prints the events an evented run sends as they commit, until its
-    /// result comes (when it finishes or suspends); returns the result.
-    pub fn follow(
-        &mut self,
-        events: &Receiver<Event>,
-        result: &Receiver<Result<RunResult, RuntimeError>>,
-    ) -> Result<RunResult, RuntimeError> {
-        loop {
-            crossbeam_channel::select! {
-                recv(events) -> event => match event {
-                    Ok(event) => self.event(&event),
-                    // The run is done here; its result is on its way.
-                    Err(_) => return result.recv().unwrap_or(Err(RuntimeError::ShutDown)),
-                },
-                recv(result) -> outcome => {
-                    // Every event committed before the result was sent is queued.
-                    for event in events.try_iter() {
-                        self.event(&event);
-                    }
-                    return outcome.unwrap_or(Err(RuntimeError::ShutDown));
-                }
-            }
-        }
-    }
-
     /// Whether stdout is still open, or the write error that stopped the
     /// printing.
     ///
@@ -98,9 +72,5 @@ impl Watcher {
 impl RunObserver for Watcher {
     fn event(&mut self, _run: &RunId, event: &Event) {
         Watcher::event(self, event);
-    }
-
-    fn log(&mut self, run: &RunId, path: &StepPath, line: &LogLine) {
-        LogObserver.log(run, path, line);
     }
 }

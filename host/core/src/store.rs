@@ -116,8 +116,9 @@ pub enum Takeover<'a> {
     /// Also a live lease held by this owner id, which the caller has proven
     /// gone (its process no longer exists): a compare-and-swap on the holder.
     From(&'a str),
-    /// Whatever holds it (a cancel: it fences the holder out, which then
-    /// finds the run canceled when it next appends).
+    /// Whatever holds it (a cancel, with
+    /// [`EventStore::acquire_and_append`]: it fences the holder out, which
+    /// then finds the run canceled).
     Force,
 }
 
@@ -235,6 +236,29 @@ pub trait EventStore: Send + Sync {
         run: &RunId,
         owner: &Owner,
         takeover: Takeover<'_>,
+    ) -> Result<Lease, StoreError>;
+
+    /// [`EventStore::acquire`] and an append of `events` after sequence
+    /// number `expected` under the new lease, in ONE transaction, with the
+    /// run's wake time (as [`Append::wake`]). This is how a cancel takes a
+    /// run from the process that drives it (`Takeover::Force`): the run is
+    /// canceled in the store at the very moment its driver is fenced out,
+    /// so a driver that finds its lease gone always finds the reason too.
+    /// As with [`EventStore::append_batch`], a run that is not `running`
+    /// after `events` keeps no lease.
+    ///
+    /// # Errors
+    /// As [`EventStore::acquire`]; [`StoreError::Conflict`] when the run's
+    /// log does not end at `expected` (nothing was written: neither the
+    /// lease nor the events). Backend errors.
+    fn acquire_and_append(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+        expected: u64,
+        events: &[Event],
+        wake: Option<Timestamp>,
     ) -> Result<Lease, StoreError>;
 
     /// Extends every lease `owner` holds by its ttl, and returns the runs it

@@ -28,32 +28,19 @@
 
 use std::sync::Arc;
 
+use crossbeam_channel::Sender;
 use serde_json::Value;
 use weft_core::{
-    Append, Clock, Effect, Event, EventStore, Interrupt, Lease, LogLine, ResumeTarget, RunId,
-    RunResult, RunState, RunStatus, StepPath, StoreError, Takeover,
+    Advance, Append, Clock, Effect, Event, EventStore, Interrupt, Lease, ResumeTarget, RunId,
+    RunResult, RunState, RunStatus, StoreError, Takeover,
 };
 
 use crate::error::RuntimeError;
 use crate::evented::Registered;
 use crate::lease::{Keeper, LeaseOptions};
+use crate::runtime::{Answer, Request, RunObserver, Runtime, RuntimeKind};
 use crate::stored;
-use crate::worker::execute_step;
-
-/// Sees a run's events and log lines as they happen (e.g. the CLI's
-/// per-step lines). Both methods default to doing nothing.
-pub trait RunObserver {
-    /// An event was applied.
-    fn event(&mut self, _run: &RunId, _event: &Event) {}
-    /// A step attempt logged a line.
-    fn log(&mut self, _run: &RunId, _path: &StepPath, _line: &LogLine) {}
-}
-
-/// An observer that ignores everything.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoObserver;
-
-impl RunObserver for NoObserver {}
+use crate::worker::{execute_step, log_lines};
 
 /// A run held in memory: its state and every event that built it.
 #[derive(Debug, Clone)]
@@ -115,10 +102,49 @@ impl Run {
 /// Drives runs in memory, calling the step runner directly, and records them
 /// in an [`EventStore`] where they enter and leave the process (see the
 /// module documentation).
+///
+/// Cloning it is cheap: the clones share the store, the clock, the lease
+/// keeper and the pool.
+#[derive(Clone)]
 pub struct DefaultRuntime {
     store: Arc<dyn EventStore>,
     clock: Arc<dyn Clock>,
-    keeper: Keeper,
+    keeper: Arc<Keeper>,
+    pool: Arc<Pool>,
+}
+
+/// The threads that drive the runs submitted without waiting
+/// ([`Runtime::submit`]), started at the first such run. Dropping the last
+/// handle on the pool lets its threads end once the queue is empty.
+struct Pool {
+    threads: usize,
+    jobs: std::sync::OnceLock<Sender<Job>>,
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+impl Pool {
+    fn run(&self, job: Job) {
+        let jobs = self.jobs.get_or_init(|| {
+            let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
+            for i in 0..self.threads.max(1) {
+                let queue = queue.clone();
+                std::thread::Builder::new()
+                    .name(format!("weft-run-{i}"))
+                    .spawn(move || {
+                        for job in queue {
+                            // A panic (a bug) drops that run's answer
+                            // channel, so its caller is told; the thread
+                            // goes on with the next run.
+                            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                        }
+                    })
+                    .expect("spawn a run thread");
+            }
+            jobs
+        });
+        let _ = jobs.send(job);
+    }
 }
 
 impl DefaultRuntime {
@@ -135,11 +161,28 @@ impl DefaultRuntime {
         clock: Arc<dyn Clock>,
         leases: LeaseOptions,
     ) -> Self {
-        let keeper = Keeper::start(Arc::clone(&store), leases);
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        Self::configured(store, clock, threads, leases)
+    }
+
+    /// A runtime recording runs in `store`, reading time from `clock`,
+    /// leasing the runs it drives as `leases` says, driving runs submitted
+    /// without waiting ([`Runtime::submit`]) on `threads` threads.
+    pub fn configured(
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        threads: usize,
+        leases: LeaseOptions,
+    ) -> Self {
+        let keeper = Arc::new(Keeper::start(Arc::clone(&store), leases));
         Self {
             store,
             clock,
             keeper,
+            pool: Arc::new(Pool {
+                threads,
+                jobs: std::sync::OnceLock::new(),
+            }),
         }
     }
 
@@ -289,14 +332,70 @@ impl DefaultRuntime {
         reason: Option<String>,
         observer: &mut dyn RunObserver,
     ) -> Result<Run, RuntimeError> {
-        let mut run = self.claim(workflow, run_id, observer, Takeover::Force, |state, at| {
-            state.cancel(reason.clone(), at).map(|e| vec![e])
-        })?;
-        // The cancel settled the run, which released its lease.
-        if let Some(held) = run.held.take() {
-            self.keeper.unwatch(&held.lease.run);
+        let (state, events, before) = stored::cancel(
+            &*self.store,
+            workflow,
+            run_id,
+            self.keeper.owner(),
+            reason.as_deref(),
+            &*self.clock,
+        )?;
+        for event in &events[before..] {
+            observer.event(run_id, event);
         }
-        Ok(run)
+        // The cancel settled the run, which released its lease.
+        Ok(Run {
+            state,
+            committed: events.len() as u64,
+            events,
+            held: None,
+        })
+    }
+
+    /// Takes over a `running` run that no live process holds (no lease, an
+    /// expired one, or one whose process is provably gone from this host)
+    /// and drives it until it finishes or suspends: attempts that were in
+    /// flight run again (same attempt number, same idempotency key),
+    /// committed ones never. A run that is no longer running is returned
+    /// as stored.
+    ///
+    /// # Errors
+    /// [`RuntimeError::Leased`] when a live process drives the run; as
+    /// [`DefaultRuntime::resume`] otherwise.
+    pub fn recover(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
+        observer: &mut dyn RunObserver,
+    ) -> Result<Run, RuntimeError> {
+        let owner = self.keeper.owner();
+        let lease = stored::acquire(&*self.store, run_id, owner, Takeover::IfFree, true)?;
+        let held = self.hold(lease);
+        let (state, events) = match stored::load(&*self.store, workflow, run_id) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.keeper.release(&held.lease);
+                return Err(e);
+            }
+        };
+        let mut run = Run {
+            state,
+            committed: events.len() as u64,
+            events,
+            held: Some(held),
+        };
+        if run.state.status() != RunStatus::Running {
+            self.let_go(&mut run);
+            return Ok(run);
+        }
+        let redelivered = match run.state.redeliver(self.clock.now()) {
+            Ok(advance) => advance,
+            Err(e) => {
+                self.let_go(&mut run);
+                return Err(e.into());
+            }
+        };
+        self.drive_from(workflow, run, Some(redelivered), observer, false)
     }
 
     /// Watches a lease this runtime was granted.
@@ -446,13 +545,29 @@ impl DefaultRuntime {
     fn drive(
         &self,
         workflow: &Arc<Registered>,
+        run: Run,
+        observer: &mut dyn RunObserver,
+        detach: bool,
+    ) -> Result<Run, RuntimeError> {
+        self.drive_from(workflow, run, None, observer, detach)
+    }
+
+    /// [`DefaultRuntime::drive`], beginning with `first` (already applied
+    /// to the run's state) when given: a recovery's redelivered attempts.
+    fn drive_from(
+        &self,
+        workflow: &Arc<Registered>,
         mut run: Run,
+        mut first: Option<Advance>,
         observer: &mut dyn RunObserver,
         detach: bool,
     ) -> Result<Run, RuntimeError> {
         let mut interrupted = false;
         loop {
-            let advance = run.state.advance(self.clock.now())?;
+            let advance = match first.take() {
+                Some(first) => first,
+                None => run.state.advance(self.clock.now())?,
+            };
             let mut executed_any = false;
             let mut waits = false;
             let mut changed = false;
@@ -488,9 +603,7 @@ impl DefaultRuntime {
                         );
                         drop(view);
                         if let Some(id) = run.state.run_id() {
-                            for line in &executed.logs {
-                                observer.log(id, &task.path, line);
-                            }
+                            log_lines(id, &task.path, &executed.logs);
                         }
                         let recorded = run.state.settled(executed.events)?;
                         run.record(recorded, observer);
@@ -552,5 +665,54 @@ impl DefaultRuntime {
                 Err(stored::error(&run_id, e))
             }
         }
+    }
+}
+
+impl Runtime for DefaultRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Default
+    }
+
+    fn call(
+        &self,
+        request: Request,
+        observer: &mut dyn RunObserver,
+    ) -> Result<RunResult, RuntimeError> {
+        let run = match request {
+            Request::Start {
+                workflow,
+                run,
+                input,
+                detach,
+            } => self.begin(&workflow, run, input, observer, detach),
+            Request::StartWith {
+                workflow,
+                run,
+                events,
+            } => self.start_with(&workflow, run, events, observer),
+            Request::Resume {
+                workflow,
+                run,
+                target,
+                payload,
+            } => self.resume(&workflow, &run, &target, payload, observer),
+            Request::Cancel {
+                workflow,
+                run,
+                reason,
+            } => self.cancel(&workflow, &run, reason, observer),
+            Request::Recover { workflow, run } => self.recover(&workflow, &run, observer),
+        };
+        run.map(|run| run.result())
+    }
+
+    fn submit(&self, request: Request) -> Answer {
+        let (answer, answered) = crossbeam_channel::bounded(1);
+        let runtime = self.clone();
+        self.pool.run(Box::new(move || {
+            let result = runtime.call(request, &mut crate::NoObserver);
+            let _ = answer.send(result);
+        }));
+        answered
     }
 }

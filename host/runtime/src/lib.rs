@@ -7,6 +7,9 @@
 //! - [`EventedRuntime`] appends every event to an [`weft_core::EventStore`]
 //!   before it takes effect, hands steps to worker threads over a [`Bus`],
 //!   and recovers runs left running by a crashed process.
+//! - [`Runtime`] is what callers use: one interface over both
+//!   configurations ([`RuntimeKind`]), taking a [`Request`] (start,
+//!   rerun, resume, cancel, recover) and answering with the run's result.
 //! - [`execute_step`] is the single place where a step attempt is executed
 //!   and its report turned into events; every runtime calls it, so input
 //!   validation, schema checks and failure mapping cannot drift apart.
@@ -21,15 +24,17 @@ mod error;
 mod evented;
 mod lease;
 mod memory_store;
+mod runtime;
 mod stored;
 mod worker;
 
 pub use clock::SystemClock;
-pub use default::{DefaultRuntime, NoObserver, Run, RunObserver};
+pub use default::{DefaultRuntime, Run};
 pub use error::RuntimeError;
 pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, Registered, WorkItem};
 pub use lease::{LeaseOptions, owner_id, owner_is_gone};
 pub use memory_store::MemoryStore;
+pub use runtime::{Answer, NoObserver, Request, RunObserver, Runtime, RuntimeKind};
 pub use worker::{Executed, execute_step};
 
 #[cfg(test)]

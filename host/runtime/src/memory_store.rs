@@ -72,6 +72,42 @@ impl MemoryStore {
     }
 }
 
+/// Grants `owner` the lease on the run if `takeover` allows (see
+/// [`EventStore::acquire`]).
+fn grant(
+    stored: &mut Stored,
+    run: &RunId,
+    clock: &dyn Clock,
+    owner: &Owner,
+    takeover: Takeover<'_>,
+) -> Result<Lease, StoreError> {
+    let now = clock.now();
+    if let Some((holder, expires)) = &stored.holder
+        && *holder != owner.id
+        && *expires > now
+    {
+        let allowed = match takeover {
+            Takeover::IfFree => false,
+            Takeover::From(gone) => gone == holder,
+            Takeover::Force => true,
+        };
+        if !allowed {
+            return Err(StoreError::Leased {
+                run: run.to_string(),
+                owner: holder.clone(),
+                remaining_ms: expires.micros_since(now) / 1000,
+            });
+        }
+    }
+    stored.epoch += 1;
+    stored.holder = Some((owner.id.clone(), expiry(clock, owner)));
+    Ok(Lease {
+        run: run.clone(),
+        owner: owner.id.clone(),
+        epoch: stored.epoch,
+    })
+}
+
 fn expiry(clock: &dyn Clock, owner: &Owner) -> Timestamp {
     let ttl = u64::try_from(owner.ttl.as_micros()).unwrap_or(u64::MAX);
     Timestamp(clock.now().0.saturating_add(ttl))
@@ -161,33 +197,35 @@ impl EventStore for MemoryStore {
         owner: &Owner,
         takeover: Takeover<'_>,
     ) -> Result<Lease, StoreError> {
-        let now = self.clock.now();
         let mut runs = self.lock();
         let stored = runs.get_mut(run).ok_or_else(|| not_found(run))?;
-        if let Some((holder, expires)) = &stored.holder
-            && *holder != owner.id
-            && *expires > now
-        {
-            let allowed = match takeover {
-                Takeover::IfFree => false,
-                Takeover::From(gone) => gone == holder,
-                Takeover::Force => true,
-            };
-            if !allowed {
-                return Err(StoreError::Leased {
-                    run: run.to_string(),
-                    owner: holder.clone(),
-                    remaining_ms: expires.micros_since(now) / 1000,
-                });
-            }
+        grant(stored, run, &*self.clock, owner, takeover)
+    }
+
+    fn acquire_and_append(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+        expected: u64,
+        events: &[Event],
+        wake: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
+        let mut runs = self.lock();
+        let stored = runs.get_mut(run).ok_or_else(|| not_found(run))?;
+        if stored.summary.events != expected {
+            return Err(StoreError::Conflict {
+                run: run.to_string(),
+                expected,
+                actual: stored.summary.events,
+            });
         }
-        stored.epoch += 1;
-        stored.holder = Some((owner.id.clone(), expiry(&*self.clock, owner)));
-        Ok(Lease {
-            run: run.clone(),
-            owner: owner.id.clone(),
-            epoch: stored.epoch,
-        })
+        let lease = grant(stored, run, &*self.clock, owner, takeover)?;
+        if !events.is_empty() {
+            absorb(stored, events);
+            stored.wake = wake;
+        }
+        Ok(lease)
     }
 
     fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {

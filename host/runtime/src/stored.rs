@@ -78,6 +78,49 @@ pub(crate) fn acquire(
     }
 }
 
+/// Cancels a stored run, from whichever process drives it: the cancel is
+/// decided on the run as stored, then appended with the lease taken by
+/// force, in one transaction ([`EventStore::acquire_and_append`]), so the
+/// driver is fenced out at the moment the run is canceled. When another
+/// process appended first, it is decided again on what that process did.
+/// Returns the canceled run's state and events, and how many of them were
+/// stored before the cancel.
+///
+/// # Errors
+/// [`RuntimeError::Resume`] when the run has finished (nothing is
+/// written); as [`load`]; store failures.
+pub(crate) fn cancel(
+    store: &dyn EventStore,
+    workflow: &Registered,
+    run: &RunId,
+    owner: &weft_core::Owner,
+    reason: Option<&str>,
+    clock: &dyn weft_core::Clock,
+) -> Result<(RunState, Vec<Event>, usize), RuntimeError> {
+    loop {
+        let (mut state, mut events) = load(store, workflow, run)?;
+        let before = events.len();
+        let canceled = state.cancel(reason.map(str::to_owned), clock.now())?;
+        state.apply(&canceled)?;
+        let appended = store.acquire_and_append(
+            run,
+            owner,
+            weft_core::Takeover::Force,
+            before as u64,
+            std::slice::from_ref(&canceled),
+            state.next_wake(),
+        );
+        match appended {
+            Ok(_) => {
+                events.push(canceled);
+                return Ok((state, events, before));
+            }
+            Err(StoreError::Conflict { .. }) => {}
+            Err(e) => return Err(error(run, e)),
+        }
+    }
+}
+
 /// Waits before asking again for a run another process holds while it
 /// claims the run for a request like this one (concurrent resumes): a
 /// moment, at most 20 ms, never past the lease's end (`remaining_ms`).

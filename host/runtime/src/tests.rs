@@ -13,7 +13,7 @@ use weft_core::{
 };
 
 use crate::{
-    DefaultRuntime, EventedOptions, EventedRuntime, MemoryStore, NoObserver, Registered,
+    DefaultRuntime, EventedOptions, EventedRuntime, MemoryStore, Registered, Request, Runtime,
     RuntimeError,
 };
 
@@ -149,30 +149,34 @@ impl Fixture {
             workflow_digest: None,
         });
         let store = Arc::new(MemoryStore::new());
-        let driver = match kind {
-            Kind::Default => {
-                Driver::Default(DefaultRuntime::new(store.clone(), clock), registered, store)
-            }
-            Kind::Evented => Driver::Evented(
-                EventedRuntime::with_options(store.clone(), clock, 2, self.evented),
-                registered,
-                store,
-            ),
-        };
+        let driver = Driver::new(kind, registered, store, clock, self.evented);
         (driver, runner)
     }
 }
 
 /// Which runtime a test runs on: every test here runs on both.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Default,
-    Evented,
+type Kind = crate::RuntimeKind;
+
+/// A runtime under test, through the one [`Runtime`] interface, with its
+/// workflow and store.
+struct Driver {
+    runtime: Arc<dyn Runtime>,
+    /// The same runtime, when it is the evented one (for tests of what
+    /// only it has: watching events as they commit, its orchestrator).
+    evented: Option<Arc<EventedRuntime>>,
+    registered: Arc<Registered>,
+    store: Arc<MemoryStore>,
+    options: EventedOptions,
 }
 
-enum Driver {
-    Default(DefaultRuntime, Arc<Registered>, Arc<MemoryStore>),
-    Evented(EventedRuntime, Arc<Registered>, Arc<MemoryStore>),
+/// Collects the events a runtime reports as it records them.
+#[derive(Default)]
+struct Seen(Vec<Event>);
+
+impl crate::RunObserver for Seen {
+    fn event(&mut self, _run: &RunId, event: &Event) {
+        self.0.push(event.clone());
+    }
 }
 
 /// A run as a test sees it, whichever runtime drives it.
@@ -193,17 +197,77 @@ impl Handle {
 }
 
 impl Driver {
-    fn workflow(&self) -> &Arc<Workflow> {
-        match self {
-            Driver::Default(_, reg, _) => &reg.workflow,
-            Driver::Evented(_, reg, _) => &reg.workflow,
+    fn new(
+        kind: Kind,
+        registered: Arc<Registered>,
+        store: Arc<MemoryStore>,
+        clock: Arc<dyn Clock>,
+        options: EventedOptions,
+    ) -> Self {
+        let (runtime, evented): (Arc<dyn Runtime>, _) = match kind {
+            Kind::Default => (
+                Arc::new(DefaultRuntime::configured(
+                    store.clone(),
+                    clock,
+                    2,
+                    options.leases,
+                )),
+                None,
+            ),
+            Kind::Evented => {
+                let rt = Arc::new(EventedRuntime::with_options(
+                    store.clone(),
+                    clock,
+                    2,
+                    options,
+                ));
+                (rt.clone(), Some(rt))
+            }
+        };
+        Self {
+            runtime,
+            evented,
+            registered,
+            store,
+            options,
         }
     }
 
+    fn workflow(&self) -> &Arc<Workflow> {
+        &self.registered.workflow
+    }
+
     fn store(&self) -> &MemoryStore {
-        match self {
-            Driver::Default(_, _, store) | Driver::Evented(_, _, store) => store,
-        }
+        &self.store
+    }
+
+    /// The evented runtime under test (a test built for it).
+    fn evented(&self) -> &EventedRuntime {
+        self.evented
+            .as_deref()
+            .expect("a test built for the evented runtime")
+    }
+
+    /// Carries out `request` (which may race other requests on the run).
+    fn call(&self, request: Request) -> Result<RunResult, RuntimeError> {
+        self.runtime.call(request, &mut crate::NoObserver)
+    }
+
+    /// Carries out `request`, alone on the run; checks that what the
+    /// runtime reported as recorded is exactly what the store holds from
+    /// the request on.
+    fn call_checked(&self, request: Request) -> Result<RunResult, RuntimeError> {
+        let id = request.run().clone();
+        let before = self.store.load(&id).map_or(0, |(_, events)| events.len());
+        let mut seen = Seen::default();
+        let result = self.runtime.call(request, &mut seen)?;
+        let stored = self.store.load(&id).unwrap().1;
+        assert_eq!(
+            seen.0,
+            stored[before.min(stored.len())..],
+            "the runtime reports what it records"
+        );
+        Ok(result)
     }
 
     fn try_start(&self, input: Value) -> Result<Handle, RuntimeError> {
@@ -214,22 +278,14 @@ impl Driver {
             .len()
             + 1;
         let id = RunId::new(&format!("run-{n}")).unwrap();
-        match self {
-            Driver::Default(rt, reg, store) => {
-                let run = rt.start(reg, id.clone(), input, &mut NoObserver)?;
-                assert_eq!(run.events(), store.load(&id).unwrap().1);
-                Ok(Handle {
-                    id,
-                    result: run.result(),
-                    events: run.events().to_vec(),
-                })
-            }
-            Driver::Evented(rt, reg, store) => {
-                let result = rt.start(reg.clone(), id.clone(), input)?;
-                let events = store.load(&id).unwrap().1;
-                Ok(Handle { id, result, events })
-            }
-        }
+        let result = self.call_checked(Request::Start {
+            workflow: self.registered.clone(),
+            run: id.clone(),
+            input,
+            detach: false,
+        })?;
+        let events = self.store.load(&id).unwrap().1;
+        Ok(Handle { id, result, events })
     }
 
     fn start(&self, input: Value) -> Handle {
@@ -240,28 +296,23 @@ impl Driver {
     /// store can tell, another process.
     fn twin(&self) -> Driver {
         let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(Timestamp(50_000_000)));
-        match self {
-            Driver::Default(_, reg, store) => Driver::Default(
-                DefaultRuntime::new(store.clone(), clock),
-                reg.clone(),
-                store.clone(),
-            ),
-            Driver::Evented(_, reg, store) => Driver::Evented(
-                EventedRuntime::new(store.clone(), clock, 2),
-                reg.clone(),
-                store.clone(),
-            ),
-        }
+        Driver::new(
+            self.runtime.kind(),
+            self.registered.clone(),
+            self.store.clone(),
+            clock,
+            self.options,
+        )
     }
 
     /// Starts a run with this id (waiting until it finishes or suspends).
     fn start_as(&self, id: &RunId, input: Value) -> Result<RunResult, RuntimeError> {
-        match self {
-            Driver::Default(rt, reg, _) => rt
-                .start(reg, id.clone(), input, &mut NoObserver)
-                .map(|run| run.result()),
-            Driver::Evented(rt, reg, _) => rt.start(reg.clone(), id.clone(), input),
-        }
+        self.call(Request::Start {
+            workflow: self.registered.clone(),
+            run: id.clone(),
+            input,
+            detach: false,
+        })
     }
 
     /// Resumes a stored run by id.
@@ -271,24 +322,29 @@ impl Driver {
         target: &ResumeTarget,
         payload: Value,
     ) -> Result<RunResult, RuntimeError> {
-        match self {
-            Driver::Default(rt, reg, _) => rt
-                .resume(reg, id, target, payload, &mut NoObserver)
-                .map(|run| run.result()),
-            Driver::Evented(rt, reg, _) => {
-                rt.resume(reg.clone(), id.clone(), target.clone(), payload)
-            }
-        }
+        self.call(Request::Resume {
+            workflow: self.registered.clone(),
+            run: id.clone(),
+            target: target.clone(),
+            payload,
+        })
     }
 
     /// Cancels a stored run by id.
     fn cancel_run(&self, id: &RunId, reason: Option<String>) -> Result<RunResult, RuntimeError> {
-        match self {
-            Driver::Default(rt, reg, _) => rt
-                .cancel(reg, id, reason, &mut NoObserver)
-                .map(|run| run.result()),
-            Driver::Evented(rt, reg, _) => rt.cancel(reg.clone(), id.clone(), reason),
-        }
+        self.call(Request::Cancel {
+            workflow: self.registered.clone(),
+            run: id.clone(),
+            reason,
+        })
+    }
+
+    /// Takes over a stored run no live runtime holds, and drives it.
+    fn recover_run(&self, id: &RunId) -> Result<RunResult, RuntimeError> {
+        self.call(Request::Recover {
+            workflow: self.registered.clone(),
+            run: id.clone(),
+        })
     }
 
     fn resume(
@@ -297,19 +353,13 @@ impl Driver {
         target: &ResumeTarget,
         payload: Value,
     ) -> Result<(), RuntimeError> {
-        match self {
-            Driver::Default(rt, reg, store) => {
-                let run = rt.resume(reg, &handle.id, target, payload, &mut NoObserver)?;
-                handle.result = run.result();
-                handle.events = run.events().to_vec();
-                assert_eq!(handle.events, store.load(&handle.id).unwrap().1);
-            }
-            Driver::Evented(rt, reg, store) => {
-                handle.result =
-                    rt.resume(reg.clone(), handle.id.clone(), target.clone(), payload)?;
-                handle.events = store.load(&handle.id).unwrap().1;
-            }
-        }
+        handle.result = self.call_checked(Request::Resume {
+            workflow: self.registered.clone(),
+            run: handle.id.clone(),
+            target: target.clone(),
+            payload,
+        })?;
+        handle.events = self.store.load(&handle.id).unwrap().1;
         Ok(())
     }
 }
@@ -559,35 +609,34 @@ fn resume_errors_leave_the_run_unchanged(kind: Kind) {
     );
 }
 
-#[test]
-fn a_default_runtime_run_resumes_in_another_runtime_from_the_store() {
-    let (driver, runner) = Fixture::new()
-        .step("gate", approval)
-        .step("after", add(0))
-        .build(Kind::Default);
-    let Driver::Default(_, reg, store) = &driver else {
-        unreachable!("built for the default runtime")
-    };
-    let handle = driver.start(json!(3));
-    assert_eq!(handle.result().status, RunStatus::Suspended);
-    // A second runtime (as in another process) over the same store.
-    let clock = Arc::new(ManualClock::new(Timestamp(9_000_000)));
-    let other = DefaultRuntime::new(store.clone(), clock);
-    let run = other
-        .resume(
-            reg,
-            &handle.id,
-            &ResumeTarget::Only,
-            json!("yes"),
-            &mut NoObserver,
-        )
-        .unwrap();
-    assert_eq!(run.result().status, RunStatus::Success);
-    assert_eq!(run.events(), store.load(&handle.id).unwrap().1);
-    assert_eq!(
-        *runner.calls.lock().unwrap(),
-        ["gate#1", "gate#1", "after#1"]
-    );
+/// A run suspended by one runtime resumes in another runtime (as in another
+/// process) of either kind, from the store.
+fn a_suspended_run_resumes_in_another_runtime_of_either_kind(kind: Kind) {
+    for other in Kind::ALL {
+        let (driver, runner) = Fixture::new()
+            .step("gate", approval)
+            .step("after", add(0))
+            .build(kind);
+        let handle = driver.start(json!(3));
+        assert_eq!(handle.result().status, RunStatus::Suspended);
+        let clock = Arc::new(ManualClock::new(Timestamp(9_000_000)));
+        let elsewhere = Driver::new(
+            other,
+            driver.registered.clone(),
+            driver.store.clone(),
+            clock,
+            EventedOptions::default(),
+        );
+        let result = elsewhere
+            .resume_run(&handle.id, &ResumeTarget::Only, json!("yes"))
+            .unwrap();
+        assert_eq!(result.status, RunStatus::Success, "{kind} → {other}");
+        assert_eq!(
+            *runner.calls.lock().unwrap(),
+            ["gate#1", "gate#1", "after#1"],
+            "{kind} → {other}"
+        );
+    }
 }
 
 fn input_and_output_schemas_are_enforced(kind: Kind) {
@@ -709,6 +758,7 @@ on_both_runtimes!(
     step_schemas_turn_bad_data_into_typed_failures,
     custom_events_are_recorded_before_the_completion,
     events_that_do_not_apply_are_rejected_without_changing_the_state,
+    a_suspended_run_resumes_in_another_runtime_of_either_kind,
 );
 
 // After the macro: they use it too.

@@ -51,6 +51,14 @@ pub fn execute_step(
     Executed { events, logs }
 }
 
+/// Hands an attempt's log lines to `tracing` (shown with `--log info`):
+/// the same in both runtimes.
+pub(crate) fn log_lines(run: &weft_core::RunId, step: &weft_core::StepPath, lines: &[LogLine]) {
+    for line in lines {
+        tracing::info!(run = %run, step = %step, level = ?line.level, "{}", line.message);
+    }
+}
+
 /// The text of a panic payload (a `&str` or `String`), for error messages.
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic

@@ -13,7 +13,7 @@ use weft_core::{
     RunMeta, RunPage, RunStatus, StoreError, Takeover, Timestamp,
 };
 
-use crate::encode::encode;
+use crate::encode::{EncodedEvent, encode};
 use crate::leases::{self, NOW_US, head_of, ttl_us};
 use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
 use crate::rows::{last_seq_of, read_events, runs, workflow_id_of, write_events};
@@ -334,6 +334,37 @@ impl EventStore for SqliteStore {
         Ok(lease)
     }
 
+    fn acquire_and_append(
+        &self,
+        run: &RunId,
+        owner: &Owner,
+        takeover: Takeover<'_>,
+        expected: u64,
+        events: &[Event],
+        wake: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
+        let id = run.as_str();
+        let encoded = events
+            .iter()
+            .map(|e| encode(id, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected_sql = to_sql_u64(expected, "expected sequence number", id)?;
+        let mut conn = self.lock();
+        let tx = begin_immediate(&mut conn, "acquire_and_append", id)?;
+        let lease = leases::acquire(&tx, run, owner, takeover)?;
+        let append = Append {
+            run,
+            expected,
+            epoch: lease.epoch,
+            events,
+            wake,
+        };
+        append_in(&tx, &append, expected_sql, &encoded)?;
+        tx.commit()
+            .map_err(backend_run("acquire_and_append: commit", id))?;
+        Ok(lease)
+    }
+
     fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
         let mut conn = self.lock();
         let tx = conn
@@ -379,41 +410,8 @@ impl EventStore for SqliteStore {
         let mut conn = self.lock();
         let tx = begin_immediate(&mut conn, "append_batch", appends[0].run.as_str())?;
         for (append, expected, events) in &encoded {
-            let run = append.run.as_str();
-            let head = head_of(&tx, run)?.ok_or_else(|| not_found(run))?;
             // Returning an error drops `tx`, which rolls back every earlier append.
-            let epoch = to_sql_u64(append.epoch, "lease epoch", run)?;
-            if head.epoch != epoch {
-                return Err(StoreError::Fenced {
-                    run: run.to_owned(),
-                    epoch: append.epoch,
-                    current: from_sql_u64(head.epoch, "lease epoch", run)?,
-                });
-            }
-            if head.last_seq != *expected {
-                return Err(StoreError::Conflict {
-                    run: run.to_owned(),
-                    expected: append.expected,
-                    actual: from_sql_u64(head.last_seq, "last sequence number", run)?,
-                });
-            }
-            let Some(last) = events.last() else { continue };
-            write_events(&tx, run, *expected, events)?;
-            let new_last = to_sql_u64(
-                append.expected.saturating_add(events.len() as u64),
-                "sequence number",
-                run,
-            )?;
-            let status = events.iter().rev().find_map(|e| e.status);
-            let wake = append.wake.map(|w| to_sql_ts(w, run)).transpose()?;
-            update_head(
-                &tx,
-                run,
-                new_last,
-                last.at,
-                status,
-                (head.wake_at != wake).then_some(wake),
-            )?;
+            append_in(&tx, append, *expected, events)?;
         }
         tx.commit().map_err(backend("append_batch: commit"))
     }
@@ -517,6 +515,53 @@ fn begin_immediate<'c>(
 ) -> Result<Transaction<'c>, StoreError> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(backend_run(op, run))
+}
+
+/// One append inside the caller's write transaction: checks its epoch and
+/// expected sequence number against the run's head, then writes its
+/// (encoded) events and updates the head.
+fn append_in(
+    tx: &Transaction<'_>,
+    append: &Append<'_>,
+    expected: i64,
+    events: &[EncodedEvent],
+) -> Result<(), StoreError> {
+    let run = append.run.as_str();
+    let head = head_of(tx, run)?.ok_or_else(|| not_found(run))?;
+    let epoch = to_sql_u64(append.epoch, "lease epoch", run)?;
+    if head.epoch != epoch {
+        return Err(StoreError::Fenced {
+            run: run.to_owned(),
+            epoch: append.epoch,
+            current: from_sql_u64(head.epoch, "lease epoch", run)?,
+        });
+    }
+    if head.last_seq != expected {
+        return Err(StoreError::Conflict {
+            run: run.to_owned(),
+            expected: append.expected,
+            actual: from_sql_u64(head.last_seq, "last sequence number", run)?,
+        });
+    }
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
+    write_events(tx, run, expected, events)?;
+    let new_last = to_sql_u64(
+        append.expected.saturating_add(events.len() as u64),
+        "sequence number",
+        run,
+    )?;
+    let status = events.iter().rev().find_map(|e| e.status);
+    let wake = append.wake.map(|w| to_sql_ts(w, run)).transpose()?;
+    update_head(
+        tx,
+        run,
+        new_last,
+        last.at,
+        status,
+        (head.wake_at != wake).then_some(wake),
+    )
 }
 
 /// Updates a run's row after an append: its last sequence number and update

@@ -15,7 +15,9 @@ use sha2::Digest as _;
 use weft_core::{EventStore, RunId, RunStatus};
 use weft_manifest::Manifest;
 use weft_runtime::SystemClock;
-use weft_runtime::{DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered};
+use weft_runtime::{
+    EventedRuntime, LeaseOptions, MemoryStore, NoObserver, Registered, Request, RuntimeKind,
+};
 use weft_sandbox::{Sandbox, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};
 
@@ -144,68 +146,67 @@ impl Store {
     }
 }
 
-/// A runtime under measurement: runs one run to its end.
-pub enum Runtime {
-    Default(DefaultRuntime),
-    Evented(EventedRuntime),
-}
+/// A runtime under measurement (either configuration, through the one
+/// `weft_runtime::Runtime` interface): runs one run to its end.
+pub struct Runtime(Box<dyn weft_runtime::Runtime>);
 
 impl Runtime {
     pub fn new(evented: bool, store: Arc<dyn EventStore>) -> Self {
-        if evented {
-            // As `weft run`: one worker per core (2 here).
-            let workers = std::thread::available_parallelism().map_or(2, usize::from);
-            Self::Evented(EventedRuntime::new(store, Arc::new(SystemClock), workers))
+        let kind = if evented {
+            RuntimeKind::Evented
         } else {
-            Self::Default(DefaultRuntime::new(store, Arc::new(SystemClock)))
-        }
+            RuntimeKind::Default
+        };
+        // As `weft run`: one worker per core (2 here).
+        let workers = std::thread::available_parallelism().map_or(2, usize::from);
+        Self(kind.build(
+            store,
+            Arc::new(SystemClock),
+            workers,
+            LeaseOptions::default(),
+        ))
     }
 
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Default(_) => "default",
-            Self::Evented(_) => "evented",
-        }
+        self.0.kind().name()
     }
 
-    /// Runs `workflow` once per id, all at once on the evented runtime
-    /// (one after another on the default runtime, which drives a run on
-    /// its caller's thread), each to its end.
+    /// Carries out `request` and waits for its result.
+    pub fn call(&self, request: Request) -> weft_core::RunResult {
+        self.0.call(request, &mut NoObserver).expect("request")
+    }
+
+    /// Runs `workflow` once per id, all submitted at once (the evented
+    /// runtime's workers, or the default runtime's pool of run threads,
+    /// one per core), each to its end.
     pub fn run_all(&self, workflow: &Arc<Registered>, ids: Vec<RunId>, input: &Value) {
-        match self {
-            Self::Default(_) => {
-                for id in ids {
-                    self.run(workflow, id, input.clone());
-                }
-            }
-            Self::Evented(rt) => {
-                let replies: Vec<_> = ids
-                    .into_iter()
-                    .map(|id| rt.submit_start(Arc::clone(workflow), id, input.clone()))
-                    .collect();
-                for reply in replies {
-                    let result = reply.recv().expect("a result").expect("run");
-                    assert_eq!(result.status, RunStatus::Success);
-                }
-            }
+        let answers: Vec<_> = ids
+            .into_iter()
+            .map(|run| {
+                self.0.submit(Request::Start {
+                    workflow: Arc::clone(workflow),
+                    run,
+                    input: input.clone(),
+                    detach: false,
+                })
+            })
+            .collect();
+        for answer in answers {
+            let result = answer.recv().expect("an answer").expect("run");
+            assert_eq!(result.status, RunStatus::Success);
         }
     }
 
     /// Runs `workflow` on `input` to its end; returns the wall time.
     pub fn run(&self, workflow: &Arc<Registered>, id: RunId, input: Value) -> Duration {
         let t = Instant::now();
-        let status = match self {
-            Self::Default(rt) => rt
-                .start(workflow, id, input, &mut NoObserver)
-                .expect("run")
-                .state()
-                .status(),
-            Self::Evented(rt) => {
-                rt.start(Arc::clone(workflow), id, input)
-                    .expect("run")
-                    .status
-            }
+        let request = Request::Start {
+            workflow: Arc::clone(workflow),
+            run: id,
+            input,
+            detach: false,
         };
+        let status = self.0.call(request, &mut NoObserver).expect("run").status;
         let elapsed = t.elapsed();
         assert_eq!(status, RunStatus::Success);
         elapsed

@@ -43,9 +43,10 @@ use weft_core::{Clock, Event, EventStore, ResumeTarget, RunId, RunResult};
 
 pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
 
-use orchestrator::{Command, First, Orchestrator, Reply, Request};
+use orchestrator::{Command, First, Orchestrator, Reply};
 
 use crate::error::RuntimeError;
+use crate::runtime::{Answer, Request, RunObserver, Runtime, RuntimeKind};
 use crate::worker::{execute_step, panic_message};
 
 /// How an [`EventedRuntime`] behaves beyond its store, clock and workers.
@@ -162,13 +163,13 @@ impl EventedRuntime {
         }
     }
 
-    fn call(&self, make: impl FnOnce(Reply) -> Command) -> Result<RunResult, RuntimeError> {
-        self.submit(make)
+    fn ask(&self, make: impl FnOnce(Reply) -> Command) -> Result<RunResult, RuntimeError> {
+        self.post(make)
             .recv()
             .unwrap_or_else(|_| Err(stopped(&self.panicked)))
     }
 
-    fn submit(
+    fn post(
         &self,
         make: impl FnOnce(Reply) -> Command,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
@@ -207,7 +208,7 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(Self::starting(
+        self.ask(Self::starting(
             workflow,
             run,
             First::Input(input),
@@ -229,7 +230,7 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(Self::starting(
+        self.ask(Self::starting(
             workflow,
             run,
             First::Input(input),
@@ -250,7 +251,7 @@ impl EventedRuntime {
         run: RunId,
         events: Vec<Event>,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(Self::starting(
+        self.ask(Self::starting(
             workflow,
             run,
             First::Events(events),
@@ -267,7 +268,7 @@ impl EventedRuntime {
         run: RunId,
         input: Value,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(Self::starting(
+        self.post(Self::starting(
             workflow,
             run,
             First::Input(input),
@@ -290,7 +291,7 @@ impl EventedRuntime {
         detach: bool,
         watch: Sender<Event>,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(Self::starting(
+        self.post(Self::starting(
             workflow,
             run,
             First::Input(input),
@@ -318,11 +319,11 @@ impl EventedRuntime {
     ) -> Result<RunResult, RuntimeError> {
         // As `submit_resume`, on the caller's thread.
         loop {
-            let request = Request::Resume {
+            let request = orchestrator::Request::Resume {
                 target: target.clone(),
                 payload: payload.clone(),
             };
-            let answer = self.call(|reply| Command::Request {
+            let answer = self.ask(|reply| Command::Request {
                 workflow: Arc::clone(&workflow),
                 run: run.clone(),
                 request,
@@ -378,7 +379,7 @@ impl EventedRuntime {
                 let _ = commands.send(Command::Request {
                     workflow: Arc::clone(&workflow),
                     run: run.clone(),
-                    request: Request::Resume {
+                    request: orchestrator::Request::Resume {
                         target: target.clone(),
                         payload: payload.clone(),
                     },
@@ -409,10 +410,10 @@ impl EventedRuntime {
         run: RunId,
         reason: Option<String>,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Request {
+        self.ask(|reply| Command::Request {
             workflow,
             run,
-            request: Request::Cancel { reason },
+            request: orchestrator::Request::Cancel { reason },
             reply,
             watch: None,
         })
@@ -432,10 +433,11 @@ impl EventedRuntime {
         workflow: Arc<Registered>,
         run: RunId,
     ) -> Result<RunResult, RuntimeError> {
-        self.call(|reply| Command::Recover {
+        self.ask(|reply| Command::Recover {
             workflow,
             run,
             reply,
+            watch: None,
         })
     }
 
@@ -447,11 +449,109 @@ impl EventedRuntime {
         workflow: Arc<Registered>,
         run: RunId,
     ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit(|reply| Command::Recover {
+        self.post(|reply| Command::Recover {
             workflow,
             run,
             reply,
+            watch: None,
         })
+    }
+}
+
+impl EventedRuntime {
+    /// Carries out `request`, sending the run's events to `watch` (if
+    /// given) as they commit, from the request's own first event on; the
+    /// receiver gets the answer once every event before it was sent.
+    fn send(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
+        match request {
+            Request::Start {
+                workflow,
+                run,
+                input,
+                detach,
+            } => self.post(Self::starting(
+                workflow,
+                run,
+                First::Input(input),
+                detach,
+                watch,
+            )),
+            Request::StartWith {
+                workflow,
+                run,
+                events,
+            } => self.post(Self::starting(
+                workflow,
+                run,
+                First::Events(events),
+                false,
+                watch,
+            )),
+            Request::Resume {
+                workflow,
+                run,
+                target,
+                payload,
+            } => self.submit_resume(workflow, run, target, payload, watch),
+            Request::Cancel {
+                workflow,
+                run,
+                reason,
+            } => self.post(|reply| Command::Request {
+                workflow,
+                run,
+                request: orchestrator::Request::Cancel { reason },
+                reply,
+                watch,
+            }),
+            Request::Recover { workflow, run } => self.post(|reply| Command::Recover {
+                workflow,
+                run,
+                reply,
+                watch,
+            }),
+        }
+    }
+}
+
+impl Runtime for EventedRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Evented
+    }
+
+    fn call(
+        &self,
+        request: Request,
+        observer: &mut dyn RunObserver,
+    ) -> Result<RunResult, RuntimeError> {
+        if !observer.wants_events() {
+            return self
+                .send(request, None)
+                .recv()
+                .unwrap_or_else(|_| Err(stopped(&self.panicked)));
+        }
+        let run = request.run().clone();
+        let (watch, events) = crossbeam_channel::unbounded();
+        let answer = self.send(request, Some(watch));
+        let outcome = loop {
+            crossbeam_channel::select! {
+                recv(events) -> event => match event {
+                    Ok(event) => observer.event(&run, &event),
+                    // The run is done here; its answer is on its way.
+                    Err(_) => break answer.recv(),
+                },
+                recv(answer) -> outcome => break outcome,
+            }
+        };
+        // Every event committed before the answer was sent is queued.
+        for event in events.try_iter() {
+            observer.event(&run, &event);
+        }
+        outcome.unwrap_or_else(|_| Err(stopped(&self.panicked)))
+    }
+
+    fn submit(&self, request: Request) -> Answer {
+        self.send(request, None)
     }
 }
 

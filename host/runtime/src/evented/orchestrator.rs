@@ -73,6 +73,7 @@ pub(super) enum Command {
         workflow: Arc<Registered>,
         run: RunId,
         reply: Reply,
+        watch: Option<Sender<Event>>,
     },
 }
 
@@ -264,6 +265,7 @@ impl Orchestrator {
                 workflow,
                 run,
                 reply,
+                watch,
             } => {
                 if let Some(parked) = self.parked.get_mut(&run) {
                     parked.waiters.push(reply);
@@ -280,6 +282,7 @@ impl Orchestrator {
                         // run again, same attempt (at-least-once).
                         let decided = active.state.redeliver(self.clock.now());
                         active.waiters.push(reply);
+                        active.watch = watch;
                         self.runs.insert(run.clone(), active);
                         self.take(&run, decided);
                         self.touched.insert(run);
@@ -397,9 +400,7 @@ impl Orchestrator {
         active.in_flight.remove(&done.path);
         // Even a moot report changes something: the run may now be idle.
         self.touched.insert(done.run.clone());
-        for line in &done.executed.logs {
-            tracing::info!(run = %done.run, step = %done.path, level = ?line.level, "{}", line.message);
-        }
+        crate::worker::log_lines(&done.run, &done.path, &done.executed.logs);
         if !active.state.expects_report(&done.path, done.attempt) {
             // The run was canceled while the attempt ran, or it was reloaded
             // after another process changed it and no longer waits for this

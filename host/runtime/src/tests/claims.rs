@@ -245,6 +245,17 @@ impl EventStore for NoAppends {
     ) -> Result<weft_core::Lease, weft_core::StoreError> {
         self.0.acquire(run, owner, takeover)
     }
+    fn acquire_and_append(
+        &self,
+        _: &RunId,
+        _: &weft_core::Owner,
+        _: weft_core::Takeover<'_>,
+        _: u64,
+        _: &[Event],
+        _: Option<weft_core::Timestamp>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        Err(weft_core::StoreError::Backend("disk gone".into()))
+    }
     fn renew(&self, owner: &weft_core::Owner) -> Result<Vec<(RunId, u64)>, weft_core::StoreError> {
         self.0.renew(owner)
     }
@@ -279,33 +290,46 @@ impl EventStore for NoAppends {
 #[test]
 fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() {
     use std::sync::Arc;
-    let (driver, runner) = Fixture::new()
-        .step("a", add(1))
-        .step("b", add(10))
-        .build(Kind::Default);
-    let super::Driver::Default(_, reg, store) = &driver else {
-        unreachable!("built for the default runtime")
-    };
-    let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
-    let failing = crate::DefaultRuntime::new(Arc::new(NoAppends(store.clone())), clock.clone());
-    let id = RunId::new("lost").unwrap();
-    let err = failing
-        .start(reg, id.clone(), json!(1), &mut crate::NoObserver)
-        .unwrap_err();
-    assert!(err.to_string().contains("disk gone"), "{err}");
-    // The store holds the run at its claim: running, nothing after run-started.
-    let (_, events) = store.load(&id).unwrap();
-    assert_eq!(events.len(), 1);
-    assert_eq!(
-        weft_core::RunIndex::list_runs(&**store, Some(RunStatus::Running))
-            .unwrap()
-            .len(),
-        1
-    );
-    // Recovery drives it from there; its steps run again.
-    let evented = crate::EventedRuntime::new(store.clone(), clock, 1);
-    let result = evented.recover(reg.clone(), id.clone()).unwrap();
-    assert_eq!(result.status, RunStatus::Success);
-    assert_eq!(result.output, Some(json!(12)));
-    assert_eq!(*runner.calls.lock().unwrap(), ["a#1", "b#1", "a#1", "b#1"]);
+    // Recovered by either runtime.
+    for recovering in super::Kind::ALL {
+        let (driver, runner) = Fixture::new()
+            .step("a", add(1))
+            .step("b", add(10))
+            .build(Kind::Default);
+        let (reg, store) = (&driver.registered, &driver.store);
+        let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
+        let failing = crate::DefaultRuntime::new(Arc::new(NoAppends(store.clone())), clock.clone());
+        let id = RunId::new("lost").unwrap();
+        let err = failing
+            .start(reg, id.clone(), json!(1), &mut crate::NoObserver)
+            .unwrap_err();
+        assert!(err.to_string().contains("disk gone"), "{err}");
+        // The store holds the run at its claim: running, nothing after run-started.
+        let (_, events) = store.load(&id).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            weft_core::RunIndex::list_runs(&**store, Some(RunStatus::Running))
+                .unwrap()
+                .len(),
+            1
+        );
+        // The failed runtime let go of it (its process would be gone).
+        drop(failing);
+        // Recovery drives it from there; its steps run again.
+        let other = super::Driver::new(
+            recovering,
+            reg.clone(),
+            store.clone(),
+            clock,
+            crate::EventedOptions::default(),
+        );
+        let result = other.recover_run(&id).unwrap();
+        assert_eq!(result.status, RunStatus::Success, "{recovering}");
+        assert_eq!(result.output, Some(json!(12)));
+        assert_eq!(
+            *runner.calls.lock().unwrap(),
+            ["a#1", "b#1", "a#1", "b#1"],
+            "{recovering}"
+        );
+    }
 }

@@ -11,7 +11,7 @@ use weft_core::{
     RunStatus, StepOutcome, StepReport, StoreError, Takeover, Timestamp,
 };
 
-use super::{Driver, Fixture, Kind, guest_error, ok};
+use super::{Fixture, Kind, guest_error, ok};
 use crate::{EventedRuntime, MemoryStore, Registered, RuntimeError, SystemClock};
 
 /// The system clock moved forward by `ahead_micros` (a test's jump over a
@@ -70,9 +70,7 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
         });
     fixture.clock = Some(clock.clone());
     let (driver, _) = fixture.build(Kind::Evented);
-    let Driver::Evented(rt, reg, _) = &driver else {
-        unreachable!("built for the evented runtime")
-    };
+    let (rt, reg) = (driver.evented(), &driver.registered);
     let (watch, committed) = crossbeam_channel::unbounded();
     let slow = rt.start_watched(
         reg.clone(),
@@ -146,6 +144,17 @@ impl EventStore for PanickingStore {
     fn acquire(&self, run: &RunId, owner: &Owner, t: Takeover<'_>) -> Result<Lease, StoreError> {
         self.0.acquire(run, owner, t)
     }
+    fn acquire_and_append(
+        &self,
+        _: &RunId,
+        _: &Owner,
+        _: Takeover<'_>,
+        _: u64,
+        _: &[Event],
+        _: Option<Timestamp>,
+    ) -> Result<Lease, StoreError> {
+        panic!("store bug")
+    }
     fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
         self.0.renew(owner)
     }
@@ -179,9 +188,7 @@ fn a_panicking_orchestrator_fails_requests_and_shuts_down() {
     let (driver, _) = Fixture::new()
         .step("a", |_, _| ok(StepOutcome::Completed(json!(1))))
         .build(Kind::Evented);
-    let Driver::Evented(_, reg, _) = &driver else {
-        unreachable!("built for the evented runtime")
-    };
+    let reg = &driver.registered;
     let reg: Arc<Registered> = reg.clone();
     let rt = EventedRuntime::new(
         Arc::new(PanickingStore(MemoryStore::new())),
@@ -226,9 +233,7 @@ fn dropping_the_runtime_lets_a_sleeping_run_go() {
         },
     ]);
     let (driver, _) = fixture.build(Kind::Evented);
-    let Driver::Evented(_, reg, _) = &driver else {
-        unreachable!("built for the evented runtime")
-    };
+    let reg = &driver.registered;
     let store = Arc::new(MemoryStore::new());
     let rt = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 1);
     let run = RunId::new("asleep").unwrap();

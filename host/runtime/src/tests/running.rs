@@ -80,9 +80,7 @@ fn three_suspended_arms_resume_one_by_one_while_a_fourth_runs() {
             },
         }]);
         let (driver, _) = fixture.build(Kind::Evented);
-        let Driver::Evented(runtime, registered, store) = &driver else {
-            unreachable!("built evented");
-        };
+        let (runtime, registered, store) = (driver.evented(), &driver.registered, &driver.store);
         let run = RunId::new("fan-run").unwrap();
         let finished: Vec<Result<weft_core::RunResult, RuntimeError>> = std::thread::scope(|s| {
             let run = &run;

@@ -52,16 +52,6 @@ impl Request {
             Self::Cancel { reason } => state.cancel(reason.clone(), at).map(|e| vec![e]),
         }
     }
-
-    /// How the request may take the lease of a run another process holds:
-    /// a resume only a free run's; a cancel anyone's (the holder is fenced
-    /// out and finds the run canceled).
-    fn takeover(&self) -> Takeover<'static> {
-        match self {
-            Self::Resume { .. } => Takeover::IfFree,
-            Self::Cancel { .. } => Takeover::Force,
-        }
-    }
 }
 
 impl Orchestrator {
@@ -81,8 +71,28 @@ impl Orchestrator {
         // A parked run is driven here: back into memory first.
         self.unpark(&run);
         let driving = self.runs.contains_key(&run);
+        if let (false, Request::Cancel { reason }) = (driving, &request) {
+            // Taken from whichever process drives it, in one transaction.
+            let canceled = stored::cancel(
+                &*self.store,
+                &workflow,
+                &run,
+                self.keeper.owner(),
+                reason.as_deref(),
+                &*self.clock,
+            );
+            let answer = canceled.map(|(state, events, before)| {
+                if let Some(watch) = watch {
+                    for event in &events[before..] {
+                        let _ = watch.send(event.clone());
+                    }
+                }
+                state.result()
+            });
+            return drop(reply.send(answer));
+        }
         if !driving {
-            match self.lease_and_load(Arc::clone(&workflow), &run, request.takeover(), false) {
+            match self.lease_and_load(Arc::clone(&workflow), &run, Takeover::IfFree, false) {
                 Ok(active) => {
                     self.runs.insert(run.clone(), active);
                 }
