@@ -186,11 +186,13 @@ fn four_recovers_at_once_run_every_interrupted_step_once() {
         killed_logs.push(read(&log));
     }
     // The killed processes are gone from this host: their leases are free
-    // at once. Four recovers race for the twenty runs.
+    // at once. Four recovers race for the twenty runs, two on each runtime
+    // (either continues runs started by either).
     let recovers: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|i| {
             weft(home)
-                .args(["--log", "info", "recover", "--db"])
+                .args(["--log", "info", "recover", "--runtime", RUNTIMES[i % 2]])
+                .arg("--db")
                 .arg(&db)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

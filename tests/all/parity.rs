@@ -73,7 +73,9 @@ use weft_core::{
     StepPath, StepRunner, Timestamp,
 };
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, EventedOptions, EventedRuntime, NoObserver, Registered, Run};
+use weft_runtime::{
+    DefaultRuntime, EventedOptions, EventedRuntime, Registered, Request, RunObserver, Runtime,
+};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};
 
@@ -361,81 +363,86 @@ fn rerun_events(
 /// The default runtime over its own SQLite file: what it records must be
 /// what the evented runtime records.
 pub(crate) fn run_default(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId) -> Vec<Observed> {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(store(dir.path()));
-    let clock = clock();
-    let runtime = DefaultRuntime::new(store.clone(), clock.clone());
-    let registered = registered(s, steps);
-    let events = |id: &RunId| store.load(id).unwrap().1;
-    let run: Run = runtime
-        .start(&registered, id.clone(), s.input.clone(), &mut NoObserver)
-        .unwrap();
-    assert_eq!(
-        run.events(),
-        events(id),
-        "the default runtime stores what it ran"
-    );
-    let mut result = run.result();
-    let mut seen = vec![observe(Ok(()), &result, &events(id))];
-    let mut current = id.clone();
-    for (i, a) in s.actions.iter().enumerate() {
-        let outcome = match action(a) {
-            Action::Resume(target, data) => runtime
-                .resume(&registered, &current, &target, data, &mut NoObserver)
-                .map_err(|e| e.to_string()),
-            Action::Cancel(reason) => runtime
-                .cancel(&registered, &current, reason, &mut NoObserver)
-                .map_err(|e| e.to_string()),
-            Action::Rerun(from, input) => {
-                rerun_events(&registered, &events(&current), id, i, from, input, &*clock).and_then(
-                    |(new, first)| {
-                        current = new.clone();
-                        runtime
-                            .start_with(&registered, new, first, &mut NoObserver)
-                            .map_err(|e| e.to_string())
-                    },
-                )
-            }
-        }
-        .map(|run| result = run.result());
-        seen.push(observe(outcome, &result, &events(&current)));
-    }
-    assert_eq!(store.integrity_check().unwrap(), "ok");
-    seen
+    run_on(s, steps, id, &|store, clock| {
+        Box::new(DefaultRuntime::new(store, clock))
+    })
 }
 
+/// The evented runtime (as `options` say) over its own SQLite file.
 pub(crate) fn run_evented(
     s: &Scenario,
     steps: Arc<dyn StepRunner>,
     id: &RunId,
     options: EventedOptions,
 ) -> Vec<Observed> {
+    run_on(s, steps, id, &|store, clock| {
+        Box::new(EventedRuntime::with_options(store, clock, 2, options))
+    })
+}
+
+/// Makes the runtime under test over a store and a clock.
+type Build<'a> = &'a dyn Fn(Arc<dyn weft_core::EventStore>, Arc<dyn Clock>) -> Box<dyn Runtime>;
+
+/// Runs the scenario (its run, then its actions) through the one
+/// [`Runtime`] interface on the runtime `build` makes, over its own SQLite
+/// file; checks that the events it reported are the events it stored.
+fn run_on(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId, build: Build<'_>) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
     let clock = clock();
-    let runtime = EventedRuntime::with_options(store.clone(), clock.clone(), 2, options);
+    let runtime = build(store.clone(), clock.clone());
     let registered = registered(s, steps);
     let events = |id: &RunId| store.load(id).unwrap().1;
-    let mut result = runtime
-        .start(registered.clone(), id.clone(), s.input.clone())
-        .unwrap();
+    let call = |request: Request| {
+        let run = request.run().clone();
+        let before = store.load(&run).map_or(0, |(_, events)| events.len());
+        let mut seen = Seen::default();
+        let answer = runtime.call(request, &mut seen);
+        if answer.is_ok() {
+            assert_eq!(
+                seen.0,
+                events(&run)[before..],
+                "{}: the {} runtime reports what it stores",
+                s.path.display(),
+                runtime.kind()
+            );
+        }
+        answer
+    };
+    let mut result = call(Request::Start {
+        workflow: registered.clone(),
+        run: id.clone(),
+        input: s.input.clone(),
+        detach: false,
+    })
+    .unwrap();
     let mut seen = vec![observe(Ok(()), &result, &events(id))];
     let mut current = id.clone();
     for (i, a) in s.actions.iter().enumerate() {
         let outcome = match action(a) {
-            Action::Resume(target, data) => runtime
-                .resume(registered.clone(), current.clone(), target, data)
-                .map_err(|e| e.to_string()),
-            Action::Cancel(reason) => runtime
-                .cancel(registered.clone(), current.clone(), reason)
-                .map_err(|e| e.to_string()),
+            Action::Resume(target, payload) => call(Request::Resume {
+                workflow: registered.clone(),
+                run: current.clone(),
+                target,
+                payload,
+            })
+            .map_err(|e| e.to_string()),
+            Action::Cancel(reason) => call(Request::Cancel {
+                workflow: registered.clone(),
+                run: current.clone(),
+                reason,
+            })
+            .map_err(|e| e.to_string()),
             Action::Rerun(from, input) => {
                 rerun_events(&registered, &events(&current), id, i, from, input, &*clock).and_then(
                     |(new, first)| {
                         current = new.clone();
-                        runtime
-                            .start_with(registered.clone(), new, first)
-                            .map_err(|e| e.to_string())
+                        call(Request::StartWith {
+                            workflow: registered.clone(),
+                            run: new,
+                            events: first,
+                        })
+                        .map_err(|e| e.to_string())
                     },
                 )
             }
@@ -445,6 +452,16 @@ pub(crate) fn run_evented(
     }
     assert_eq!(store.integrity_check().unwrap(), "ok");
     seen
+}
+
+/// Collects the events a runtime reports as it records them.
+#[derive(Default)]
+struct Seen(Vec<Event>);
+
+impl RunObserver for Seen {
+    fn event(&mut self, _run: &RunId, event: &Event) {
+        self.0.push(event.clone());
+    }
 }
 
 pub(crate) fn check_expectations(s: &Scenario, seen: &[Observed]) {

@@ -24,7 +24,8 @@ use serde_json::{Value, json};
 use weft_core::{Event, EventStore as _, FailureKind, RunId, RunResult, RunStatus};
 use weft_manifest::Manifest;
 use weft_runtime::{
-    DefaultRuntime, EventedRuntime, MemoryStore, NoObserver, Registered, SystemClock,
+    EventedRuntime, LeaseOptions, MemoryStore, NoObserver, Registered, Request, Runtime,
+    RuntimeKind, SystemClock,
 };
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 use weft_store_sqlite::SqliteStore;
@@ -140,18 +141,12 @@ fn run_id(text: &str) -> RunId {
     RunId::new(text).unwrap()
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Runtime {
-    Default,
-    Evented,
-}
-
 /// Starts a run on a thread of its own, over a fresh memory store and the
-/// real clock; the receiver gets its result (after an evented runtime has
-/// shut down, its workers joined). A run that never settles leaves its
-/// thread behind, blocked, until the test binary exits.
+/// real clock; the receiver gets its result (after the runtime has shut
+/// down: an evented runtime's workers joined). A run that never settles
+/// leaves its thread behind, blocked, until the test binary exits.
 fn spawn_run(
-    runtime: Runtime,
+    kind: RuntimeKind,
     registered: &Arc<Registered>,
     id: &str,
     input: Value,
@@ -160,25 +155,43 @@ fn spawn_run(
     let registered = registered.clone();
     let id = run_id(id);
     std::thread::Builder::new()
-        .name(format!("{id} on the {runtime:?} runtime"))
+        .name(format!("{id} on the {kind} runtime"))
         .spawn(move || {
-            let store = Arc::new(MemoryStore::new());
-            let clock = Arc::new(SystemClock);
-            let result = match runtime {
-                Runtime::Default => DefaultRuntime::new(store, clock)
-                    .start(&registered, id, input, &mut NoObserver)
-                    .map(|run| run.result()),
-                Runtime::Evented => {
-                    let runtime = EventedRuntime::new(store, clock, 2);
-                    let result = runtime.start(registered, id, input);
-                    drop(runtime);
-                    result
-                }
-            };
+            let runtime = runtime(kind, 2);
+            let result = runtime.call(
+                Request::Start {
+                    workflow: registered,
+                    run: id,
+                    input,
+                    detach: false,
+                },
+                &mut NoObserver,
+            );
+            drop(runtime);
             let _ = sender.send(result.map_err(|e| e.to_string()));
         })
         .expect("spawn a run's thread");
     receiver
+}
+
+/// A runtime of `kind` over a fresh memory store and the real clock, with
+/// `workers` threads.
+fn runtime(kind: RuntimeKind, workers: usize) -> Box<dyn Runtime> {
+    kind.build(
+        Arc::new(MemoryStore::new()),
+        Arc::new(SystemClock),
+        workers,
+        LeaseOptions::default(),
+    )
+}
+
+fn start(registered: &Arc<Registered>, id: &str, input: Value) -> Request {
+    Request::Start {
+        workflow: registered.clone(),
+        run: run_id(id),
+        input,
+        detach: false,
+    }
 }
 
 /// What `receiver` gets by `until`; fails the test, naming `what`, after it.
@@ -220,10 +233,10 @@ fn ends_at_its_deadline(lang: &str, via: Option<&str>) {
     let mut runs: Vec<(String, Receiver<_>)> = Vec::new();
     for grants in GRANT_SETS {
         let registered = registered(lang, grants, DEADLINE_MS);
-        for runtime in [Runtime::Default, Runtime::Evented] {
+        for runtime in RuntimeKind::ALL {
             let what = format!(
                 "conformance-{lang} sleeping through {how}, granted {grants:?}, on the \
-                 {runtime:?} runtime"
+                 {runtime} runtime"
             );
             let id = format!("blocked-{lang}-{}", via.unwrap_or("std"));
             let run = spawn_run(runtime, &registered, &id, sleep(SLEEP_MS, via));
@@ -317,40 +330,41 @@ fn collect(
     results
 }
 
-/// Two workers, four runs whose steps block in WASI far past their
+/// Two workers (the evented runtime's, or the default runtime's threads
+/// for submitted runs), four runs whose steps block in WASI far past their
 /// deadline, and an ordinary run queued behind them: every blocked step
-/// frees its worker at its deadline, so all five settle — the sleepers as
+/// frees its thread at its deadline, so all five settle — the sleepers as
 /// `deadline` failures, the ordinary run with its output.
 #[test]
 fn blocked_steps_free_their_workers_for_an_ordinary_run() {
     assert!(present("rust"));
     let registered = registered("rust", CLOCKS, DEADLINE_MS);
-    let runtime = EventedRuntime::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock), 2);
-    let mut runs = Vec::new();
-    for (i, via) in [None, Some("pollable"), None, Some("pollable")]
-        .into_iter()
-        .enumerate()
-    {
-        let what = format!("sleeper {i} ({})", via.unwrap_or("thread::sleep"));
-        let input = sleep(SLEEP_MS, via);
+    for kind in RuntimeKind::ALL {
+        let runtime = runtime(kind, 2);
+        let mut runs = Vec::new();
+        for (i, via) in [None, Some("pollable"), None, Some("pollable")]
+            .into_iter()
+            .enumerate()
+        {
+            let what = format!("{kind}: sleeper {i} ({})", via.unwrap_or("thread::sleep"));
+            let input = sleep(SLEEP_MS, via);
+            let id = format!("sleeper-{i}");
+            runs.push((what, runtime.submit(start(&registered, &id, input))));
+        }
+        let (input, output) = ordinary();
         runs.push((
-            what,
-            runtime.submit_start(registered.clone(), run_id(&format!("sleeper-{i}")), input),
+            format!("{kind}: the ordinary run"),
+            runtime.submit(start(&registered, "ordinary", input)),
         ));
+        let results = collect(runtime, runs);
+        let (ordinary, sleepers) = results.split_last().unwrap();
+        for (what, result) in sleepers {
+            assert_deadline(what, result);
+        }
+        let (what, result) = ordinary;
+        assert_eq!(result.status, RunStatus::Success, "{what}: {result:#?}");
+        assert_eq!(result.output.as_ref(), Some(&output), "{what}");
     }
-    let (input, output) = ordinary();
-    runs.push((
-        "the ordinary run".to_owned(),
-        runtime.submit_start(registered.clone(), run_id("ordinary"), input),
-    ));
-    let results = collect(runtime, runs);
-    let (ordinary, sleepers) = results.split_last().unwrap();
-    for (what, result) in sleepers {
-        assert_deadline(what, result);
-    }
-    let (what, result) = ordinary;
-    assert_eq!(result.status, RunStatus::Success, "{what}: {result:#?}");
-    assert_eq!(result.output.as_ref(), Some(&output), "{what}");
 }
 
 /// The deadline of a step a test cancels: as long as its sleep, so only the
