@@ -110,7 +110,7 @@ fn process_start(pid: u32) -> Option<String> {
 pub(crate) struct Keeper {
     store: Arc<dyn EventStore>,
     owner: Owner,
-    watched: Arc<Mutex<HashMap<RunId, Watched>>>,
+    watched: Arc<Mutex<Watching>>,
     stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -119,6 +119,17 @@ pub(crate) struct Keeper {
 struct Watched {
     lease: Lease,
     lost: Interrupt,
+    /// The renewal round under way when the watch began: a renewal that
+    /// began before the lease was granted cannot list it, so only later
+    /// rounds judge it.
+    since: u64,
+}
+
+/// The watched leases, and the number of renewal rounds begun.
+#[derive(Default)]
+struct Watching {
+    leases: HashMap<RunId, Watched>,
+    round: u64,
 }
 
 impl Keeper {
@@ -128,7 +139,7 @@ impl Keeper {
             id: owner_id(),
             ttl: options.ttl,
         };
-        let watched: Arc<Mutex<HashMap<RunId, Watched>>> = Arc::default();
+        let watched: Arc<Mutex<Watching>> = Arc::default();
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let every = (options.ttl / 3).max(Duration::from_millis(1));
         let thread = {
@@ -162,11 +173,14 @@ impl Keeper {
     /// taken over (the attempt in flight then stops).
     pub(crate) fn watch(&self, lease: &Lease) -> Interrupt {
         let lost = Interrupt::new();
-        lock(&self.watched).insert(
+        let mut watching = lock(&self.watched);
+        let since = watching.round;
+        watching.leases.insert(
             lease.run.clone(),
             Watched {
                 lease: lease.clone(),
                 lost: lost.clone(),
+                since,
             },
         );
         lost
@@ -174,7 +188,7 @@ impl Keeper {
 
     /// Stops watching the run's lease (it settled, or was released).
     pub(crate) fn unwatch(&self, run: &RunId) {
-        lock(&self.watched).remove(run);
+        lock(&self.watched).leases.remove(run);
     }
 
     /// Releases `lease` (best effort: if the store fails, the lease expires
@@ -193,7 +207,11 @@ impl Drop for Keeper {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        let watched: Vec<Lease> = lock(&self.watched).drain().map(|(_, w)| w.lease).collect();
+        let watched: Vec<Lease> = lock(&self.watched)
+            .leases
+            .drain()
+            .map(|(_, w)| w.lease)
+            .collect();
         for lease in watched {
             let _ = self.store.release(&lease);
         }
@@ -208,11 +226,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One renewal: every lease of `owner`; watched runs whose lease is no
 /// longer held at its epoch are flagged lost.
-fn renew(store: &dyn EventStore, owner: &Owner, watched: &Mutex<HashMap<RunId, Watched>>) {
+fn renew(store: &dyn EventStore, owner: &Owner, watched: &Mutex<Watching>) {
+    let round = {
+        let mut watching = lock(watched);
+        watching.round += 1;
+        watching.round
+    };
     match store.renew(owner) {
         Ok(held) => {
             let held: HashMap<RunId, u64> = held.into_iter().collect();
-            for (run, w) in lock(watched).iter() {
+            for (run, w) in &lock(watched).leases {
+                // A lease granted after this round began may be missing
+                // from `held` though it is live: the next round judges it.
+                if w.since >= round {
+                    continue;
+                }
                 if held.get(run) != Some(&w.lease.epoch) {
                     w.lost.fire();
                 }
@@ -227,6 +255,152 @@ fn renew(store: &dyn EventStore, owner: &Owner, watched: &Mutex<HashMap<RunId, W
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossbeam_channel::{Receiver, bounded};
+    use weft_core::{Append, Claimable, Event, RunMeta, StepId, StoreError, Takeover, Timestamp};
+
+    use crate::MemoryStore;
+
+    /// A store whose renewal pauses after it has read the leases, until
+    /// the test lets it go on: a lease can then be granted in between.
+    struct PausingRenewals {
+        inner: MemoryStore,
+        renewed: Sender<()>,
+        go: Receiver<()>,
+    }
+
+    impl EventStore for PausingRenewals {
+        fn create_run(
+            &self,
+            meta: &RunMeta,
+            events: &[Event],
+            owner: &Owner,
+            wake: Option<Timestamp>,
+        ) -> Result<Lease, StoreError> {
+            self.inner.create_run(meta, events, owner, wake)
+        }
+        fn acquire(
+            &self,
+            run: &RunId,
+            owner: &Owner,
+            t: Takeover<'_>,
+        ) -> Result<Lease, StoreError> {
+            self.inner.acquire(run, owner, t)
+        }
+        fn acquire_and_append(
+            &self,
+            run: &RunId,
+            owner: &Owner,
+            t: Takeover<'_>,
+            expected: u64,
+            events: &[Event],
+            wake: Option<Timestamp>,
+        ) -> Result<Lease, StoreError> {
+            self.inner
+                .acquire_and_append(run, owner, t, expected, events, wake)
+        }
+        fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
+            let held = self.inner.renew(owner);
+            let _ = self.renewed.send(());
+            let _ = self.go.recv();
+            held
+        }
+        fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+            self.inner.release(lease)
+        }
+        fn append_batch(&self, appends: &[Append<'_>]) -> Result<(), StoreError> {
+            self.inner.append_batch(appends)
+        }
+        fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError> {
+            self.inner.load(run)
+        }
+        fn load_page(
+            &self,
+            run: &RunId,
+            after: u64,
+            limit: usize,
+        ) -> Result<(RunMeta, Vec<Event>), StoreError> {
+            self.inner.load_page(run, after, limit)
+        }
+        fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
+            self.inner.events_after(run, after)
+        }
+        fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
+            self.inner.claimable(horizon)
+        }
+    }
+
+    fn started(run: &RunId) -> Event {
+        Event::RunStarted {
+            run: run.clone(),
+            workflow: StepId::new("wf").unwrap(),
+            input: serde_json::Value::Null,
+            state: serde_json::json!({}),
+            at: Timestamp(1),
+            origin: None,
+        }
+    }
+
+    /// A lease granted while a renewal is under way is missing from what
+    /// that renewal read, yet live: it is not flagged lost. A lease taken
+    /// over is, by the next renewal.
+    #[test]
+    fn a_lease_granted_during_a_renewal_is_not_taken_for_lost() {
+        let (renewed, renewals_rx) = bounded(0);
+        let (go_tx, gone) = bounded(0);
+        let store = Arc::new(PausingRenewals {
+            inner: MemoryStore::new(),
+            renewed,
+            go: gone,
+        });
+        // A round every 10 ms; each pauses until the test lets it go on.
+        let keeper = Keeper::start(
+            store.clone(),
+            LeaseOptions {
+                ttl: Duration::from_millis(30),
+            },
+        );
+        // Declared after the keeper, so dropped before it (even when an
+        // assertion fails): its thread, paused in a round, then goes on
+        // and stops instead of waiting for the test forever.
+        let (renewals, go) = (renewals_rx, go_tx);
+        // A generous bound on the keeper thread's next round, so that a
+        // broken keeper fails the test instead of hanging it.
+        let next_round = || {
+            renewals
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the keeper renews");
+        };
+        next_round();
+        // The renewal has read the leases: none. Now a lease is granted.
+        let run = RunId::new("r").unwrap();
+        let meta = RunMeta {
+            run_id: run.clone(),
+            workflow_id: StepId::new("wf").unwrap(),
+            manifest: "wf.toml".into(),
+            manifest_sha256: String::new(),
+            workflow_digest: None,
+        };
+        let lease = store
+            .create_run(&meta, &[started(&run)], keeper.owner(), None)
+            .unwrap();
+        let lost = keeper.watch(&lease);
+        go.send(()).unwrap();
+        next_round();
+        assert!(!lost.is_fired(), "a live lease was flagged lost");
+        // Taken over by another owner: the next round sees it.
+        let other = Owner {
+            id: "someone else".into(),
+            ttl: Duration::from_secs(60),
+        };
+        // (The memory store renews an owner's expired leases too, so a
+        // slow round loses nothing here.)
+        store.acquire(&run, &other, Takeover::Force).unwrap();
+        go.send(()).unwrap();
+        next_round();
+        go.send(()).unwrap();
+        next_round();
+        assert!(lost.is_fired(), "a lease taken over was not flagged lost");
+    }
 
     #[test]
     fn this_process_is_not_gone_and_a_dead_pid_is() {
