@@ -205,8 +205,8 @@ fn detach_leaves_a_sleeping_run_to_recover_on_both_runtimes() {
         };
         assert!(*until > now(), "{runtime}: returned before the wake time");
 
-        // `status` shows it sleeping; `recover` waits for the wake time and
-        // finishes it.
+        // `status` shows it sleeping; `recover` (on the same runtime)
+        // waits for the stored wake time and finishes it.
         let out = weft(home.path())
             .args(["status", &run, "--db"])
             .arg(&db)
@@ -218,7 +218,7 @@ fn detach_leaves_a_sleeping_run_to_recover_on_both_runtimes() {
             stdout(&out)
         );
         let out = weft(home.path())
-            .args(["recover", "--db"])
+            .args(["recover", "--runtime", runtime, "--db"])
             .arg(&db)
             .output()
             .unwrap();

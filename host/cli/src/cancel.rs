@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use weft_core::RunId;
-use weft_runtime::{Request, RuntimeKind};
+use weft_runtime::{NoObserver, Request, RuntimeKind};
 
 use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::load::load_run_plan;
-use crate::output::LogObserver;
+
 use crate::run::{failure, report_stored};
 
 /// Arguments of `weft cancel`.
@@ -48,7 +48,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         reason: args.reason,
     };
     let result = engine::runtime(home, store.clone(), RuntimeKind::Default)
-        .call(request, &mut LogObserver)
+        .call(request, &mut NoObserver)
         .map_err(failure)?;
     Ok(report_stored(&*store, &result, args.json))
 }

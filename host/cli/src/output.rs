@@ -116,9 +116,9 @@ pub fn compact(value: &Value) -> String {
 /// Says on stderr when the run sleeps (step log lines go to `tracing` in
 /// both runtimes, shown with `--log info`; the log layer set up in `main`
 /// escapes them).
-pub struct LogObserver;
+pub struct SleepNotes;
 
-impl RunObserver for LogObserver {
+impl RunObserver for SleepNotes {
     fn event(&mut self, _run: &RunId, event: &Event) {
         if let Event::SleepStarted { path, until, .. } = event {
             sleeping_note(path, *until);

@@ -15,7 +15,7 @@ use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load_run_workflow;
-use crate::output::LogObserver;
+use crate::output::SleepNotes;
 use crate::run::report_stored;
 
 /// Arguments of `weft rerun`.
@@ -86,8 +86,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         run: new,
         events: first,
     };
-    let outcome =
-        engine::runtime(home, store.clone(), args.runtime).call(request, &mut LogObserver);
+    let outcome = engine::runtime(home, store.clone(), args.runtime).call(request, &mut SleepNotes);
     let result = engine::settle(&*store, &registered, outcome)?;
     Ok(report_stored(&*store, &result, args.json))
 }

@@ -461,8 +461,24 @@ impl EventedRuntime {
 impl EventedRuntime {
     /// Carries out `request`, sending the run's events to `watch` (if
     /// given) as they commit, from the request's own first event on; the
-    /// receiver gets the answer once every event before it was sent.
+    /// receiver gets the answer once every event before it was sent. A
+    /// resume of a run another process holds is asked again (on a thread
+    /// of its own) until that process lets go of it.
     fn send(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
+        match request {
+            Request::Resume {
+                workflow,
+                run,
+                target,
+                payload,
+            } => self.submit_resume(workflow, run, target, payload, watch),
+            other => self.send_once(other, watch),
+        }
+    }
+
+    /// [`EventedRuntime::send`], but a resume is asked once: its answer may
+    /// be [`RuntimeError::Leased`].
+    fn send_once(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
         match request {
             Request::Start {
                 workflow,
@@ -492,7 +508,13 @@ impl EventedRuntime {
                 run,
                 target,
                 payload,
-            } => self.submit_resume(workflow, run, target, payload, watch),
+            } => self.post(|reply| Command::Request {
+                workflow,
+                run,
+                request: orchestrator::Request::Resume { target, payload },
+                reply,
+                watch,
+            }),
             Request::Cancel {
                 workflow,
                 run,
@@ -514,25 +536,23 @@ impl EventedRuntime {
     }
 }
 
-impl Runtime for EventedRuntime {
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Evented
-    }
-
-    fn call(
+impl EventedRuntime {
+    /// Carries out `request` once and waits for its answer, handing the
+    /// run's events to `observer` as they commit.
+    fn follow(
         &self,
         request: Request,
         observer: &mut dyn RunObserver,
     ) -> Result<RunResult, RuntimeError> {
         if !observer.wants_events() {
             return self
-                .send(request, None)
+                .send_once(request, None)
                 .recv()
                 .unwrap_or_else(|_| Err(stopped(&self.panicked)));
         }
         let run = request.run().clone();
         let (watch, events) = crossbeam_channel::unbounded();
-        let answer = self.send(request, Some(watch));
+        let answer = self.send_once(request, Some(watch));
         let outcome = loop {
             crossbeam_channel::select! {
                 recv(events) -> event => match event {
@@ -548,6 +568,32 @@ impl Runtime for EventedRuntime {
             observer.event(&run, &event);
         }
         outcome.unwrap_or_else(|_| Err(stopped(&self.panicked)))
+    }
+}
+
+impl Runtime for EventedRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Evented
+    }
+
+    fn call(
+        &self,
+        request: Request,
+        observer: &mut dyn RunObserver,
+    ) -> Result<RunResult, RuntimeError> {
+        if !matches!(request, Request::Resume { .. }) {
+            return self.follow(request, observer);
+        }
+        // A resume of a run another process holds is asked again, from this
+        // thread, until that process lets go of it.
+        loop {
+            match self.follow(request.clone(), observer) {
+                Err(RuntimeError::Leased { remaining_ms, .. }) => {
+                    crate::stored::look_again(remaining_ms);
+                }
+                other => return other,
+            }
+        }
     }
 
     fn submit(&self, request: Request) -> Answer {
