@@ -6,17 +6,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{Value, json};
+use weft_core::EventStore as _;
 use weft_core::{Event, FailureKind, ResumeTarget, RunId, RunResult, RunStatus, StepStatus};
 use weft_manifest::Manifest;
-use weft_runtime::{DefaultRuntime, MemoryStore, NoObserver, Registered, Run, SystemClock};
+use weft_runtime::{
+    LeaseOptions, MemoryStore, NoObserver, Registered, Request, Runtime, RuntimeKind, SystemClock,
+};
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
 
 use crate::support::{root, test_steps_manifest};
 
 struct Loaded {
     registered: Arc<Registered>,
-    runtime: DefaultRuntime,
+    runtime: Box<dyn Runtime>,
+    store: Arc<MemoryStore>,
     next_run: AtomicU32,
+}
+
+/// A run as the tests here see it: its result and its stored events.
+struct Run {
+    result: RunResult,
+    events: Vec<Event>,
+}
+
+impl Run {
+    fn result(&self) -> RunResult {
+        self.result.clone()
+    }
+
+    fn events(&self) -> &[Event] {
+        &self.events
+    }
 }
 
 fn load(sandbox: &Sandbox, path: &Path) -> Loaded {
@@ -29,29 +49,46 @@ fn load(sandbox: &Sandbox, path: &Path) -> Loaded {
         manifest_sha256: "0".repeat(64),
         workflow_digest: None,
     });
-    let runtime = DefaultRuntime::new(Arc::new(MemoryStore::new()), Arc::new(SystemClock));
+    let store = Arc::new(MemoryStore::new());
+    let runtime = RuntimeKind::Default.build(
+        store.clone(),
+        Arc::new(SystemClock),
+        1,
+        LeaseOptions::default(),
+    );
     Loaded {
         registered,
         runtime,
+        store,
         next_run: AtomicU32::new(1),
     }
 }
 
 impl Loaded {
+    fn call(&self, request: Request) -> Run {
+        let id = request.run().clone();
+        let result = self.runtime.call(request, &mut NoObserver).unwrap();
+        let events = self.store.load(&id).unwrap().1;
+        Run { result, events }
+    }
+
     fn start(&self, input: Value) -> Run {
         let n = self.next_run.fetch_add(1, Ordering::Relaxed);
-        let id = RunId::new(&format!("run-{n}")).unwrap();
-        self.runtime
-            .start(&self.registered, id, input, &mut NoObserver)
-            .unwrap()
+        self.call(Request::Start {
+            workflow: self.registered.clone(),
+            run: RunId::new(&format!("run-{n}")).unwrap(),
+            input,
+            detach: false,
+        })
     }
 
     fn resume(&self, run: &mut Run, target: &ResumeTarget, payload: Value) {
-        let id = run.result().run_id;
-        *run = self
-            .runtime
-            .resume(&self.registered, &id, target, payload, &mut NoObserver)
-            .unwrap();
+        *run = self.call(Request::Resume {
+            workflow: self.registered.clone(),
+            run: run.result.run_id.clone(),
+            target: target.clone(),
+            payload,
+        });
     }
 }
 
@@ -214,7 +251,7 @@ fn context_fields_reach_the_guest() {
     let wf = load(&sandbox, &manifest);
     let run = wf.start(json!({"action": "context"}));
     let output = run.result().output.unwrap();
-    let run_id = run.state().run_id().unwrap().to_string();
+    let run_id = run.result().run_id.to_string();
     assert_eq!(output["run_id"], run_id.as_str());
     assert_eq!(output["workflow_id"], "test");
     assert_eq!(output["step_id"], "ctx");

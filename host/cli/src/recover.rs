@@ -165,10 +165,11 @@ impl Recovering<'_> {
                 registered
             }
         };
-        let reply = self.runtime.submit(Request::Recover {
+        let request = Request::Recover {
             workflow: Arc::clone(&registered),
             run: meta.run_id.clone(),
-        });
+        };
+        let reply = self.runtime.submit(request, None);
         Ok((registered, reply))
     }
 

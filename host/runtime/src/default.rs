@@ -706,11 +706,14 @@ impl Runtime for DefaultRuntime {
         run.map(|run| run.result())
     }
 
-    fn submit(&self, request: Request) -> Answer {
+    fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
         let (answer, answered) = crossbeam_channel::bounded(1);
         let runtime = self.clone();
         self.pool.run(Box::new(move || {
-            let result = runtime.call(request, &mut crate::NoObserver);
+            let result = match watch {
+                Some(mut watch) => runtime.call(request, &mut watch),
+                None => runtime.call(request, &mut crate::NoObserver),
+            };
             let _ = answer.send(result);
         }));
         answered

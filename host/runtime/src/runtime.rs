@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use weft_core::{Event, ResumeTarget, RunId, RunResult};
 
@@ -133,6 +133,14 @@ impl RunObserver for NoObserver {
     }
 }
 
+/// Sends each event to a channel (a watcher of a submitted run); a
+/// watcher that went away just stops watching.
+impl RunObserver for Sender<Event> {
+    fn event(&mut self, _run: &RunId, event: &Event) {
+        let _ = self.send(event.clone());
+    }
+}
+
 /// A runtime: drives runs through one lifecycle, recording them in its
 /// store. Both configurations implement it ([`crate::DefaultRuntime`],
 /// [`crate::EventedRuntime`]); [`RuntimeKind::build`] makes either.
@@ -160,8 +168,10 @@ pub trait Runtime: Send + Sync {
 
     /// Carries out `request` without waiting: many runs go on at once this
     /// way (on the evented runtime's workers; the default runtime drives
-    /// each on a thread of its own pool, one per core).
-    fn submit(&self, request: Request) -> Answer;
+    /// each on a thread of its own pool, one per core). `watch`, if given,
+    /// gets the run's new events as [`Runtime::call`]'s observer would,
+    /// each before the answer.
+    fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer;
 }
 
 /// The two configurations of the run lifecycle.

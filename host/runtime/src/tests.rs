@@ -161,9 +161,6 @@ type Kind = crate::RuntimeKind;
 /// workflow and store.
 struct Driver {
     runtime: Arc<dyn Runtime>,
-    /// The same runtime, when it is the evented one (for tests of what
-    /// only it has: watching events as they commit, its orchestrator).
-    evented: Option<Arc<EventedRuntime>>,
     registered: Arc<Registered>,
     store: Arc<MemoryStore>,
     options: EventedOptions,
@@ -204,29 +201,22 @@ impl Driver {
         clock: Arc<dyn Clock>,
         options: EventedOptions,
     ) -> Self {
-        let (runtime, evented): (Arc<dyn Runtime>, _) = match kind {
-            Kind::Default => (
-                Arc::new(DefaultRuntime::configured(
-                    store.clone(),
-                    clock,
-                    2,
-                    options.leases,
-                )),
-                None,
-            ),
-            Kind::Evented => {
-                let rt = Arc::new(EventedRuntime::with_options(
-                    store.clone(),
-                    clock,
-                    2,
-                    options,
-                ));
-                (rt.clone(), Some(rt))
-            }
+        let runtime: Arc<dyn Runtime> = match kind {
+            Kind::Default => Arc::new(DefaultRuntime::configured(
+                store.clone(),
+                clock,
+                2,
+                options.leases,
+            )),
+            Kind::Evented => Arc::new(EventedRuntime::with_options(
+                store.clone(),
+                clock,
+                2,
+                options,
+            )),
         };
         Self {
             runtime,
-            evented,
             registered,
             store,
             options,
@@ -239,13 +229,6 @@ impl Driver {
 
     fn store(&self) -> &MemoryStore {
         &self.store
-    }
-
-    /// The evented runtime under test (a test built for it).
-    fn evented(&self) -> &EventedRuntime {
-        self.evented
-            .as_deref()
-            .expect("a test built for the evented runtime")
     }
 
     /// Carries out `request` (which may race other requests on the run).
@@ -361,6 +344,16 @@ impl Driver {
         })?;
         handle.events = self.store.load(&handle.id).unwrap().1;
         Ok(())
+    }
+}
+
+/// The request that starts run `id` of `registered` with `input`.
+fn start_request(registered: &Arc<Registered>, id: &str, input: Value) -> Request {
+    Request::Start {
+        workflow: registered.clone(),
+        run: RunId::new(id).unwrap(),
+        input,
+        detach: false,
     }
 }
 

@@ -349,12 +349,12 @@ fn blocked_steps_free_their_workers_for_an_ordinary_run() {
             let what = format!("{kind}: sleeper {i} ({})", via.unwrap_or("thread::sleep"));
             let input = sleep(SLEEP_MS, via);
             let id = format!("sleeper-{i}");
-            runs.push((what, runtime.submit(start(&registered, &id, input))));
+            runs.push((what, runtime.submit(start(&registered, &id, input), None)));
         }
         let (input, output) = ordinary();
         runs.push((
             format!("{kind}: the ordinary run"),
-            runtime.submit(start(&registered, "ordinary", input)),
+            runtime.submit(start(&registered, "ordinary", input), None),
         ));
         let results = collect(runtime, runs);
         let (ordinary, sleepers) = results.split_last().unwrap();
@@ -389,12 +389,9 @@ fn cancel_interrupts_a_blocked_step_and_frees_its_worker() {
     )));
     let id = run_id("canceled-asleep");
     let (watch, events) = crossbeam_channel::unbounded();
-    let blocked = runtime.start_watched(
-        registered.clone(),
-        id.clone(),
-        sleep(SLEEP_MS, None),
-        false,
-        watch,
+    let blocked = runtime.submit(
+        start(&registered, id.as_str(), sleep(SLEEP_MS, None)),
+        Some(watch),
     );
     let until = Instant::now() + BOUND;
     loop {
@@ -410,7 +407,12 @@ fn cancel_interrupts_a_blocked_step_and_frees_its_worker() {
     {
         let (runtime, registered, id) = (Arc::clone(&runtime), registered.clone(), id.clone());
         std::thread::spawn(move || {
-            let result = runtime.cancel(registered, id, Some("enough".into()));
+            let cancel = Request::Cancel {
+                workflow: registered,
+                run: id,
+                reason: Some("enough".into()),
+            };
+            let result = runtime.call(cancel, &mut NoObserver);
             drop(runtime);
             let _ = sender.send(result.map_err(|e| e.to_string()));
         });
@@ -425,7 +427,7 @@ fn cancel_interrupts_a_blocked_step_and_frees_its_worker() {
 
     // The next run needs the one worker.
     let (input, output) = ordinary();
-    let next = runtime.submit_start(registered, run_id("after-the-cancel"), input);
+    let next = runtime.submit(start(&registered, "after-the-cancel", input), None);
     let runtime = Arc::into_inner(ManuallyDrop::into_inner(runtime))
         .expect("the cancel's thread let go of the runtime");
     let mut results = collect(

@@ -15,9 +15,7 @@ use sha2::Digest as _;
 use weft_core::{EventStore, RunId, RunStatus};
 use weft_manifest::Manifest;
 use weft_runtime::SystemClock;
-use weft_runtime::{
-    EventedRuntime, LeaseOptions, MemoryStore, NoObserver, Registered, Request, RuntimeKind,
-};
+use weft_runtime::{LeaseOptions, MemoryStore, NoObserver, Registered, Request, RuntimeKind};
 use weft_sandbox::{Sandbox, WorkflowSteps};
 use weft_store_sqlite::{Durability, SqliteStore};
 
@@ -148,7 +146,7 @@ impl Store {
 
 /// A runtime under measurement (either configuration, through the one
 /// `weft_runtime::Runtime` interface): runs one run to its end.
-pub struct Runtime(Box<dyn weft_runtime::Runtime>);
+pub struct Runtime(pub Box<dyn weft_runtime::Runtime>);
 
 impl Runtime {
     pub fn new(evented: bool, store: Arc<dyn EventStore>) -> Self {
@@ -183,12 +181,15 @@ impl Runtime {
         let answers: Vec<_> = ids
             .into_iter()
             .map(|run| {
-                self.0.submit(Request::Start {
-                    workflow: Arc::clone(workflow),
-                    run,
-                    input: input.clone(),
-                    detach: false,
-                })
+                self.0.submit(
+                    Request::Start {
+                        workflow: Arc::clone(workflow),
+                        run,
+                        input: input.clone(),
+                        detach: false,
+                    },
+                    None,
+                )
             })
             .collect();
         for answer in answers {
@@ -375,17 +376,15 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
         )
         .expect("store"),
     );
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let runtime = EventedRuntime::new(store, Arc::new(SystemClock), workers);
+    let runtime = Runtime::new(true, store);
     let input = json!({"action": "suspend", "payload": {"amount": 120}, "labels": ["approve"]});
     // Warm up (engine, instance pool, first commit) before measuring.
-    let warm = runtime
-        .start(
-            Arc::clone(&workflow),
-            RunId::new("warm").expect("id"),
-            input.clone(),
-        )
-        .expect("run");
+    let warm = runtime.call(Request::Start {
+        workflow: Arc::clone(&workflow),
+        run: RunId::new("warm").expect("id"),
+        input: input.clone(),
+        detach: false,
+    });
     assert_eq!(warm.status, RunStatus::Suspended);
     // What earlier work freed goes back to the kernel first, so that both
     // figures count only live memory.
@@ -395,7 +394,15 @@ pub fn suspend_many(sandbox: &Sandbox, dir: &Path, runs: u32) -> Suspended {
     let pending: Vec<_> = (0..runs)
         .map(|i| {
             let id = RunId::new(&format!("suspended-{i}")).expect("id");
-            runtime.submit_start(Arc::clone(&workflow), id, input.clone())
+            runtime.0.submit(
+                Request::Start {
+                    workflow: Arc::clone(&workflow),
+                    run: id,
+                    input: input.clone(),
+                    detach: false,
+                },
+                None,
+            )
         })
         .collect();
     for reply in pending {

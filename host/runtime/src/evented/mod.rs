@@ -163,12 +163,6 @@ impl EventedRuntime {
         }
     }
 
-    fn ask(&self, make: impl FnOnce(Reply) -> Command) -> Result<RunResult, RuntimeError> {
-        self.post(make)
-            .recv()
-            .unwrap_or_else(|_| Err(stopped(&self.panicked)))
-    }
-
     fn post(
         &self,
         make: impl FnOnce(Reply) -> Command,
@@ -196,163 +190,6 @@ impl EventedRuntime {
             detach,
             watch,
         }
-    }
-
-    /// Starts a run and waits until it finishes or suspends.
-    ///
-    /// # Errors
-    /// Invalid input (no run is created), an existing run id, store failures.
-    pub fn start(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        input: Value,
-    ) -> Result<RunResult, RuntimeError> {
-        self.ask(Self::starting(
-            workflow,
-            run,
-            First::Input(input),
-            false,
-            None,
-        ))
-    }
-
-    /// Starts a run and waits until it finishes, suspends, or has nothing
-    /// to do but wait for a timer (a sleep, a retry delay): then the result
-    /// says `running` and this runtime drives the run no more (`weft
-    /// recover`, or [`EventedRuntime::recover`], continues it).
-    ///
-    /// # Errors
-    /// As [`EventedRuntime::start`].
-    pub fn start_detached(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        input: Value,
-    ) -> Result<RunResult, RuntimeError> {
-        self.ask(Self::starting(
-            workflow,
-            run,
-            First::Input(input),
-            true,
-            None,
-        ))
-    }
-
-    /// Starts a run whose first events are `events` (a rerun's, see
-    /// [`weft_core::rerun`]: `run-started` and what it takes over) and waits
-    /// until it finishes or suspends.
-    ///
-    /// # Errors
-    /// An existing run id; events that do not apply; store failures.
-    pub fn start_with(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        events: Vec<Event>,
-    ) -> Result<RunResult, RuntimeError> {
-        self.ask(Self::starting(
-            workflow,
-            run,
-            First::Events(events),
-            false,
-            None,
-        ))
-    }
-
-    /// Starts a run without waiting; the receiver gets the result once the
-    /// run finishes or suspends.
-    pub fn submit_start(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        input: Value,
-    ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.post(Self::starting(
-            workflow,
-            run,
-            First::Input(input),
-            false,
-            None,
-        ))
-    }
-
-    /// Starts a run without waiting, like [`EventedRuntime::submit_start`]
-    /// (or [`EventedRuntime::start_detached`] when `detach`), and sends each
-    /// of its events to `watch` once it has committed, in commit order (the
-    /// order of the run's stored log). Every event committed before the
-    /// result is sent is in `watch` before the result is in the returned
-    /// receiver.
-    pub fn start_watched(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        input: Value,
-        detach: bool,
-        watch: Sender<Event>,
-    ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.post(Self::starting(
-            workflow,
-            run,
-            First::Input(input),
-            detach,
-            Some(watch),
-        ))
-    }
-
-    /// Resumes a suspended run stored in the store (by any process) and
-    /// waits until it finishes or suspends again.
-    ///
-    /// While another process holds the run's lease (resuming it too), it
-    /// waits and decides the request on what that process did.
-    ///
-    /// # Errors
-    /// [`RuntimeError::Resume`] (not suspended, no such step or label, payload
-    /// fails the resume schema; nothing is written),
-    /// [`RuntimeError::Conflict`] when another process resumed it first.
-    pub fn resume(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        target: ResumeTarget,
-        payload: Value,
-    ) -> Result<RunResult, RuntimeError> {
-        // As `submit_resume`, on the caller's thread.
-        loop {
-            let request = orchestrator::Request::Resume {
-                target: target.clone(),
-                payload: payload.clone(),
-            };
-            let answer = self.ask(|reply| Command::Request {
-                workflow: Arc::clone(&workflow),
-                run: run.clone(),
-                request,
-                reply,
-                watch: None,
-            });
-            match answer {
-                Err(RuntimeError::Leased { remaining_ms, .. }) => {
-                    crate::stored::look_again(remaining_ms);
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// [`EventedRuntime::resume`], sending the run's events to `watch` as
-    /// they commit, from the resume's own event on, until the run finishes
-    /// or suspends (then `watch` is dropped); the receiver gets the result.
-    /// A resume that is refused sends no event. Waits as
-    /// [`EventedRuntime::resume`] does for another process's claim.
-    pub fn resume_watched(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        target: ResumeTarget,
-        payload: Value,
-        watch: Sender<Event>,
-    ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.submit_resume(workflow, run, target, payload, Some(watch))
     }
 
     fn submit_resume(
@@ -396,65 +233,6 @@ impl EventedRuntime {
             }
         });
         answered
-    }
-
-    /// Cancels a running or suspended run (stored by any process). Attempts
-    /// in flight here finish, but their results are dropped.
-    ///
-    /// # Errors
-    /// [`RuntimeError::Resume`] when the run has finished (nothing is written);
-    /// [`RuntimeError::Conflict`] when another process changed it first.
-    pub fn cancel(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-        reason: Option<String>,
-    ) -> Result<RunResult, RuntimeError> {
-        self.ask(|reply| Command::Request {
-            workflow,
-            run,
-            request: orchestrator::Request::Cancel { reason },
-            reply,
-            watch: None,
-        })
-    }
-
-    /// Picks up a run left `running` (e.g. by a crashed process): attempts in
-    /// flight run again, committed ones never; then drives it until it
-    /// finishes or suspends. The run must be free: no live lease, or one
-    /// whose holder is provably gone (its process no longer exists on this
-    /// host, see [`crate::owner_is_gone`]).
-    ///
-    /// # Errors
-    /// [`RuntimeError::Leased`] when a live process drives the run; store
-    /// failures; a run that does not replay onto `workflow`.
-    pub fn recover(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-    ) -> Result<RunResult, RuntimeError> {
-        self.ask(|reply| Command::Recover {
-            workflow,
-            run,
-            reply,
-            watch: None,
-        })
-    }
-
-    /// [`EventedRuntime::recover`] without waiting: the receiver gets the
-    /// result once the run finishes or suspends. Many runs recover at once
-    /// this way; those that only wait for a timer leave memory until it fires.
-    pub fn submit_recover(
-        &self,
-        workflow: Arc<Registered>,
-        run: RunId,
-    ) -> Receiver<Result<RunResult, RuntimeError>> {
-        self.post(|reply| Command::Recover {
-            workflow,
-            run,
-            reply,
-            watch: None,
-        })
     }
 }
 
@@ -596,8 +374,8 @@ impl Runtime for EventedRuntime {
         }
     }
 
-    fn submit(&self, request: Request) -> Answer {
-        self.send(request, None)
+    fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
+        self.send(request, watch)
     }
 }
 

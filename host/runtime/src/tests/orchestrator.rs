@@ -11,8 +11,9 @@ use weft_core::{
     RunStatus, StepOutcome, StepReport, StoreError, Takeover, Timestamp,
 };
 
-use super::{Fixture, Kind, guest_error, ok};
+use super::{Fixture, Kind, guest_error, ok, start_request};
 use crate::{EventedRuntime, MemoryStore, Registered, RuntimeError, SystemClock};
+use crate::{NoObserver, Runtime as _};
 
 /// The system clock moved forward by `ahead_micros` (a test's jump over a
 /// long wait, instead of waiting it out), recording the longest wait anyone
@@ -70,15 +71,9 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
         });
     fixture.clock = Some(clock.clone());
     let (driver, _) = fixture.build(Kind::Evented);
-    let (rt, reg) = (driver.evented(), &driver.registered);
+    let (rt, reg) = (&*driver.runtime, &driver.registered);
     let (watch, committed) = crossbeam_channel::unbounded();
-    let slow = rt.start_watched(
-        reg.clone(),
-        RunId::new("slow").unwrap(),
-        json!("slow"),
-        false,
-        watch,
-    );
+    let slow = rt.submit(start_request(reg, "slow", json!("slow")), Some(watch));
     // From its committed failure on, the slow run waits for its retry.
     loop {
         match committed.recv_timeout(BOUND) {
@@ -90,10 +85,9 @@ fn a_long_retry_delay_does_not_stall_other_runs() {
     // Other runs start and finish while it waits, and it keeps waiting.
     for n in 1..=5 {
         let fast = rt
-            .submit_start(
-                reg.clone(),
-                RunId::new(&format!("fast-{n}")).unwrap(),
-                json!("fast"),
+            .submit(
+                start_request(reg, &format!("fast-{n}"), json!("fast")),
+                None,
             )
             .recv_timeout(BOUND)
             .unwrap_or_else(|_| {
@@ -196,7 +190,7 @@ fn a_panicking_orchestrator_fails_requests_and_shuts_down() {
         2,
     );
     let err = rt
-        .start(reg.clone(), RunId::new("r1").unwrap(), json!(1))
+        .call(start_request(&reg, "r1", json!(1)), &mut NoObserver)
         .unwrap_err();
     assert!(
         matches!(&err, RuntimeError::Panicked(why) if why.contains("store bug")),
@@ -204,7 +198,7 @@ fn a_panicking_orchestrator_fails_requests_and_shuts_down() {
     );
     // Later requests fail the same way instead of waiting forever.
     let err = rt
-        .start(reg, RunId::new("r2").unwrap(), json!(1))
+        .call(start_request(&reg, "r2", json!(1)), &mut NoObserver)
         .unwrap_err();
     assert!(matches!(err, RuntimeError::Panicked(_)), "{err}");
     // Dropping the runtime joins its threads: this returns.
@@ -238,7 +232,7 @@ fn dropping_the_runtime_lets_a_sleeping_run_go() {
     let rt = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 1);
     let run = RunId::new("asleep").unwrap();
     let (watch, committed) = crossbeam_channel::unbounded();
-    let reply = rt.start_watched(reg.clone(), run.clone(), json!(1), false, watch);
+    let reply = rt.submit(start_request(reg, run.as_str(), json!(1)), Some(watch));
     // Committed asleep: the store knows when it wakes (and that it is held).
     let until = committed
         .iter()

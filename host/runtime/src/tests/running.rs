@@ -80,12 +80,16 @@ fn three_suspended_arms_resume_one_by_one_while_a_fourth_runs() {
             },
         }]);
         let (driver, _) = fixture.build(Kind::Evented);
-        let (runtime, registered, store) = (driver.evented(), &driver.registered, &driver.store);
+        let (runtime, registered, store) = (&*driver.runtime, &driver.registered, &driver.store);
         let run = RunId::new("fan-run").unwrap();
         let finished: Vec<Result<weft_core::RunResult, RuntimeError>> = std::thread::scope(|s| {
             let run = &run;
-            let mut callers =
-                vec![s.spawn(move || runtime.start(registered.clone(), run.clone(), json!({})))];
+            let mut callers = vec![s.spawn(move || {
+                runtime.call(
+                    super::start_request(registered, run.as_str(), json!({})),
+                    &mut NoObserver,
+                )
+            })];
             running_rx.recv().unwrap();
             until(&**store, &driver, run, |st| {
                 ["fan/a", "fan/b", "fan/c"]
@@ -111,7 +115,13 @@ fn three_suspended_arms_resume_one_by_one_while_a_fourth_runs() {
                 let path = format!("fan/{arm}");
                 let target = ResumeTarget::Path(StepPath::parse(&path).unwrap());
                 callers.push(s.spawn(move || {
-                    runtime.resume(registered.clone(), run.clone(), target, json!({"ok": arm}))
+                    let resume = crate::Request::Resume {
+                        workflow: registered.clone(),
+                        run: run.clone(),
+                        target,
+                        payload: json!({"ok": arm}),
+                    };
+                    runtime.call(resume, &mut NoObserver)
                 }));
                 until(&**store, &driver, run, |st| {
                     status(st, &path) == Some(StepStatus::Success)
