@@ -103,7 +103,7 @@ impl Orchestrator {
                     // not fit the run as stored (it runs there), that is
                     // the answer; otherwise the holder is most likely
                     // resuming it right now, and the caller looks again in
-                    // a moment (see `EventedRuntime::resume`).
+                    // a moment (see `Runtime::call` for the evented runtime).
                     let refused =
                         stored::load(&*self.store, &workflow, &run).and_then(|(state, _)| {
                             Ok(request.decide(&state, self.clock.now(), false)?)
