@@ -81,6 +81,25 @@ fn grant(
     owner: &Owner,
     takeover: Takeover<'_>,
 ) -> Result<Lease, StoreError> {
+    may_take(stored, run, clock, owner, takeover)?;
+    stored.epoch += 1;
+    stored.holder = Some((owner.id.clone(), expiry(clock, owner)));
+    Ok(Lease {
+        run: run.clone(),
+        owner: owner.id.clone(),
+        epoch: stored.epoch,
+    })
+}
+
+/// Whether `takeover` lets `owner` take the run's lease: refused only while
+/// another owner holds a live one that `takeover` does not allow taking.
+fn may_take(
+    stored: &Stored,
+    run: &RunId,
+    clock: &dyn Clock,
+    owner: &Owner,
+    takeover: Takeover<'_>,
+) -> Result<(), StoreError> {
     let now = clock.now();
     if let Some((holder, expires)) = &stored.holder
         && *holder != owner.id
@@ -99,13 +118,7 @@ fn grant(
             });
         }
     }
-    stored.epoch += 1;
-    stored.holder = Some((owner.id.clone(), expiry(clock, owner)));
-    Ok(Lease {
-        run: run.clone(),
-        owner: owner.id.clone(),
-        epoch: stored.epoch,
-    })
+    Ok(())
 }
 
 fn expiry(clock: &dyn Clock, owner: &Owner) -> Timestamp {
@@ -213,6 +226,8 @@ impl EventStore for MemoryStore {
     ) -> Result<Lease, StoreError> {
         let mut runs = self.lock();
         let stored = runs.get_mut(run).ok_or_else(|| not_found(run))?;
+        // As SQLite decides: the lease first, then the log's end.
+        may_take(stored, run, &*self.clock, owner, takeover)?;
         if stored.summary.events != expected {
             return Err(StoreError::Conflict {
                 run: run.to_string(),
