@@ -83,6 +83,10 @@ pub(crate) fn acquire(
 /// force, in one transaction ([`EventStore::acquire_and_append`]), so the
 /// driver is fenced out at the moment the run is canceled. When another
 /// process appended first, it is decided again on what that process did.
+/// A driver that keeps appending faster than the run can be read (a busy
+/// run, many times in a row) is fenced out first, so that the cancel is
+/// never starved; then, for the moment between the two transactions, it may
+/// find its lease gone before it finds the run canceled.
 /// Returns the canceled run's state and events, and how many of them were
 /// stored before the cancel.
 ///
@@ -97,11 +101,27 @@ pub(crate) fn cancel(
     reason: Option<&str>,
     clock: &dyn weft_core::Clock,
 ) -> Result<(RunState, Vec<Event>, usize), RuntimeError> {
-    loop {
-        let (mut state, mut events) = load(store, workflow, run)?;
+    /// Optimistic tries before the driver is fenced out first.
+    const TRIES: usize = 3;
+    let mut tried = 0;
+    let mut fenced = None;
+    let outcome = loop {
+        if tried == TRIES {
+            match store.acquire(run, owner, weft_core::Takeover::Force) {
+                Ok(lease) => fenced = Some(lease),
+                Err(e) => break Err(error(run, e)),
+            }
+        }
+        let decided = load(store, workflow, run).and_then(|(mut state, events)| {
+            let canceled = state.cancel(reason.map(str::to_owned), clock.now())?;
+            state.apply(&canceled)?;
+            Ok((state, events, canceled))
+        });
+        let (state, mut events, canceled) = match decided {
+            Ok(decided) => decided,
+            Err(e) => break Err(e),
+        };
         let before = events.len();
-        let canceled = state.cancel(reason.map(str::to_owned), clock.now())?;
-        state.apply(&canceled)?;
         let appended = store.acquire_and_append(
             run,
             owner,
@@ -115,10 +135,16 @@ pub(crate) fn cancel(
                 events.push(canceled);
                 return Ok((state, events, before));
             }
-            Err(StoreError::Conflict { .. }) => {}
-            Err(e) => return Err(error(run, e)),
+            Err(StoreError::Conflict { .. }) => tried += 1,
+            Err(e) => break Err(error(run, e)),
         }
+    };
+    // Refused (the run had finished meanwhile) or failed after fencing the
+    // driver out: the lease taken for it is given up.
+    if let Some(lease) = fenced {
+        let _ = store.release(&lease);
     }
+    outcome
 }
 
 /// Waits before asking again for a run another process holds while it

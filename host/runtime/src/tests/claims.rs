@@ -333,3 +333,137 @@ fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() 
         );
     }
 }
+
+/// A store whose next `conflicts` forced appends find the log moved on (a
+/// driver in another process appending faster than the run can be read),
+/// counting the separate takeovers.
+struct Busy {
+    inner: std::sync::Arc<crate::MemoryStore>,
+    conflicts: std::sync::atomic::AtomicUsize,
+    forced: std::sync::atomic::AtomicUsize,
+}
+
+impl EventStore for Busy {
+    fn create_run(
+        &self,
+        meta: &weft_core::RunMeta,
+        events: &[Event],
+        owner: &weft_core::Owner,
+        wake: Option<weft_core::Timestamp>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        self.inner.create_run(meta, events, owner, wake)
+    }
+    fn acquire(
+        &self,
+        run: &RunId,
+        owner: &weft_core::Owner,
+        takeover: weft_core::Takeover<'_>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        if takeover == weft_core::Takeover::Force {
+            self.forced
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.acquire(run, owner, takeover)
+    }
+    fn acquire_and_append(
+        &self,
+        run: &RunId,
+        owner: &weft_core::Owner,
+        takeover: weft_core::Takeover<'_>,
+        expected: u64,
+        events: &[Event],
+        wake: Option<weft_core::Timestamp>,
+    ) -> Result<weft_core::Lease, weft_core::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let busy = self
+            .conflicts
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if busy {
+            return Err(weft_core::StoreError::Conflict {
+                run: run.to_string(),
+                expected,
+                actual: expected + 1,
+            });
+        }
+        self.inner
+            .acquire_and_append(run, owner, takeover, expected, events, wake)
+    }
+    fn renew(&self, owner: &weft_core::Owner) -> Result<Vec<(RunId, u64)>, weft_core::StoreError> {
+        self.inner.renew(owner)
+    }
+    fn release(&self, lease: &weft_core::Lease) -> Result<(), weft_core::StoreError> {
+        self.inner.release(lease)
+    }
+    fn append_batch(&self, appends: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
+        self.inner.append_batch(appends)
+    }
+    fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
+        self.inner.load(run)
+    }
+    fn load_page(
+        &self,
+        run: &RunId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
+        self.inner.load_page(run, after, limit)
+    }
+    fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
+        self.inner.events_after(run, after)
+    }
+    fn claimable(
+        &self,
+        horizon: weft_core::Timestamp,
+    ) -> Result<Vec<weft_core::Claimable>, weft_core::StoreError> {
+        self.inner.claimable(horizon)
+    }
+}
+
+/// A cancel decided on the stored run retries when the log moved on, and
+/// after a few tries fences the driver out first, so a busy run is never
+/// left uncancelable.
+#[test]
+fn a_cancel_of_a_busy_run_fences_its_driver_out_after_a_few_tries() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for (conflicts, forced) in [(1, 0), (2, 0), (3, 1), (10, 1)] {
+        let (driver, _) = Fixture::new().step("gate", approval).build(Kind::Default);
+        let handle = driver.start(json!(1));
+        assert_eq!(handle.result().status, RunStatus::Suspended);
+        let busy = Busy {
+            inner: driver.store.clone(),
+            conflicts: AtomicUsize::new(conflicts),
+            forced: AtomicUsize::new(0),
+        };
+        let owner = weft_core::Owner {
+            id: "canceler".into(),
+            ttl: std::time::Duration::from_secs(60),
+        };
+        let clock = weft_core::ManualClock::new(weft_core::Timestamp(9));
+        let (state, events, before) = crate::stored::cancel(
+            &busy,
+            &driver.registered,
+            &handle.id,
+            &owner,
+            Some("stop"),
+            &clock,
+        )
+        .unwrap();
+        assert_eq!(state.status(), RunStatus::Canceled, "{conflicts} conflicts");
+        assert_eq!(events.len(), before + 1);
+        assert_eq!(busy.forced.load(SeqCst), forced, "{conflicts} conflicts");
+        assert_eq!(driver.store.load(&handle.id).unwrap().1, events);
+        // Canceled again: refused, and the canceler holds nothing.
+        busy.conflicts.store(conflicts, SeqCst);
+        let refused =
+            crate::stored::cancel(&busy, &driver.registered, &handle.id, &owner, None, &clock);
+        assert!(
+            matches!(refused, Err(RuntimeError::Resume(_))),
+            "{conflicts} conflicts"
+        );
+        assert!(
+            driver.store.renew(&owner).unwrap().is_empty(),
+            "{conflicts} conflicts: the canceler kept a lease"
+        );
+    }
+}
