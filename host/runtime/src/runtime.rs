@@ -109,7 +109,7 @@ pub type Answer = Receiver<Result<RunResult, RuntimeError>>;
 
 /// Sees a run's new events as the runtime records them, in the order of
 /// the run's stored log (`weft run --watch`, the per-step lines). Step log
-/// lines go to `tracing` in both runtimes (target `weft_runtime`, fields
+/// lines go to `tracing` in both runtimes (target `weft_runtime::worker`, fields
 /// `run` and `step`).
 pub trait RunObserver {
     /// An event was recorded: the default runtime calls this as it applies
