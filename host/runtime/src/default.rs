@@ -36,8 +36,8 @@ use weft_core::{
 };
 
 use crate::error::RuntimeError;
-use crate::evented::Registered;
 use crate::lease::{Keeper, LeaseOptions};
+use crate::runtime::Registered;
 use crate::runtime::{Answer, Request, RunObserver, Runtime, RuntimeKind};
 use crate::stored;
 use crate::worker::{execute_step, log_lines};

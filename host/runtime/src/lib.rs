@@ -31,10 +31,10 @@ mod worker;
 pub use clock::SystemClock;
 pub use default::{DefaultRuntime, Run};
 pub use error::RuntimeError;
-pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, Registered, WorkItem};
+pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, WorkItem};
 pub use lease::{LeaseOptions, owner_id, owner_is_gone};
 pub use memory_store::MemoryStore;
-pub use runtime::{Answer, NoObserver, Request, RunObserver, Runtime, RuntimeKind};
+pub use runtime::{Answer, NoObserver, Registered, Request, RunObserver, Runtime, RuntimeKind};
 pub use worker::{Executed, execute_step};
 
 #[cfg(test)]

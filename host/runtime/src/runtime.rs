@@ -13,10 +13,38 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
-use weft_core::{Event, ResumeTarget, RunId, RunResult};
+use weft_core::{Event, ResumeTarget, RunId, RunMeta, RunResult, StepRunner, Workflow};
 
 use crate::error::RuntimeError;
-use crate::evented::Registered;
+
+/// A workflow the runtime can run: its graph, the runner of its steps, and
+/// where it came from (recorded with each run so any process can load it).
+pub struct Registered {
+    /// The workflow.
+    pub workflow: Arc<Workflow>,
+    /// Runs its steps.
+    pub runner: Arc<dyn StepRunner>,
+    /// The manifest's absolute path.
+    pub manifest: String,
+    /// SHA-256 of the manifest text.
+    pub manifest_sha256: String,
+    /// The digest of the workflow lock a new run is pinned to (the caller
+    /// stores the lock first); `None` records no pin.
+    pub workflow_digest: Option<String>,
+}
+
+impl Registered {
+    /// What the store records about a run of this workflow.
+    pub fn meta(&self, run: &RunId) -> RunMeta {
+        RunMeta {
+            run_id: run.clone(),
+            workflow_id: self.workflow.id().clone(),
+            manifest: self.manifest.clone(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            workflow_digest: self.workflow_digest.clone(),
+        }
+    }
+}
 
 /// What a caller asks of a runtime about one run.
 #[derive(Clone)]

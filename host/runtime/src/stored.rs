@@ -4,7 +4,7 @@
 use weft_core::{Event, EventStore, RunId, RunState, RunStatus, StoreError};
 
 use crate::error::RuntimeError;
-use crate::evented::Registered;
+use crate::runtime::Registered;
 
 /// A stored run rebuilt on `workflow`: its state and its events.
 ///

@@ -3,38 +3,10 @@
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use weft_core::{Interrupt, RunId, RunMeta, StepPath, StepRunner, StepTask, StepView, Workflow};
+use weft_core::{Interrupt, RunId, StepPath, StepTask, StepView};
 
+use crate::runtime::Registered;
 use crate::worker::Executed;
-
-/// A workflow the runtime can run: its graph, the runner of its steps, and
-/// where it came from (recorded with each run so any process can load it).
-pub struct Registered {
-    /// The workflow.
-    pub workflow: Arc<Workflow>,
-    /// Runs its steps.
-    pub runner: Arc<dyn StepRunner>,
-    /// The manifest's absolute path.
-    pub manifest: String,
-    /// SHA-256 of the manifest text.
-    pub manifest_sha256: String,
-    /// The digest of the workflow lock a new run is pinned to (the caller
-    /// stores the lock first); `None` records no pin.
-    pub workflow_digest: Option<String>,
-}
-
-impl Registered {
-    /// What the store records about a run of this workflow.
-    pub fn meta(&self, run: &RunId) -> RunMeta {
-        RunMeta {
-            run_id: run.clone(),
-            workflow_id: self.workflow.id().clone(),
-            manifest: self.manifest.clone(),
-            manifest_sha256: self.manifest_sha256.clone(),
-            workflow_digest: self.workflow_digest.clone(),
-        }
-    }
-}
 
 /// One step attempt for a worker: everything needed to run it.
 pub struct WorkItem {

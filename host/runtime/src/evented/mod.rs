@@ -41,12 +41,12 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 use weft_core::{Clock, Event, EventStore, ResumeTarget, RunId, RunResult};
 
-pub use bus::{Bus, Done, InProcessBus, Registered, WorkItem};
+pub use bus::{Bus, Done, InProcessBus, WorkItem};
 
 use orchestrator::{Command, First, Orchestrator, Reply};
 
 use crate::error::RuntimeError;
-use crate::runtime::{Answer, Request, RunObserver, Runtime, RuntimeKind};
+use crate::runtime::{Answer, Registered, Request, RunObserver, Runtime, RuntimeKind};
 use crate::worker::{execute_step, panic_message};
 
 /// How an [`EventedRuntime`] behaves beyond its store, clock and workers.

@@ -23,9 +23,10 @@ use weft_core::{
     RunStatus, StepPath, Takeover, Timestamp, TransitionError,
 };
 
-use super::bus::{Bus, Done, Registered, WorkItem};
+use super::bus::{Bus, Done, WorkItem};
 use crate::error::RuntimeError;
 use crate::lease::Keeper;
+use crate::runtime::Registered;
 use crate::stored;
 
 mod ownership;

@@ -16,7 +16,7 @@ use weft_core::{
 use super::reorder::Held;
 use super::{Active, Orchestrator, PARK_AFTER_MICROS, Parked, Reply, apply};
 use crate::error::RuntimeError;
-use crate::evented::bus::Registered;
+use crate::runtime::Registered;
 use crate::stored;
 
 /// A request the state machine turns into events (one, or one per
