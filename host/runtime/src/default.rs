@@ -370,20 +370,7 @@ impl DefaultRuntime {
     ) -> Result<Run, RuntimeError> {
         let owner = self.keeper.owner();
         let lease = stored::acquire(&*self.store, run_id, owner, Takeover::IfFree, true)?;
-        let held = self.hold(lease);
-        let (state, events) = match stored::load(&*self.store, workflow, run_id) {
-            Ok(loaded) => loaded,
-            Err(e) => {
-                self.keeper.release(&held.lease);
-                return Err(e);
-            }
-        };
-        let mut run = Run {
-            state,
-            committed: events.len() as u64,
-            events,
-            held: Some(held),
-        };
+        let mut run = self.load_held(workflow, run_id, lease)?;
         if run.state.status() != RunStatus::Running {
             self.let_go(&mut run);
             return Ok(run);
@@ -396,6 +383,29 @@ impl DefaultRuntime {
             }
         };
         self.drive_from(workflow, run, Some(redelivered), observer, false)
+    }
+
+    /// The run as stored, held under `lease` (watched from now on); the
+    /// lease is given back if the run cannot be loaded.
+    fn load_held(
+        &self,
+        workflow: &Arc<Registered>,
+        run_id: &RunId,
+        lease: Lease,
+    ) -> Result<Run, RuntimeError> {
+        let held = self.hold(lease);
+        match stored::load(&*self.store, workflow, run_id) {
+            Ok((state, events)) => Ok(Run {
+                state,
+                committed: events.len() as u64,
+                events,
+                held: Some(held),
+            }),
+            Err(e) => {
+                self.keeper.release(&held.lease);
+                Err(e)
+            }
+        }
     }
 
     /// Watches a lease this runtime was granted.
@@ -435,21 +445,7 @@ impl DefaultRuntime {
                 }
                 Err(e) => return Err(e),
             };
-            let held = self.hold(lease);
-            let loaded = stored::load(&*self.store, workflow, run_id);
-            let (state, events) = match loaded {
-                Ok(loaded) => loaded,
-                Err(e) => {
-                    self.keeper.release(&held.lease);
-                    return Err(e);
-                }
-            };
-            let mut run = Run {
-                state,
-                committed: events.len() as u64,
-                events,
-                held: Some(held),
-            };
+            let mut run = self.load_held(workflow, run_id, lease)?;
             let decided = decide(&run.state, self.clock.now());
             let applied = decided.map_err(RuntimeError::from).and_then(|events| {
                 events

@@ -255,79 +255,11 @@ fn renew(store: &dyn EventStore, owner: &Owner, watched: &Mutex<Watching>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_channel::{Receiver, bounded};
-    use weft_core::{Append, Claimable, Event, RunMeta, StepId, StoreError, Takeover, Timestamp};
+    use crossbeam_channel::bounded;
+    use weft_core::{Event, RunMeta, StepId, Takeover, Timestamp};
 
     use crate::MemoryStore;
-
-    /// A store whose renewal pauses after it has read the leases, until
-    /// the test lets it go on: a lease can then be granted in between.
-    struct PausingRenewals {
-        inner: MemoryStore,
-        renewed: Sender<()>,
-        go: Receiver<()>,
-    }
-
-    impl EventStore for PausingRenewals {
-        fn create_run(
-            &self,
-            meta: &RunMeta,
-            events: &[Event],
-            owner: &Owner,
-            wake: Option<Timestamp>,
-        ) -> Result<Lease, StoreError> {
-            self.inner.create_run(meta, events, owner, wake)
-        }
-        fn acquire(
-            &self,
-            run: &RunId,
-            owner: &Owner,
-            t: Takeover<'_>,
-        ) -> Result<Lease, StoreError> {
-            self.inner.acquire(run, owner, t)
-        }
-        fn acquire_and_append(
-            &self,
-            run: &RunId,
-            owner: &Owner,
-            t: Takeover<'_>,
-            expected: u64,
-            events: &[Event],
-            wake: Option<Timestamp>,
-        ) -> Result<Lease, StoreError> {
-            self.inner
-                .acquire_and_append(run, owner, t, expected, events, wake)
-        }
-        fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
-            let held = self.inner.renew(owner);
-            let _ = self.renewed.send(());
-            let _ = self.go.recv();
-            held
-        }
-        fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-            self.inner.release(lease)
-        }
-        fn append_batch(&self, appends: &[Append<'_>]) -> Result<(), StoreError> {
-            self.inner.append_batch(appends)
-        }
-        fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError> {
-            self.inner.load(run)
-        }
-        fn load_page(
-            &self,
-            run: &RunId,
-            after: u64,
-            limit: usize,
-        ) -> Result<(RunMeta, Vec<Event>), StoreError> {
-            self.inner.load_page(run, after, limit)
-        }
-        fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
-            self.inner.events_after(run, after)
-        }
-        fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
-            self.inner.claimable(horizon)
-        }
-    }
+    use crate::tests::hooked::{Call, Hooked};
 
     fn started(run: &RunId) -> Event {
         Event::RunStarted {
@@ -347,11 +279,15 @@ mod tests {
     fn a_lease_granted_during_a_renewal_is_not_taken_for_lost() {
         let (renewed, renewals_rx) = bounded(0);
         let (go_tx, gone) = bounded(0);
-        let store = Arc::new(PausingRenewals {
-            inner: MemoryStore::new(),
-            renewed,
-            go: gone,
-        });
+        // Its renewal pauses after it has read the leases, until the test
+        // lets it go on: a lease can then be granted in between.
+        let store = Arc::new(Hooked::new(Arc::new(MemoryStore::new()), move |call| {
+            if call == Call::Renewed {
+                let _ = renewed.send(());
+                let _ = gone.recv();
+            }
+            Ok(())
+        }));
         // A round every 10 ms; each pauses until the test lets it go on.
         let keeper = Keeper::start(
             store.clone(),

@@ -758,5 +758,6 @@ on_both_runtimes!(
 mod budgets;
 mod claims;
 mod foreach;
+pub(crate) mod hooked;
 mod orchestrator;
 mod running;

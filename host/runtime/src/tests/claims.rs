@@ -12,6 +12,7 @@ use weft_core::{
     StepReport, StepStatus,
 };
 
+use super::hooked::{Call, Hooked};
 use super::{Fixture, Kind, add, approval, ok};
 use crate::RuntimeError;
 
@@ -223,70 +224,6 @@ on_both_runtimes!(
     an_input_too_large_is_refused_before_anything_is_stored,
 );
 
-/// A store whose appends fail: as if the default runtime's process died
-/// before it recorded the run's end.
-struct NoAppends(std::sync::Arc<crate::MemoryStore>);
-
-impl EventStore for NoAppends {
-    fn create_run(
-        &self,
-        meta: &weft_core::RunMeta,
-        events: &[Event],
-        owner: &weft_core::Owner,
-        wake: Option<weft_core::Timestamp>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        self.0.create_run(meta, events, owner, wake)
-    }
-    fn acquire(
-        &self,
-        run: &RunId,
-        owner: &weft_core::Owner,
-        takeover: weft_core::Takeover<'_>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        self.0.acquire(run, owner, takeover)
-    }
-    fn acquire_and_append(
-        &self,
-        _: &RunId,
-        _: &weft_core::Owner,
-        _: weft_core::Takeover<'_>,
-        _: u64,
-        _: &[Event],
-        _: Option<weft_core::Timestamp>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        Err(weft_core::StoreError::Backend("disk gone".into()))
-    }
-    fn renew(&self, owner: &weft_core::Owner) -> Result<Vec<(RunId, u64)>, weft_core::StoreError> {
-        self.0.renew(owner)
-    }
-    fn release(&self, lease: &weft_core::Lease) -> Result<(), weft_core::StoreError> {
-        self.0.release(lease)
-    }
-    fn append_batch(&self, _: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
-        Err(weft_core::StoreError::Backend("disk gone".into()))
-    }
-    fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
-        self.0.load(run)
-    }
-    fn load_page(
-        &self,
-        run: &RunId,
-        after: u64,
-        limit: usize,
-    ) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
-        self.0.load_page(run, after, limit)
-    }
-    fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
-        self.0.events_after(run, after)
-    }
-    fn claimable(
-        &self,
-        horizon: weft_core::Timestamp,
-    ) -> Result<Vec<weft_core::Claimable>, weft_core::StoreError> {
-        self.0.claimable(horizon)
-    }
-}
-
 #[test]
 fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() {
     use std::sync::Arc;
@@ -298,7 +235,15 @@ fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() 
             .build(Kind::Default);
         let (reg, store) = (&driver.registered, &driver.store);
         let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
-        let failing = crate::DefaultRuntime::new(Arc::new(NoAppends(store.clone())), clock.clone());
+        // Appends fail: as if the default runtime's process died before it
+        // recorded the run's end.
+        let no_appends = Hooked::new(store.clone(), |call| match call {
+            Call::AppendBatch | Call::AcquireAndAppend => {
+                Err(weft_core::StoreError::Backend("disk gone".into()))
+            }
+            _ => Ok(()),
+        });
+        let failing = crate::DefaultRuntime::new(Arc::new(no_appends), clock.clone());
         let id = RunId::new("lost").unwrap();
         let err = failing
             .start(reg, id.clone(), json!(1), &mut crate::NoObserver)
@@ -334,106 +279,42 @@ fn a_default_run_lost_before_its_end_was_recorded_is_recovered_from_its_claim() 
     }
 }
 
-/// A store whose next `conflicts` forced appends find the log moved on (a
-/// driver in another process appending faster than the run can be read),
-/// counting the separate takeovers.
-struct Busy {
-    inner: std::sync::Arc<crate::MemoryStore>,
-    conflicts: std::sync::atomic::AtomicUsize,
-    forced: std::sync::atomic::AtomicUsize,
-}
-
-impl EventStore for Busy {
-    fn create_run(
-        &self,
-        meta: &weft_core::RunMeta,
-        events: &[Event],
-        owner: &weft_core::Owner,
-        wake: Option<weft_core::Timestamp>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        self.inner.create_run(meta, events, owner, wake)
-    }
-    fn acquire(
-        &self,
-        run: &RunId,
-        owner: &weft_core::Owner,
-        takeover: weft_core::Takeover<'_>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        if takeover == weft_core::Takeover::Force {
-            self.forced
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-        self.inner.acquire(run, owner, takeover)
-    }
-    fn acquire_and_append(
-        &self,
-        run: &RunId,
-        owner: &weft_core::Owner,
-        takeover: weft_core::Takeover<'_>,
-        expected: u64,
-        events: &[Event],
-        wake: Option<weft_core::Timestamp>,
-    ) -> Result<weft_core::Lease, weft_core::StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        let busy = self
-            .conflicts
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if busy {
-            return Err(weft_core::StoreError::Conflict {
-                run: run.to_string(),
-                expected,
-                actual: expected + 1,
-            });
-        }
-        self.inner
-            .acquire_and_append(run, owner, takeover, expected, events, wake)
-    }
-    fn renew(&self, owner: &weft_core::Owner) -> Result<Vec<(RunId, u64)>, weft_core::StoreError> {
-        self.inner.renew(owner)
-    }
-    fn release(&self, lease: &weft_core::Lease) -> Result<(), weft_core::StoreError> {
-        self.inner.release(lease)
-    }
-    fn append_batch(&self, appends: &[weft_core::Append<'_>]) -> Result<(), weft_core::StoreError> {
-        self.inner.append_batch(appends)
-    }
-    fn load(&self, run: &RunId) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
-        self.inner.load(run)
-    }
-    fn load_page(
-        &self,
-        run: &RunId,
-        after: u64,
-        limit: usize,
-    ) -> Result<(weft_core::RunMeta, Vec<Event>), weft_core::StoreError> {
-        self.inner.load_page(run, after, limit)
-    }
-    fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, weft_core::StoreError> {
-        self.inner.events_after(run, after)
-    }
-    fn claimable(
-        &self,
-        horizon: weft_core::Timestamp,
-    ) -> Result<Vec<weft_core::Claimable>, weft_core::StoreError> {
-        self.inner.claimable(horizon)
-    }
-}
-
 /// A cancel decided on the stored run retries when the log moved on, and
 /// after a few tries fences the driver out first, so a busy run is never
 /// left uncancelable.
 #[test]
 fn a_cancel_of_a_busy_run_fences_its_driver_out_after_a_few_tries() {
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     for (conflicts, forced) in [(1, 0), (2, 0), (3, 1), (10, 1)] {
         let (driver, _) = Fixture::new().step("gate", approval).build(Kind::Default);
         let handle = driver.start(json!(1));
         assert_eq!(handle.result().status, RunStatus::Suspended);
-        let busy = Busy {
-            inner: driver.store.clone(),
-            conflicts: AtomicUsize::new(conflicts),
-            forced: AtomicUsize::new(0),
+        // The next `conflicts` forced appends find the log moved on (a
+        // driver in another process appending faster than the run can be
+        // read); separate forced takeovers are counted.
+        let left = Arc::new(AtomicUsize::new(conflicts));
+        let taken = Arc::new(AtomicUsize::new(0));
+        let busy = {
+            let (left, taken) = (left.clone(), taken.clone());
+            Hooked::new(driver.store.clone(), move |call| match call {
+                Call::AcquireAndAppend
+                    if left
+                        .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                        .is_ok() =>
+                {
+                    Err(weft_core::StoreError::Conflict {
+                        run: "busy".into(),
+                        expected: 0,
+                        actual: 1,
+                    })
+                }
+                Call::Acquire(weft_core::Takeover::Force) => {
+                    taken.fetch_add(1, SeqCst);
+                    Ok(())
+                }
+                _ => Ok(()),
+            })
         };
         let owner = weft_core::Owner {
             id: "canceler".into(),
@@ -451,10 +332,10 @@ fn a_cancel_of_a_busy_run_fences_its_driver_out_after_a_few_tries() {
         .unwrap();
         assert_eq!(state.status(), RunStatus::Canceled, "{conflicts} conflicts");
         assert_eq!(events.len(), before + 1);
-        assert_eq!(busy.forced.load(SeqCst), forced, "{conflicts} conflicts");
+        assert_eq!(taken.load(SeqCst), forced, "{conflicts} conflicts");
         assert_eq!(driver.store.load(&handle.id).unwrap().1, events);
         // Canceled again: refused, and the canceler holds nothing.
-        busy.conflicts.store(conflicts, SeqCst);
+        left.store(conflicts, SeqCst);
         let refused =
             crate::stored::cancel(&busy, &driver.registered, &handle.id, &owner, None, &clock);
         assert!(
