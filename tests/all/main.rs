@@ -14,6 +14,7 @@ mod rerun;
 mod runs;
 mod runtime;
 mod sandbox;
+mod serve;
 mod store_contract;
 mod support;
 mod timers;

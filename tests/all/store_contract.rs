@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use weft_core::{
-    Append, CustomEvent, Event, Owner, Pin, RunCursor, RunFilter, RunId, RunMeta, RunStatus,
-    StepId, StepPath, Store, StoreError, Takeover, Timestamp,
+    Append, CustomEvent, Deployment, Event, Owner, Pin, RunCursor, RunFilter, RunId, RunMeta,
+    RunStatus, StepId, StepPath, Store, StoreError, Takeover, Timestamp,
 };
 use weft_runtime::MemoryStore;
 use weft_store_sqlite::SqliteStore;
@@ -51,6 +51,7 @@ fn suite(fresh: Fresh<'_>) {
         ("concurrent owners never interleave", concurrent_owners),
         ("the run index filters and pages", run_index_pages),
         ("workflow locks and pins", workflow_registry),
+        ("deployments: once per version, newest first", deployments),
         ("a run's log reads page by page", pages_events),
     ];
     for (name, check) in checks {
@@ -655,6 +656,11 @@ fn run_index_pages(handles: Factory<'_>) {
         ["r3", "r2b", "r2a"]
     );
     assert_eq!(other.list_runs(Some(RunStatus::Running)).unwrap().len(), 7);
+    // Counted by status, in status order, statuses without runs left out.
+    assert_eq!(
+        other.count_by_status().unwrap(),
+        [(RunStatus::Running, 7), (RunStatus::Success, 1)]
+    );
 }
 
 fn workflow_registry(handles: Factory<'_>) {
@@ -719,6 +725,48 @@ fn workflow_registry(handles: Factory<'_>) {
         store.repin(&run("ghost"), 0, "d2", Timestamp(9)),
         Err(StoreError::NotFound { .. })
     ));
+}
+
+fn deployments(handles: Factory<'_>) {
+    let store = handles();
+    let id = |s: &str| StepId::new(s).unwrap();
+    let deployment = |workflow: &str, digest: &str, at: u64| Deployment {
+        workflow: id(workflow),
+        digest: digest.into(),
+        at: Timestamp(at),
+    };
+    // A deployment names a stored lock.
+    assert!(matches!(
+        store.deploy(&id("orders"), "nope", Timestamp(1)),
+        Err(StoreError::Backend(_))
+    ));
+    store.put_workflow("d1", "lock one").unwrap();
+    store.put_workflow("d2", "lock two").unwrap();
+    assert!(store.deploy(&id("orders"), "d1", Timestamp(10)).unwrap());
+    // The same version again changes nothing: it keeps its first time.
+    assert!(
+        !handles()
+            .deploy(&id("orders"), "d1", Timestamp(30))
+            .unwrap()
+    );
+    assert!(store.deploy(&id("orders"), "d2", Timestamp(20)).unwrap());
+    assert!(store.deploy(&id("billing"), "d1", Timestamp(15)).unwrap());
+    assert_eq!(
+        handles().deployments(Some(&id("orders"))).unwrap(),
+        [
+            deployment("orders", "d2", 20),
+            deployment("orders", "d1", 10)
+        ]
+    );
+    assert_eq!(
+        store.deployments(None).unwrap(),
+        [
+            deployment("orders", "d2", 20),
+            deployment("billing", "d1", 15),
+            deployment("orders", "d1", 10)
+        ]
+    );
+    assert!(store.deployments(Some(&id("ghost"))).unwrap().is_empty());
 }
 
 fn pages_events(handles: Factory<'_>) {

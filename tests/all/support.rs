@@ -43,6 +43,8 @@ pub fn weft(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weft"));
     cmd.env("WEFT_HOME", home)
         .env_remove("RUST_LOG")
+        .env_remove("WEFT_SERVER")
+        .env_remove("WEFT_TOKEN")
         .current_dir(root());
     cmd
 }

@@ -6,10 +6,12 @@ use anyhow::Context as _;
 use weft_core::RunId;
 use weft_runtime::{NoObserver, Request, RuntimeKind};
 
+use crate::client::Client;
 use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::load::load_run_plan;
+use crate::remote;
 
 use crate::run::{failure, report_stored};
 
@@ -33,10 +35,22 @@ pub struct Args {
 /// one transaction (from whichever process holds it: that process is fenced
 /// out, commits nothing more, stops at its next step boundary and reports
 /// the cancellation).
-pub fn run(home: &Home, args: Args) -> Outcome {
+pub fn run(home: &Home, server: Option<&Client>, args: Args) -> Outcome {
     let run_id = RunId::new(&args.run_id)
         .context("run id")
         .map_err(Failure::invalid)?;
+    if let Some(client) = server {
+        if args.db.is_some() {
+            return Err(remote::local_only("--db"));
+        }
+        let body = serde_json::json!({ "reason": args.reason });
+        let result = remote::run_result(
+            client
+                .post_json(&remote::run_path(run_id.as_str(), "/cancel"), &body)?
+                .ok()?,
+        )?;
+        return Ok(remote::report(client, &result, args.json));
+    }
     let store = engine::open_store(home, args.db.as_ref())?;
     let meta = engine::run_meta(&*store, &run_id)?;
     let loaded = load_run_plan(home, &*store, &meta)?;

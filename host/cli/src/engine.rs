@@ -47,7 +47,8 @@ pub fn runtime(home: &Home, store: Arc<dyn Store>, kind: RuntimeKind) -> Box<dyn
     kind.build(store, Arc::new(SystemClock), workers, leases(home))
 }
 
-fn leases(home: &Home) -> LeaseOptions {
+/// How runs are leased (`--lease-ttl`).
+pub fn leases(home: &Home) -> LeaseOptions {
     LeaseOptions {
         ttl: home.lease_ttl(),
     }
@@ -80,9 +81,7 @@ pub fn load_run(
     run: &RunId,
 ) -> Result<(weft_core::RunMeta, Vec<weft_core::Event>), Failure> {
     store.load(run).map_err(|e| match e {
-        weft_core::StoreError::NotFound { .. } => {
-            Failure::invalid(anyhow::anyhow!("no run `{run}` in the store"))
-        }
+        weft_core::StoreError::NotFound { .. } => Failure::missing(run),
         other => Failure::other(other),
     })
 }

@@ -50,7 +50,30 @@ pub struct Failure {
     pub error: anyhow::Error,
 }
 
+/// A run that does not exist: invalid input for the CLI (exit 2), 404 for
+/// the API.
+#[derive(Debug)]
+pub struct Missing(pub String);
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no run `{}` in the store", self.0)
+    }
+}
+
+impl std::error::Error for Missing {}
+
 impl Failure {
+    /// The run `run` does not exist.
+    pub fn missing(run: &weft_core::RunId) -> Self {
+        Self::invalid(Missing(run.to_string()))
+    }
+
+    /// Whether this is a missing run.
+    pub fn is_missing(&self) -> bool {
+        self.error.downcast_ref::<Missing>().is_some()
+    }
+
     /// An invalid-input failure (exit code 2).
     pub fn invalid(error: impl Into<anyhow::Error>) -> Self {
         Self {

@@ -77,6 +77,16 @@ impl Home {
         self.dir.join("weft.db")
     }
 
+    /// Where `weft serve` unpacks deployed bundles.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.dir.join("bundles")
+    }
+
+    /// Where `weft serve` keeps the SHA-256 of its generated API token.
+    pub fn token_digest_path(&self) -> PathBuf {
+        self.dir.join("server-token.sha256")
+    }
+
     /// The compile cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.dir.join("cache")

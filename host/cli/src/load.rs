@@ -137,16 +137,37 @@ pub fn locked_manifest(run: &RunId, lock: &WorkflowLock) -> Result<Manifest, Fai
 pub fn load_locked(home: &Home, meta: &RunMeta, lock: WorkflowLock) -> Result<Loaded, Failure> {
     let run = &meta.run_id;
     let manifest = locked_manifest(run, &lock)?;
-    let sandbox = sandbox(home)?;
+    load_components(home, manifest, lock, meta.manifest.clone())
+        .with_context(|| format!("run {run}: cannot load its pinned workflow"))
+        .map_err(Failure::other)
+}
+
+/// Loads a stored lock (a deployed version of a workflow): the manifest
+/// from the lock, each component by its digest. Runs of it record `origin`
+/// as where the workflow came from.
+pub fn load_lock(home: &Home, lock: WorkflowLock, origin: String) -> Result<Loaded, Failure> {
+    let manifest = Manifest::load_locked(&lock)
+        .context("the deployed workflow does not load")
+        .map_err(Failure::other)?;
+    load_components(home, manifest, lock, origin)
+        .context("cannot load the deployed workflow's components")
+        .map_err(Failure::other)
+}
+
+fn load_components(
+    home: &Home,
+    manifest: Manifest,
+    lock: WorkflowLock,
+    origin: String,
+) -> anyhow::Result<Loaded> {
+    let sandbox = sandbox(home).map_err(|f| f.error)?;
     let steps = WorkflowSteps::load_pinned(&sandbox, manifest.workflow(), |path| {
         lock.component_digest(path)
-    })
-    .with_context(|| format!("run {run}: cannot load its pinned workflow"))
-    .map_err(Failure::other)?;
+    })?;
     let sha256 = hex::encode(Sha256::digest(manifest.text()));
     Ok(Loaded {
         manifest,
-        origin: meta.manifest.clone(),
+        origin,
         sha256,
         steps: Arc::new(steps),
         lock,

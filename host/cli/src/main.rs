@@ -3,7 +3,10 @@
 //! One file per subcommand; this file parses arguments, wires the concrete
 //! types together and maps outcomes to exit codes (see [`exit`]).
 
+mod bundle;
 mod cancel;
+mod client;
+mod deploy;
 mod engine;
 mod exit;
 mod home;
@@ -13,9 +16,11 @@ mod new;
 mod output;
 mod paged;
 mod recover;
+mod remote;
 mod rerun;
 mod resume;
 mod run;
+mod serve;
 mod status;
 mod validate;
 mod watch;
@@ -40,6 +45,21 @@ struct Cli {
     /// [default: $WEFT_HOME, else $XDG_DATA_HOME/weft, else ~/.local/share/weft]
     #[arg(long, global = true, value_name = "DIR")]
     home: Option<PathBuf>,
+
+    /// Send run, runs, status, events, resume, cancel, rerun and deploy to
+    /// this `weft serve` instead of a local store; also WEFT_SERVER
+    #[arg(long, global = true, env = "WEFT_SERVER", value_name = "URL")]
+    server: Option<String>,
+
+    /// The server's API token (with --server); also WEFT_TOKEN
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 
     /// Log verbosity for weft itself (error, warn, info, debug, trace); also RUST_LOG
     #[arg(long, global = true, value_name = "LEVEL", default_value = "warn")]
@@ -132,6 +152,11 @@ enum Command {
     Runs(status::RunsArgs),
     /// Print a stored run's events, one per line
     Events(status::EventsArgs),
+    /// Serve the HTTP API: host many runs in one process, recover runs at
+    /// start-up, wake sleeping runs when due
+    Serve(serve::Args),
+    /// Upload a workflow (its manifest and every file it names) to a server
+    Deploy(deploy::Args),
     /// Check a manifest and every component it names, without running anything
     Validate(validate::Args),
     /// Write a ready-to-build step project (source, WIT, build.sh, workflow.toml)
@@ -173,17 +198,25 @@ fn main() -> ExitCode {
                 memory_bytes: cli.compile_memory,
             },
         });
+    let client = cli
+        .server
+        .as_deref()
+        .filter(|url| !url.is_empty())
+        .map(|url| client::Client::new(url, cli.token.clone()));
+    let server = client.as_ref();
     let outcome = match cli.command {
-        Command::Run(args) => run::run(&home, args),
-        Command::Resume(args) => resume::run(&home, args),
+        Command::Run(args) => run::run(&home, server, args),
+        Command::Resume(args) => resume::run(&home, server, args),
         Command::Validate(args) => validate::run(&home, args),
         Command::Recover(args) => recover::run(&home, args),
-        Command::Cancel(args) => cancel::run(&home, args),
-        Command::Rerun(args) => rerun::run(&home, args),
-        Command::Status(args) => status::status(&home, args),
-        Command::Runs(args) => status::runs(&home, args),
-        Command::Events(args) => status::events(&home, args),
+        Command::Cancel(args) => cancel::run(&home, server, args),
+        Command::Rerun(args) => rerun::run(&home, server, args),
+        Command::Status(args) => status::status(&home, server, args),
+        Command::Runs(args) => status::runs(&home, server, args),
+        Command::Events(args) => status::events(&home, server, args),
         Command::New(args) => new::run(args),
+        Command::Serve(args) => serve::run(&home, args),
+        Command::Deploy(args) => deploy::run(server, args),
         Command::CompileComponent(args) => {
             return match weft_sandbox::compile_in_child(
                 &args.input,

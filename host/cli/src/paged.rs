@@ -59,7 +59,7 @@ impl<'a> Pages<'a> {
 /// The failure a store error about `run` is: a missing run is invalid input.
 pub fn missing_or(run: &RunId, error: StoreError) -> Failure {
     match error {
-        StoreError::NotFound { .. } => Failure::invalid(anyhow!("no run `{run}` in the store")),
+        StoreError::NotFound { .. } => Failure::missing(run),
         other => Failure::other(other),
     }
 }
@@ -78,7 +78,7 @@ pub fn replay(
 ) -> Result<(RunMeta, RunState), Failure> {
     let mut pages = Pages::new(store, run, 0);
     let Some((meta, first)) = pages.next_page()? else {
-        return Err(Failure::invalid(anyhow!("no run `{run}` in the store")));
+        return Err(Failure::missing(run));
     };
     let mut state = RunState::new(workflow_of(&meta)?);
     let mut page = first;

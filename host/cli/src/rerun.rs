@@ -10,12 +10,14 @@ use weft_runtime::SystemClock;
 
 use weft_runtime::{Request, RuntimeKind};
 
+use crate::client::Client;
 use crate::engine;
 use crate::exit::{Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load_run_workflow;
 use crate::output::SleepNotes;
+use crate::remote;
 use crate::run::report_stored;
 
 /// Arguments of `weft rerun`.
@@ -48,7 +50,7 @@ pub struct Args {
 }
 
 /// Runs `weft rerun`.
-pub fn run(home: &Home, args: Args) -> Outcome {
+pub fn run(home: &Home, server: Option<&Client>, args: Args) -> Outcome {
     let old = RunId::new(&args.run)
         .context("run id")
         .map_err(Failure::invalid)?;
@@ -67,6 +69,22 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             .map_err(Failure::invalid)?,
         None => RunId::new(&uuid::Uuid::new_v4().to_string()).map_err(Failure::other)?,
     };
+    if let Some(client) = server {
+        if args.db.is_some() {
+            return Err(remote::local_only("--db"));
+        }
+        let mut body = serde_json::json!({ "from": from.to_string(), "run_id": new.as_str() });
+        if let Some(input) = input {
+            body["input"] = input;
+        }
+        let started = remote::run_result(
+            client
+                .post_json(&remote::run_path(old.as_str(), "/rerun"), &body)?
+                .ok()?,
+        )?;
+        let watcher = crate::watch::Watcher::new(args.json, false);
+        return remote::settle_and_report(client, started.run_id.as_str(), 0, watcher, args.json);
+    }
     let store = engine::open_store(home, args.db.as_ref())?;
     // The new run runs the workflow the old one is pinned to.
     let (meta, events) = engine::load_run(&*store, &old)?;

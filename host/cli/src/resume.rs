@@ -13,11 +13,13 @@ use weft_runtime::SystemClock;
 
 use weft_runtime::{Request, RuntimeKind};
 
+use crate::client::Client;
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::{Loaded, load, load_run_workflow, locked_manifest, run_lock};
+use crate::remote;
 use crate::run::report_stored;
 use crate::watch::Watcher;
 
@@ -63,7 +65,7 @@ pub struct Args {
 
 /// Runs `weft resume` with the runtime `--runtime` names (the run may have
 /// been started by either: both record it in the same store).
-pub fn run(home: &Home, args: Args) -> Outcome {
+pub fn run(home: &Home, server: Option<&Client>, args: Args) -> Outcome {
     let run_id = RunId::new(&args.run_id)
         .context("run id")
         .map_err(Failure::invalid)?;
@@ -78,6 +80,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         (None, Some(label)) => ResumeTarget::Label(label.clone()),
         (None, None) => ResumeTarget::Only,
     };
+    if let Some(client) = server {
+        return remote_resume(client, &run_id, target, payload, &args);
+    }
     let store = engine::open_store(home, args.db.as_ref())?;
     let (meta, events) = engine::load_run(&*store, &run_id)?;
     let (loaded, digest) = if args.upgrade {
@@ -161,4 +166,38 @@ fn upgrade(
             ),
         })?;
     Ok((loaded, Some(digest)))
+}
+
+/// `weft resume --server`: the same request to the server, then follows
+/// the run until it settles again.
+fn remote_resume(
+    client: &Client,
+    run: &RunId,
+    target: ResumeTarget,
+    data: serde_json::Value,
+    args: &Args,
+) -> Outcome {
+    if args.db.is_some() {
+        return Err(remote::local_only("--db"));
+    }
+    if args.upgrade {
+        return Err(remote::local_only("--upgrade"));
+    }
+    let mut body = serde_json::json!({ "data": data });
+    match target {
+        ResumeTarget::All => body["all"] = true.into(),
+        ResumeTarget::Path(path) => body["step"] = path.to_string().into(),
+        ResumeTarget::Label(label) => body["label"] = label.into(),
+        ResumeTarget::Only => {}
+    }
+    let seen = remote::event_count(client, run.as_str())?;
+    client
+        .post_json(&remote::run_path(run.as_str(), "/resume"), &body)?
+        .ok()?;
+    let watcher = Watcher::after(
+        usize::try_from(seen).unwrap_or(usize::MAX),
+        args.json,
+        args.watch,
+    );
+    remote::settle_and_report(client, run.as_str(), seen, watcher, args.json)
 }

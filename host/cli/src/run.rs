@@ -9,18 +9,22 @@ use weft_runtime::RuntimeError;
 
 use weft_runtime::{Request, RuntimeKind};
 
+use crate::client::Client;
 use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::input::json_arg;
 use crate::load::load;
 use crate::output;
+use crate::remote;
 use crate::watch::Watcher;
 
 /// Arguments of `weft run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The workflow manifest (.toml or .json)
+    /// The workflow manifest (.toml or .json); with --server, a manifest
+    /// (deployed first: a no-op when deployed already) or the id of a
+    /// deployed workflow
     manifest: PathBuf,
     /// The workflow input: JSON text, or @FILE to read it from a file
     #[arg(long, short, value_name = "JSON|@FILE", default_value = "{}")]
@@ -64,8 +68,11 @@ pub fn failure(error: RuntimeError) -> Failure {
 }
 
 /// Runs `weft run`.
-pub fn run(home: &Home, args: Args) -> Outcome {
+pub fn run(home: &Home, server: Option<&Client>, args: Args) -> Outcome {
     let input = json_arg(&args.input, "--input").map_err(Failure::invalid)?;
+    if let Some(client) = server {
+        return remote_run(client, args, input);
+    }
     let run_id = match &args.run_id {
         Some(id) => RunId::new(id)
             .context("--run-id")
@@ -102,6 +109,45 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         RunStatus::Running if args.detach => Code::Success,
         _ => code,
     })
+}
+
+/// `weft run --server`: deploys the manifest (unless given a deployed
+/// workflow's id), starts the run on the server and follows it until it
+/// settles (with `--detach`, returns at once: the server drives it).
+fn remote_run(client: &Client, args: Args, input: serde_json::Value) -> Outcome {
+    if args.db.is_some() {
+        return Err(remote::local_only("--db"));
+    }
+    let mut body = if args.manifest.is_file() {
+        let bytes = crate::bundle::pack(&args.manifest).map_err(Failure::invalid)?;
+        let deployed = client
+            .post_bytes("/v1/workflows", "application/x-tar", &bytes)?
+            .ok()?;
+        serde_json::json!({"workflow": deployed["id"], "version": deployed["digest"]})
+    } else {
+        let id = args.manifest.to_str().ok_or_else(|| {
+            Failure::invalid(anyhow::anyhow!(
+                "`{}` is neither a manifest file nor a workflow id",
+                args.manifest.display()
+            ))
+        })?;
+        serde_json::json!({"workflow": id})
+    };
+    body["input"] = input;
+    if let Some(id) = &args.run_id {
+        body["run_id"] = id.clone().into();
+    }
+    let started = remote::run_result(client.post_json("/v1/runs", &body)?.ok()?)?;
+    let run = started.run_id.to_string();
+    if args.detach {
+        let code = report(&started, &mut |_| Ok(()), args.json);
+        return Ok(match started.status {
+            RunStatus::Running => Code::Success,
+            _ => code,
+        });
+    }
+    let watcher = Watcher::new(args.json, args.watch);
+    remote::settle_and_report(client, &run, 0, watcher, args.json)
 }
 
 /// Prints the result (human or JSON) and returns its exit code.

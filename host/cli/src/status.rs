@@ -12,11 +12,13 @@ use weft_store_sqlite::SqliteStore;
 
 use weft_runtime::SystemClock;
 
+use crate::client::Client;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::load::{locked_manifest, run_lock};
 use crate::output::{self, escape};
 use crate::paged;
+use crate::remote;
 
 /// How long `weft events --follow` waits for a new event of a running run
 /// before saying on stderr that the run may have no driver.
@@ -92,29 +94,29 @@ fn open_read_only(home: &Home, db: Option<&PathBuf>) -> Result<Option<SqliteStor
 
 /// The read-only store holding `run`; no store at all is a missing run.
 fn store_of(home: &Home, db: Option<&PathBuf>, run: &RunId) -> Result<SqliteStore, Failure> {
-    open_read_only(home, db)?
-        .ok_or_else(|| Failure::invalid(anyhow!("no run `{run}` in the store")))
+    open_read_only(home, db)?.ok_or_else(|| Failure::missing(run))
 }
 
 /// Runs `weft status`: the run's result, rebuilt from its events. The
 /// events are read a page at a time and folded into the run's state as
 /// they come (and read again, page by page, to print the custom events), so
 /// the memory it takes is bounded by the run's state, not its log.
-pub fn status(home: &Home, args: StatusArgs) -> Outcome {
+pub fn status(home: &Home, server: Option<&Client>, args: StatusArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
+    if let Some(client) = server {
+        if args.db.is_some() {
+            return Err(remote::local_only("--db"));
+        }
+        let result = remote::fetch(client, run.as_str())?;
+        if args.json {
+            output::json(&result);
+        } else {
+            remote::report(client, &result, false);
+        }
+        return Ok(Code::Success);
+    }
     let store = store_of(home, args.db.as_ref(), &run)?;
-    let (_, state) = paged::replay(&store, &run, |meta| {
-        // A pinned run replays on its locked workflow, whatever is on disk now.
-        let manifest = match run_lock(&store, meta)? {
-            Some(lock) => locked_manifest(&run, &lock)?,
-            None => {
-                Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?
-            }
-        };
-        Ok(Arc::clone(manifest.workflow()))
-    })?;
-    let result = state.result();
-    drop(state);
+    let result = stored_result(&store, &run)?;
     if args.json {
         output::json(&result);
     } else {
@@ -125,8 +127,30 @@ pub fn status(home: &Home, args: StatusArgs) -> Outcome {
     Ok(Code::Success)
 }
 
+/// A stored run's result, rebuilt from its events a page at a time (the
+/// memory it takes is bounded by the run's state, not its log). A pinned
+/// run replays on its locked workflow, whatever is on disk now.
+///
+/// # Errors
+/// A missing run; a workflow that does not load; store failures.
+pub fn stored_result(
+    store: &dyn weft_core::Store,
+    run: &RunId,
+) -> Result<weft_core::RunResult, Failure> {
+    let (_, state) = paged::replay(store, run, |meta| {
+        let manifest = match run_lock(store, meta)? {
+            Some(lock) => locked_manifest(run, &lock)?,
+            None => {
+                Manifest::load(std::path::Path::new(&meta.manifest)).map_err(Failure::invalid)?
+            }
+        };
+        Ok(Arc::clone(manifest.workflow()))
+    })?;
+    Ok(state.result())
+}
+
 /// Runs `weft runs`: the stored runs, newest first.
-pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
+pub fn runs(home: &Home, server: Option<&Client>, args: RunsArgs) -> Outcome {
     let status = match &args.status {
         Some(s) => Some(RunStatus::parse(s).ok_or_else(|| {
             Failure::invalid(anyhow!(
@@ -148,9 +172,13 @@ pub fn runs(home: &Home, args: RunsArgs) -> Outcome {
         workflow,
         ..RunFilter::default()
     };
-    let runs = match open_read_only(home, args.db.as_ref())? {
-        Some(store) => listed(&store, &filter, args.limit)?,
-        None => Vec::new(),
+    let runs = match server {
+        Some(_) if args.db.is_some() => return Err(remote::local_only("--db")),
+        Some(client) => listed_remote(client, &args, args.limit)?,
+        None => match open_read_only(home, args.db.as_ref())? {
+            Some(store) => listed(&store, &filter, args.limit)?,
+            None => Vec::new(),
+        },
     };
     output::print(|out| {
         if args.json {
@@ -295,8 +323,11 @@ fn print_events(
 /// and no live process holds the run's lease (its driver died), it says so
 /// on stderr, once, and keeps waiting (`weft recover` continues such a run);
 /// a run whose driver is alive may simply have a slow step.
-pub fn events(home: &Home, args: EventsArgs) -> Outcome {
+pub fn events(home: &Home, server: Option<&Client>, args: EventsArgs) -> Outcome {
     let run = parse_run(&args.run_id)?;
+    if let Some(client) = server {
+        return events_remote(client, &run, &args);
+    }
     let store = store_of(home, args.db.as_ref(), &run)?;
     let mut seen = 0;
     let mut settled = false;
@@ -361,6 +392,68 @@ fn listed(
             None => return Ok(all),
         }
     }
+}
+
+/// `weft runs --server`: the server's runs, newest first, a page at a
+/// time up to `limit`.
+fn listed_remote(
+    client: &Client,
+    args: &RunsArgs,
+    limit: Option<usize>,
+) -> Result<Vec<weft_core::RunSummary>, Failure> {
+    let mut query = String::new();
+    if let Some(status) = &args.status {
+        query.push_str(&format!("&status={}", remote::encode(status)));
+    }
+    if let Some(workflow) = &args.workflow {
+        query.push_str(&format!("&workflow={}", remote::encode(workflow)));
+    }
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let want = limit.map_or(1_000, |l| l.saturating_sub(all.len()).min(1_000));
+        if want == 0 {
+            return Ok(all);
+        }
+        let after = cursor
+            .as_deref()
+            .map(|c| format!("&cursor={}", remote::encode(c)))
+            .unwrap_or_default();
+        let page = client
+            .get(&format!("/v1/runs?limit={want}{query}{after}"))?
+            .ok()?;
+        let runs: Vec<weft_core::RunSummary> = serde_json::from_value(page["runs"].clone())
+            .map_err(|e| {
+                Failure::other(anyhow!("the server's list of runs does not parse: {e}"))
+            })?;
+        all.extend(runs);
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// `weft events --server`: the server's pages, or with `--follow` its
+/// event stream until the run settles.
+fn events_remote(client: &Client, run: &RunId, args: &EventsArgs) -> Outcome {
+    if args.db.is_some() {
+        return Err(remote::local_only("--db"));
+    }
+    if args.follow {
+        let mut watcher = crate::watch::Watcher::new(args.json, true).quiet();
+        remote::follow(client, run.as_str(), 0, &mut watcher)?;
+        watcher.finish()?;
+        return Ok(Code::Success);
+    }
+    let mut seq = 0;
+    output::print(|out| {
+        remote::each_event(client, run.as_str(), &mut |event| {
+            seq += 1;
+            write_event(out, seq, event, args.json)
+        })
+    })?;
+    Ok(Code::Success)
 }
 
 /// Whether no live process holds `run` (it is running with no lease, or an

@@ -14,6 +14,8 @@ pub struct Watcher {
     json: bool,
     /// Print every event (`--watch`); otherwise only say when the run sleeps.
     print: bool,
+    /// Say on stderr when the run sleeps.
+    notes: bool,
     /// Stdout is still open (a closed one ends the printing, not the run).
     open: bool,
     /// A write error other than a closed stdout, reported once the run is done.
@@ -35,15 +37,25 @@ impl Watcher {
             seq: seen,
             json,
             print,
+            notes: true,
             open: true,
             error: None,
         }
     }
 
+    /// This watcher without the note on stderr when the run sleeps (`weft
+    /// events --follow` prints events only).
+    pub fn quiet(mut self) -> Self {
+        self.notes = false;
+        self
+    }
+
     /// Prints the run's next event.
     pub fn event(&mut self, event: &Event) {
         self.seq += 1;
-        if let Event::SleepStarted { path, until, .. } = event {
+        if let Event::SleepStarted { path, until, .. } = event
+            && self.notes
+        {
             output::sleeping_note(path, *until);
         }
         if !self.print || !self.open || self.error.is_some() {

@@ -46,8 +46,8 @@ pub use state::{
     SuspendedStep, Wake, Work,
 };
 pub use store::{
-    Append, Claimable, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunIndex, RunMeta,
-    RunPage, RunSummary, Store, StoreError, Takeover, WorkflowRegistry,
+    Append, Claimable, Deployment, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunIndex,
+    RunMeta, RunPage, RunSummary, Store, StoreError, Takeover, WorkflowRegistry,
 };
 pub use upgrade::{UpgradeError, check_upgrade};
 pub use workflow::{

@@ -37,7 +37,7 @@ mod index;
 mod registry;
 
 pub use index::{RunCursor, RunFilter, RunIndex, RunPage};
-pub use registry::{Pin, WorkflowRegistry};
+pub use registry::{Deployment, Pin, WorkflowRegistry};
 
 /// Everything a host holds: the event log, the workflow registry and the
 /// run index of one store.

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::SystemClock;
 use weft_core::{
-    Append, Claimable, Clock, Event, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunId,
-    RunIndex, RunMeta, RunPage, RunStatus, RunSummary, StoreError, Takeover, Timestamp,
-    WorkflowRegistry,
+    Append, Claimable, Clock, Deployment, Event, EventStore, Lease, Owner, Pin, RunCursor,
+    RunFilter, RunId, RunIndex, RunMeta, RunPage, RunStatus, RunSummary, StepId, StoreError,
+    Takeover, Timestamp, WorkflowRegistry,
 };
 
 /// A run as kept in memory.
@@ -23,8 +23,13 @@ struct Stored {
     wake: Option<Timestamp>,
 }
 
-/// The workflow registry: locks by digest, and each run's pins.
-type Registry = (BTreeMap<String, String>, BTreeMap<RunId, Vec<Pin>>);
+/// The workflow registry: locks by digest, each run's pins, and the
+/// deployments (in the order they were made).
+type Registry = (
+    BTreeMap<String, String>,
+    BTreeMap<RunId, Vec<Pin>>,
+    Vec<Deployment>,
+);
 
 /// A non-durable store: event log, workflow registry and run index.
 pub struct MemoryStore {
@@ -460,5 +465,40 @@ impl WorkflowRegistry for MemoryStore {
 
     fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError> {
         Ok(self.registry().1.get(run).cloned().unwrap_or_default())
+    }
+
+    fn deploy(&self, workflow: &StepId, digest: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let mut registry = self.registry();
+        if !registry.0.contains_key(digest) {
+            return Err(StoreError::Backend(format!(
+                "workflow {workflow}: no workflow lock `{digest}` in the store (store it first)"
+            )));
+        }
+        if registry
+            .2
+            .iter()
+            .any(|d| d.workflow == *workflow && d.digest == digest)
+        {
+            return Ok(false);
+        }
+        registry.2.push(Deployment {
+            workflow: workflow.clone(),
+            digest: digest.to_owned(),
+            at,
+        });
+        Ok(true)
+    }
+
+    fn deployments(&self, workflow: Option<&StepId>) -> Result<Vec<Deployment>, StoreError> {
+        let mut listed: Vec<Deployment> = self
+            .registry()
+            .2
+            .iter()
+            .filter(|d| workflow.is_none_or(|w| d.workflow == *w))
+            .cloned()
+            .collect();
+        // As SQLite orders: newest first, then by digest, descending.
+        listed.sort_by(|a, b| (b.at, &b.digest).cmp(&(a.at, &a.digest)));
+        Ok(listed)
     }
 }

@@ -19,6 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_leases.sql",
         include_str!("../migrations/0003_leases.sql"),
     ),
+    (
+        "0004_deployments.sql",
+        include_str!("../migrations/0004_deployments.sql"),
+    ),
 ];
 
 /// The schema version this code writes and understands.

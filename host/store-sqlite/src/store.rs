@@ -503,6 +503,28 @@ impl RunIndex for SqliteStore {
     ) -> Result<RunPage, StoreError> {
         runs(&self.lock(), filter, after, limit)
     }
+
+    fn count_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT status, COUNT(*) FROM runs GROUP BY status")
+            .map_err(backend("count runs"))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(backend("count runs"))?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (status, count) = row.map_err(backend("count runs"))?;
+            let status = RunStatus::parse(&status).ok_or_else(|| {
+                StoreError::Backend(format!("a stored run has an unknown status `{status}`"))
+            })?;
+            counts.push((status, u64::try_from(count).unwrap_or_default()));
+        }
+        counts.sort_by_key(|(status, _)| *status);
+        Ok(counts)
+    }
 }
 
 /// Starts a write transaction holding SQLite's write lock from the start,

@@ -5,7 +5,7 @@
 //! hashes and parses locks (`weft_manifest::WorkflowLock`).
 
 use rusqlite::{OptionalExtension as _, Transaction, TransactionBehavior, params};
-use weft_core::{Pin, RunId, RunMeta, StoreError, Timestamp, WorkflowRegistry};
+use weft_core::{Deployment, Pin, RunId, RunMeta, StepId, StoreError, Timestamp, WorkflowRegistry};
 
 use crate::rows::last_seq_of;
 use crate::sql::{
@@ -106,6 +106,59 @@ impl WorkflowRegistry for SqliteStore {
             });
         }
         Ok(pins)
+    }
+
+    fn deploy(&self, workflow: &StepId, digest: &str, at: Timestamp) -> Result<bool, StoreError> {
+        let id = workflow.as_str();
+        let at = to_sql_ts(at, id)?;
+        let conn = self.lock();
+        conn.prepare_cached(
+            "INSERT INTO deployments (workflow_id, digest, deployed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (workflow_id, digest) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![id, digest, at]))
+        .map(|inserted| inserted == 1)
+        .map_err(|e| {
+            if is_foreign_key_violation(&e) {
+                StoreError::Backend(format!(
+                    "workflow {id}: no workflow lock `{digest}` in the store (store it first)"
+                ))
+            } else {
+                backend("deploy")(e)
+            }
+        })
+    }
+
+    fn deployments(&self, workflow: Option<&StepId>) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT workflow_id, digest, deployed_at FROM deployments
+                 WHERE ?1 IS NULL OR workflow_id = ?1
+                 ORDER BY deployed_at DESC, digest DESC",
+            )
+            .map_err(backend("list deployments"))?;
+        let rows = stmt
+            .query_map([workflow.map(StepId::as_str)], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(backend("list deployments"))?;
+        let mut listed = Vec::new();
+        for row in rows {
+            let (id, digest, at) = row.map_err(backend("list deployments"))?;
+            listed.push(Deployment {
+                workflow: StepId::new(&id).map_err(|e| {
+                    StoreError::Backend(format!("a stored deployment's workflow id `{id}`: {e}"))
+                })?,
+                at: from_sql_ts(at, "deploy time", &id)?,
+                digest,
+            });
+        }
+        Ok(listed)
     }
 }
 

@@ -312,6 +312,7 @@ fn the_readme_lists_every_option_of_every_command() {
     let home = tempfile::tempdir().unwrap();
     for command in [
         "run", "resume", "cancel", "rerun", "recover", "status", "runs", "events", "validate",
+        "serve", "deploy",
     ] {
         let row = readme
             .lines()
@@ -323,8 +324,8 @@ fn the_readme_lists_every_option_of_every_command() {
             .unwrap();
         let help = stdout(&out);
         // Option lines start with `-x, --long` or `--long`; `--home`,
-        // `--log`, `--durability`, `--lease-ttl` and the loading limits are
-        // global and described below the table.
+        // `--log`, `--durability`, `--lease-ttl`, the loading limits,
+        // `--server` and `--token` are global and described below the table.
         let options: Vec<&str> = help
             .lines()
             .filter(|l| l.trim_start().starts_with('-'))
@@ -340,6 +341,8 @@ fn the_readme_lists_every_option_of_every_command() {
                     "--max-component-size",
                     "--compile-cpu",
                     "--compile-memory",
+                    "--server",
+                    "--token",
                 ]
                 .contains(w)
             })

@@ -13,7 +13,7 @@ use crate::event::Event;
 use crate::id::{StepId, StepPath, Timestamp};
 
 /// Status of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
     /// Not started yet (no `run-started` applied).

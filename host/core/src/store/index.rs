@@ -54,6 +54,20 @@ pub trait RunIndex: Send + Sync {
         limit: usize,
     ) -> Result<RunPage, StoreError>;
 
+    /// How many runs have each status (statuses without runs left out),
+    /// in [`RunStatus`] order: what a server's metrics report. The default
+    /// pages through [`RunIndex::runs`]; a store with an index counts.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn count_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let mut counts = std::collections::BTreeMap::<RunStatus, u64>::new();
+        for run in self.list_runs(None)? {
+            *counts.entry(run.status).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
     /// Every run, newest first, optionally only those with `status` (page
     /// after page of [`RunIndex::runs`]).
     ///

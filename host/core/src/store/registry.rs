@@ -1,7 +1,9 @@
 //! [`WorkflowRegistry`]: workflow locks stored by digest, and the runs
 //! pinned to them.
 
-use crate::id::{RunId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::id::{RunId, StepId, Timestamp};
 
 use super::StoreError;
 
@@ -15,6 +17,18 @@ pub struct Pin {
     /// The lock's digest.
     pub digest: String,
     /// When the run was pinned.
+    pub at: Timestamp,
+}
+
+/// One deployed version of a workflow: the workflow id (the manifest's
+/// `id`) served by the lock `digest` since `at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The workflow id.
+    pub workflow: StepId,
+    /// The lock's digest.
+    pub digest: String,
+    /// When this version was first deployed.
     pub at: Timestamp,
 }
 
@@ -64,4 +78,20 @@ pub trait WorkflowRegistry: Send + Sync {
     /// # Errors
     /// Backend errors.
     fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError>;
+
+    /// Records that `workflow` is served by the stored lock `digest` from
+    /// `at` on (a deploy). Deploying a version that is deployed already
+    /// changes nothing (it keeps its first time) and returns `false`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when no lock `digest` is stored, and other
+    /// backend errors.
+    fn deploy(&self, workflow: &StepId, digest: &str, at: Timestamp) -> Result<bool, StoreError>;
+
+    /// The deployed versions of `workflow` (of every workflow when `None`),
+    /// newest first (by deploy time, then digest).
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn deployments(&self, workflow: Option<&StepId>) -> Result<Vec<Deployment>, StoreError>;
 }
