@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{FromRequest, Path, Query, Request as HttpRequest, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request as HttpRequest, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -149,6 +150,34 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
+/// Query parameters whose rejection is a problem document.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| Problem::invalid(rejection.body_text()))
+    }
+}
+
+/// The `{id}` path parameter, whose rejection is a problem document.
+pub struct Id(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Id {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(id)| Self(id))
+            .map_err(|rejection| Problem::invalid(rejection.body_text()))
+    }
+}
+
 fn json_rejection(rejection: &JsonRejection) -> Problem {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return Problem::new(
@@ -284,7 +313,7 @@ fn run_response(status: StatusCode, result: &weft_core::RunResult) -> Response {
 )]
 async fn start_run(
     State(server): Shared,
-    Query(query): Query<WaitQuery>,
+    Params(query): Params<WaitQuery>,
     headers: HeaderMap,
     Body(body): Body<StartBody>,
 ) -> Result<Response, Problem> {
@@ -432,7 +461,7 @@ fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
 )]
 async fn list_runs(
     State(server): Shared,
-    Query(query): Query<RunsQuery>,
+    Params(query): Params<RunsQuery>,
 ) -> Result<Json<RunsPage>, Problem> {
     let status = query
         .status
@@ -501,11 +530,12 @@ async fn list_runs(
     params(("id" = String, Path, description = "The run id")),
     responses(
         (status = 200, body = RunJson),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn get_run(State(server): Shared, Path(id): Path<String>) -> Result<Response, Problem> {
+async fn get_run(State(server): Shared, Id(id): Id) -> Result<Response, Problem> {
     let run = run_id(&id)?;
     let host = Arc::clone(&server.host);
     blocking(move || Ok(run_response(StatusCode::OK, &current(host.store(), &run)?))).await
@@ -552,8 +582,8 @@ pub struct EventsPage {
 )]
 async fn run_events(
     State(server): Shared,
-    Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    Id(id): Id,
+    Params(query): Params<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let run = run_id(&id)?;
@@ -765,12 +795,13 @@ pub struct ResumeBody {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn resume_run(
     State(server): Shared,
-    Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    Id(id): Id,
+    Params(query): Params<WaitQuery>,
     Body(body): Body<ResumeBody>,
 ) -> Result<Response, Problem> {
     let run = run_id(&id)?;
@@ -842,11 +873,12 @@ pub struct CancelBody {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn cancel_run(
     State(server): Shared,
-    Path(id): Path<String>,
+    Id(id): Id,
     Body(body): Body<CancelBody>,
 ) -> Result<Response, Problem> {
     let run = run_id(&id)?;
@@ -892,12 +924,13 @@ pub struct RerunBody {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn rerun_run(
     State(server): Shared,
-    Path(id): Path<String>,
-    Query(query): Query<WaitQuery>,
+    Id(id): Id,
+    Params(query): Params<WaitQuery>,
     Body(body): Body<RerunBody>,
 ) -> Result<Response, Problem> {
     let old = run_id(&id)?;
@@ -970,7 +1003,10 @@ pub struct WorkflowJson {
 #[utoipa::path(
     post,
     path = "/v1/workflows",
-    request_body(content = Vec<u8>, content_type = "application/x-tar"),
+    request_body(content(
+        (Vec<u8> = "application/x-tar"),
+        (Vec<u8> = "application/octet-stream"),
+    )),
     responses(
         (status = 201, description = "A new version", body = WorkflowJson),
         (status = 200, description = "This version was deployed already", body = WorkflowJson),
@@ -1078,7 +1114,7 @@ pub struct WorkflowVersions {
 )]
 async fn get_workflow(
     State(server): Shared,
-    Path(id): Path<String>,
+    Id(id): Id,
 ) -> Result<Json<WorkflowVersions>, Problem> {
     let workflow = StepId::new(&id).map_err(|e| Problem::invalid(format!("workflow id: {e}")))?;
     let host = Arc::clone(&server.host);
