@@ -7,6 +7,7 @@ mod crash;
 mod leases;
 mod manifest;
 mod parity;
+mod parity_api;
 mod pins;
 #[cfg(unix)]
 mod read_only;

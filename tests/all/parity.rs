@@ -97,7 +97,7 @@ const DEFAULT_SEEDS: u64 = 20;
 
 /// Whether steps of a flow may run at the same time: a `parallel` or
 /// `branch` node, or a `foreach` with `concurrency > 1`, at any depth.
-fn concurrent(nodes: &[Node]) -> bool {
+pub(crate) fn concurrent(nodes: &[Node]) -> bool {
     nodes.iter().any(|node| match &node.kind {
         NodeKind::Parallel { .. } | NodeKind::Branch { .. } => true,
         NodeKind::Foreach { body, concurrency } => *concurrency > 1 || concurrent(body),
@@ -125,7 +125,7 @@ pub(crate) fn json_field(table: &toml::Table, key: &str) -> Option<Value> {
 }
 
 /// Loads a scenario whose `component`s name guests in `guest-examples/dist`.
-fn load(path: &Path) -> Scenario {
+pub(crate) fn load(path: &Path) -> Scenario {
     load_with(path, guest, &[])
 }
 
@@ -205,7 +205,7 @@ pub(crate) fn load_with(
 
 /// Removes what legitimately differs between runs: timestamps (see
 /// [`wake_times`] for what is kept of them).
-fn normalize(mut value: Value) -> Value {
+pub(crate) fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
@@ -243,7 +243,7 @@ fn observe(outcome: Result<(), String>, result: &RunResult, events: &[Event]) ->
 /// sleep's length (`until` after the sleep started, to the nearest ms). Both
 /// runtimes read the same manual clock, but not the same number of times,
 /// so absolute times differ by microseconds.
-fn wake_times(events: &[Event]) -> Vec<Value> {
+pub(crate) fn wake_times(events: &[Event]) -> Vec<Value> {
     let mut failed_at = std::collections::HashMap::new();
     events
         .iter()
@@ -268,7 +268,7 @@ fn wake_times(events: &[Event]) -> Vec<Value> {
 }
 
 /// What an action asks for.
-enum Action {
+pub(crate) enum Action {
     Resume(ResumeTarget, Value),
     Cancel(Option<String>),
     /// `weft rerun` of the current run from an address, optionally with
@@ -276,7 +276,7 @@ enum Action {
     Rerun(StepPath, Option<Value>),
 }
 
-fn action(action: &toml::Table) -> Action {
+pub(crate) fn action(action: &toml::Table) -> Action {
     if let Some(rerun) = action.get("rerun").and_then(toml::Value::as_table) {
         let from = rerun
             .get("from")

@@ -24,7 +24,7 @@ const BOUND: Duration = Duration::from_secs(120);
 
 /// A `weft serve` process on 127.0.0.1, port chosen by the OS, killed
 /// (SIGKILL) when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     url: String,
     home: PathBuf,
@@ -33,7 +33,7 @@ struct Server {
 
 impl Server {
     /// Starts a server with `home` (its store is `home/weft.db`).
-    fn start(home: &Path, extra: &[&str]) -> Self {
+    pub(crate) fn start(home: &Path, extra: &[&str]) -> Self {
         let token_file = home.join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
         let log = std::fs::OpenOptions::new()
@@ -75,7 +75,7 @@ impl Server {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.home.join("server.log")).unwrap_or_default()
     }
 
@@ -100,7 +100,7 @@ impl Server {
         (status, body, content_type)
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let (status, body, _) = self.answer(
             self.agent
                 .get(format!("{}{path}", self.url))
@@ -110,7 +110,7 @@ impl Server {
         (status, body)
     }
 
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.post_with(path, body, &[])
     }
 
@@ -127,7 +127,7 @@ impl Server {
     }
 
     /// `weft deploy` of `manifest` to this server.
-    fn deploy(&self, manifest: &Path) -> Value {
+    pub(crate) fn deploy(&self, manifest: &Path) -> Value {
         let out = weft(&self.home)
             .arg("deploy")
             .arg(manifest)
@@ -985,4 +985,59 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_spec() {
         stderr(&out),
         server.log()
     );
+}
+
+/// Two servers on one store: a run whose server is killed is taken over by
+/// the other once its lease runs out, with no restart, and finishes there;
+/// and a run `weft run --detach` left asleep is woken by a server when due.
+#[test]
+fn servers_and_cli_runs_share_one_store_safely() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = sleepy(dir.path(), 1_500);
+    // A short lease: the survivor may take the run 1 s after the last renewal.
+    let ttl = ["--lease-ttl", "1s"];
+    let first = Server::start(home.path(), &ttl);
+    let second = Server::start(home.path(), &ttl);
+    first.deploy(&manifest);
+    let (status, _) = first.post(
+        "/v1/runs",
+        &json!({"workflow": "sleepy", "input": sleepy_input(), "run_id": "orphaned"}),
+    );
+    assert_eq!(status, 201);
+    first
+        .stream("orphaned", 0)
+        .until(|e| matches!(e, Event::SleepStarted { .. }));
+    first.kill();
+    // The second server's event stream sees it through.
+    let (_, end) = second.stream("orphaned", 0).until_end();
+    assert_eq!(end["status"], "success");
+    let events = stored_events(home.path(), "orphaned");
+    for step in ["a", "b"] {
+        let execs = events
+            .iter()
+            .filter(|e| matches!(e, Event::Custom { event, .. } if event.data == json!(step)))
+            .count();
+        assert_eq!(execs, 1, "step {step} ran {execs} times");
+    }
+    // `weft run --detach` beside the server: it returns once the run
+    // sleeps, and the server wakes it.
+    let out = weft(home.path())
+        .arg("run")
+        .arg(&manifest)
+        .args([
+            "--input",
+            &sleepy_input().to_string(),
+            "--run-id",
+            "detached",
+            "--detach",
+        ])
+        .args(ttl)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (_, end) = second.stream("detached", 0).until_end();
+    assert_eq!(end["status"], "success");
+    let (_, run) = second.get("/v1/runs/detached");
+    assert_eq!(run["output"], "woke");
 }

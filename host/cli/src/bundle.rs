@@ -44,7 +44,9 @@ struct Index {
 pub fn pack(manifest: &Path) -> anyhow::Result<Vec<u8>> {
     let (_, lock) = weft_manifest::Manifest::load_recording(manifest)?;
     let absolute = |path: &str| {
-        std::fs::canonicalize(path).with_context(|| format!("cannot resolve the path `{path}`"))
+        std::path::absolute(path)
+            .map(|p| lexical(&p))
+            .with_context(|| format!("cannot resolve the path `{path}`"))
     };
     let root_manifest = absolute(&lock.manifest)?;
     let mut files = BTreeSet::new();
@@ -91,6 +93,24 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) -> anyh
     archive
         .append_data(&mut header, path, bytes)
         .with_context(|| format!("cannot add `{path}` to the bundle"))
+}
+
+/// `path` (absolute) with `.` and `..` resolved by name, symlinks kept as
+/// they appear: the bundle keeps the layout the manifest's relative paths
+/// were resolved in (`../../guest-examples/dist/a.wasm`, a linked
+/// `children/` directory).
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// The deepest directory holding every path of `files` (absolute paths).

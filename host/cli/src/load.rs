@@ -2,7 +2,7 @@
 //! pinned to — and its components, with errors located in the manifest.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context as _, anyhow};
 use sha2::{Digest, Sha256};
@@ -45,7 +45,19 @@ impl Loaded {
     }
 }
 
-fn sandbox(home: &Home) -> Result<Sandbox, Failure> {
+/// The process's sandbox, made on first use from `home`'s settings (a
+/// process has one home): one wasmtime engine, and one reservation of
+/// address space for its pooling allocator, whatever the process loads —
+/// `weft serve` and `weft recover` load many workflows.
+fn sandbox(home: &Home) -> Result<&'static Sandbox, Failure> {
+    static SANDBOX: OnceLock<Result<Sandbox, String>> = OnceLock::new();
+    SANDBOX
+        .get_or_init(|| new_sandbox(home).map_err(|failure| failure.to_string()))
+        .as_ref()
+        .map_err(|reason| Failure::other(anyhow!("{reason}")))
+}
+
+fn new_sandbox(home: &Home) -> Result<Sandbox, Failure> {
     let loading = home.loading();
     // Components are compiled by this same executable in a child process,
     // under the compile limits.
@@ -76,7 +88,7 @@ pub fn load(home: &Home, path: &Path) -> Result<Loaded, Failure> {
     let sandbox = sandbox(home)?;
     // Each distinct component file is read, hashed and compiled once; an
     // error points at the failing step's `component` field.
-    let steps = WorkflowSteps::load(&sandbox, manifest.workflow())
+    let steps = WorkflowSteps::load(sandbox, manifest.workflow())
         .map_err(|e| -> anyhow::Error {
             match e {
                 SandboxError::Step { step, error, .. } => manifest
@@ -161,7 +173,7 @@ fn load_components(
     origin: String,
 ) -> anyhow::Result<Loaded> {
     let sandbox = sandbox(home).map_err(|f| f.error)?;
-    let steps = WorkflowSteps::load_pinned(&sandbox, manifest.workflow(), |path| {
+    let steps = WorkflowSteps::load_pinned(sandbox, manifest.workflow(), |path| {
         lock.component_digest(path)
     })?;
     let sha256 = hex::encode(Sha256::digest(manifest.text()));
