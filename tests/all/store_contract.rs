@@ -359,6 +359,27 @@ fn release_frees(handles: Factory<'_>) {
     ));
     store.release(&taken).unwrap();
     store.acquire(&r, &owner("c"), Takeover::IfFree).unwrap();
+    // Many at once: each held one is freed, a stale one changes nothing.
+    let held: Vec<_> = ["m1", "m2", "m3"]
+        .iter()
+        .map(|id| create(&*store, id, &owner("d")))
+        .collect();
+    store.release(&held[2]).unwrap();
+    let other = handles()
+        .acquire(&run("m3"), &owner("e"), Takeover::IfFree)
+        .unwrap();
+    store.release_all(&held).unwrap();
+    store.release_all(&[]).unwrap();
+    assert!(store.renew(&owner("d")).unwrap().is_empty());
+    assert_eq!(
+        store.renew(&owner("e")).unwrap(),
+        [(run("m3"), other.epoch)]
+    );
+    for id in ["m1", "m2"] {
+        store
+            .acquire(&run(id), &owner("f"), Takeover::IfFree)
+            .unwrap();
+    }
 }
 
 fn settling_releases(handles: Factory<'_>) {

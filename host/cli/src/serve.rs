@@ -171,6 +171,9 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     });
     let _ = stop_recovery.send(());
     let _ = recovery.join();
+    // Connections still open (idle keep-alives) and their tasks go with the
+    // I/O threads; requests waiting on runs were answered by `close`.
+    tokio.shutdown_timeout(Duration::from_secs(1));
     served
         .context("the server failed")
         .map_err(Failure::other)?;
@@ -192,7 +195,6 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         tracing::warn!("the grace period ended with work in flight; the next start recovers it");
         eprintln!("weft serve: grace period over; runs in flight continue at the next start");
     }
-    drop(tokio);
     tracing::info!("stopped");
     Ok(Code::Success)
 }

@@ -276,6 +276,17 @@ pub trait EventStore: Send + Sync {
     /// Backend errors.
     fn release(&self, lease: &Lease) -> Result<(), StoreError>;
 
+    /// Gives up every one of `leases` (each a no-op when it was taken over
+    /// meanwhile), in one commit where the store can: a host letting go of
+    /// thousands of sleeping runs at shutdown must not pay a commit each.
+    ///
+    /// # Errors
+    /// Backend errors (then none, or for a store without transactions
+    /// some, are released; the rest expire by themselves).
+    fn release_all(&self, leases: &[Lease]) -> Result<(), StoreError> {
+        leases.iter().try_for_each(|lease| self.release(lease))
+    }
+
     /// Appends to several runs in ONE transaction: all appends land or none.
     /// The lease of a run whose status after its append is not `running`
     /// is released in the same transaction.

@@ -191,6 +191,23 @@ impl Keeper {
         lock(&self.watched).leases.remove(run);
     }
 
+    /// Releases `leases` in one commit (best effort, as [`Keeper::release`])
+    /// and stops watching them.
+    pub(crate) fn release_all(&self, leases: &[Lease]) {
+        {
+            let mut watched = lock(&self.watched);
+            for lease in leases {
+                watched.leases.remove(&lease.run);
+            }
+        }
+        if let Err(e) = self.store.release_all(leases) {
+            tracing::warn!(
+                runs = leases.len(),
+                "cannot release the leases (they expire by themselves): {e}"
+            );
+        }
+    }
+
     /// Releases `lease` (best effort: if the store fails, the lease expires
     /// on its own) and stops watching it.
     pub(crate) fn release(&self, lease: &Lease) {
@@ -212,9 +229,7 @@ impl Drop for Keeper {
             .drain()
             .map(|(_, w)| w.lease)
             .collect();
-        for lease in watched {
-            let _ = self.store.release(&lease);
-        }
+        let _ = self.store.release_all(&watched);
     }
 }
 

@@ -379,6 +379,21 @@ impl EventStore for SqliteStore {
         leases::release(&self.lock(), lease)
     }
 
+    fn release_all(&self, leases: &[Lease]) -> Result<(), StoreError> {
+        if leases.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.lock();
+        let tx = begin_immediate(&mut conn, "release leases", leases[0].run.as_str())?;
+        for lease in leases {
+            leases::release(&tx, lease)?;
+        }
+        tx.commit().map_err(backend_run(
+            "release leases: commit",
+            leases[0].run.as_str(),
+        ))
+    }
+
     fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
         leases::claimable(&self.lock(), horizon)
     }

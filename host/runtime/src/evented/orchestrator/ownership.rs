@@ -155,8 +155,13 @@ impl Orchestrator {
             )
             .cloned()
             .collect();
+        // One commit for all of them (a server may hold thousands).
+        let leases: Vec<weft_core::Lease> = waiting
+            .iter()
+            .filter_map(|run| self.held_lease(run))
+            .collect();
+        self.keeper.release_all(&leases);
         for run in waiting {
-            self.release(&run);
             self.parked.remove(&run);
             self.runs.remove(&run);
         }
@@ -165,18 +170,23 @@ impl Orchestrator {
     /// Gives up this process's lease on a run it holds in memory (parked
     /// or active), e.g. one it leaves to `weft recover`.
     pub(super) fn release(&self, run: &RunId) {
+        if let Some(lease) = self.held_lease(run) {
+            self.keeper.release(&lease);
+        }
+    }
+
+    /// This process's lease on a run it holds in memory (parked or active).
+    fn held_lease(&self, run: &RunId) -> Option<weft_core::Lease> {
         let epoch = self
             .runs
             .get(run)
             .map(|a| a.epoch)
-            .or_else(|| self.parked.get(run).map(|p| p.epoch));
-        if let Some(epoch) = epoch {
-            self.keeper.release(&weft_core::Lease {
-                run: run.clone(),
-                owner: self.keeper.owner().id.clone(),
-                epoch,
-            });
-        }
+            .or_else(|| self.parked.get(run).map(|p| p.epoch))?;
+        Some(weft_core::Lease {
+            run: run.clone(),
+            owner: self.keeper.owner().id.clone(),
+            epoch,
+        })
     }
 
     /// Takes the run's lease (see [`stored::acquire`]), then loads it as
