@@ -52,6 +52,7 @@ fn suite(fresh: Fresh<'_>) {
         ("the run index filters and pages", run_index_pages),
         ("workflow locks and pins", workflow_registry),
         ("deployments: once per version, newest first", deployments),
+        ("a run's trace context: the first record wins", traces),
         ("a run's log reads page by page", pages_events),
     ];
     for (name, check) in checks {
@@ -788,6 +789,21 @@ fn deployments(handles: Factory<'_>) {
         ]
     );
     assert!(store.deployments(Some(&id("ghost"))).unwrap().is_empty());
+}
+
+fn traces(handles: Factory<'_>) {
+    let store = handles();
+    assert_eq!(store.trace(&run("t")).unwrap(), None);
+    let first = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    store.put_trace(&run("t"), first).unwrap();
+    store
+        .put_trace(
+            &run("t"),
+            "00-11111111111111111111111111111111-2222222222222222-01",
+        )
+        .unwrap();
+    assert_eq!(handles().trace(&run("t")).unwrap().as_deref(), Some(first));
+    assert_eq!(store.trace(&run("u")).unwrap(), None);
 }
 
 fn pages_events(handles: Factory<'_>) {

@@ -21,6 +21,7 @@ mod host;
 mod metrics;
 mod notify;
 mod problem;
+mod traces;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub struct Args {
     /// The most event streams (SSE) open at once
     #[arg(long, default_value = "1024", value_name = "N")]
     max_streams: usize,
+    /// Export a trace per run to this OpenTelemetry collector (OTLP over
+    /// HTTP, protobuf: spans are posted to URL/v1/traces)
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Print the address listened on as the first line of stdout, once
     /// listening (for scripts and tests that listen on port 0)
     #[arg(long)]
@@ -94,10 +99,22 @@ pub fn run(home: &Home, args: Args) -> Outcome {
     let store = engine::open_store(home, args.db.as_ref())?;
     let changes = notify::changes();
     let meter = Arc::new(metrics::Meter::new());
+    let tracer = match args.otlp_endpoint.as_deref().filter(|url| !url.is_empty()) {
+        Some(endpoint) => {
+            tracing::info!(endpoint, "exporting traces");
+            Some(
+                traces::Tracer::start(endpoint, Arc::clone(&store))
+                    .context("cannot start the trace exporter")
+                    .map_err(Failure::other)?,
+            )
+        }
+        None => None,
+    };
     let announcing: Arc<dyn EventStore> = Arc::new(notify::Announcing::new(
         Arc::clone(&store) as Arc<dyn EventStore>,
         changes.clone(),
         Arc::clone(&meter),
+        tracer,
     ));
     let workers = args
         .workers
@@ -123,8 +140,8 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         access,
         streams: Arc::new(tokio::sync::Semaphore::new(args.max_streams.max(1))),
         shutdown,
+        max_bundle: usize::try_from(args.max_bundle_size).unwrap_or(usize::MAX),
     });
-    let max_bundle = usize::try_from(args.max_bundle_size).unwrap_or(usize::MAX);
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .with_context(|| format!("cannot listen on {}", args.listen))
@@ -150,7 +167,7 @@ pub fn run(home: &Home, args: Args) -> Outcome {
             .context("cannot start the recovery thread")
             .map_err(Failure::other)?
     };
-    let app = api::router(server, max_bundle);
+    let app = api::router(server);
     let closing = Arc::clone(&host);
     let served = tokio.block_on(async move {
         axum::serve(listener, app)

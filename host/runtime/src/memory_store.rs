@@ -36,6 +36,8 @@ pub struct MemoryStore {
     runs: Mutex<BTreeMap<RunId, Stored>>,
     /// Workflow locks by digest, and each run's pins.
     workflows: Mutex<Registry>,
+    /// The `traceparent` of each run started under one.
+    traces: Mutex<BTreeMap<RunId, String>>,
     /// The store's clock: what lease expiry is judged by.
     clock: Arc<dyn Clock>,
 }
@@ -58,6 +60,7 @@ impl MemoryStore {
         Self {
             runs: Mutex::new(BTreeMap::new()),
             workflows: Mutex::default(),
+            traces: Mutex::default(),
             clock,
         }
     }
@@ -358,6 +361,24 @@ impl EventStore for MemoryStore {
 }
 
 impl RunIndex for MemoryStore {
+    fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError> {
+        self.traces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(run.clone())
+            .or_insert_with(|| traceparent.to_owned());
+        Ok(())
+    }
+
+    fn trace(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .traces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(run)
+            .cloned())
+    }
+
     fn runs(
         &self,
         filter: &RunFilter,

@@ -23,6 +23,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_deployments.sql",
         include_str!("../migrations/0004_deployments.sql"),
     ),
+    (
+        "0005_run_traces.sql",
+        include_str!("../migrations/0005_run_traces.sql"),
+    ),
 ];
 
 /// The schema version this code writes and understands.

@@ -519,6 +519,26 @@ impl RunIndex for SqliteStore {
         runs(&self.lock(), filter, after, limit)
     }
 
+    fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(
+            "INSERT INTO run_traces (run_id, traceparent) VALUES (?1, ?2)
+             ON CONFLICT (run_id) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![run.as_str(), traceparent]))
+        .map(drop)
+        .map_err(backend_run("record the run's trace", run.as_str()))
+    }
+
+    fn trace(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached("SELECT traceparent FROM run_traces WHERE run_id = ?1")
+            .and_then(|mut s| {
+                rusqlite::OptionalExtension::optional(s.query_row([run.as_str()], |row| row.get(0)))
+            })
+            .map_err(backend_run("read the run's trace", run.as_str()))
+    }
+
     fn count_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
         let conn = self.lock();
         let mut stmt = conn

@@ -57,13 +57,16 @@ pub struct Server {
     pub streams: Arc<Semaphore>,
     /// Turns `true` when the server shuts down: event streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// The largest bundle a deploy takes.
+    pub max_bundle: usize,
 }
 
 type Shared = State<Arc<Server>>;
 
 /// The router: the API under `/v1` behind the token, and the public probes
 /// and OpenAPI document.
-pub fn router(server: Arc<Server>, max_bundle: usize) -> Router {
+pub fn router(server: Arc<Server>) -> Router {
+    let max_bundle = server.max_bundle;
     let (v1, mut openapi) = OpenApiRouter::new()
         .routes(routes!(start_run, list_runs))
         .routes(routes!(get_run))
@@ -143,10 +146,28 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     type Rejection = Problem;
 
     async fn from_request(request: HttpRequest, state: &S) -> Result<Self, Problem> {
+        refuse_announced_over(&request, MAX_JSON_BODY, "the body")?;
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(&rejection)),
         }
+    }
+}
+
+/// A body whose `Content-Length` is over `limit` is refused before any of
+/// it is read (413); a body without one is cut at the limit as it is read.
+fn refuse_announced_over(request: &HttpRequest, limit: usize, what: &str) -> Result<(), Problem> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(length) if length > limit as u64 => Err(Problem::new(
+            Kind::PayloadTooLarge,
+            format!("{what} is {length} bytes; this server takes at most {limit}"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -298,7 +319,8 @@ fn run_response(status: StatusCode, result: &weft_core::RunResult) -> Response {
 #[utoipa::path(
     post,
     path = "/v1/runs",
-    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "Starting again with the same key and body answers the same run (200); another body 409")),
+    params(WaitQuery, ("Idempotency-Key" = Option<String>, Header, description = "Starting again with the same key and body answers the same run (200); another body 409"),
+           ("traceparent" = Option<String>, Header, description = "W3C trace context: the run's trace continues it (with --otlp-endpoint)")),
     request_body = StartBody,
     responses(
         (status = 201, description = "Started (and settled, with `?wait`)", body = RunJson),
@@ -331,14 +353,30 @@ async fn start_run(
                 .to_owned(),
         ),
     };
+    let traceparent = match headers.get("traceparent") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .filter(|t| super::traces::parse_traceparent(t).is_some())
+                .ok_or_else(|| {
+                    Problem::invalid(
+                        "traceparent: not a W3C trace context (00-TRACEID-SPANID-FLAGS)",
+                    )
+                })?
+                .to_owned(),
+        ),
+    };
     let host = Arc::clone(&server.host);
-    blocking(move || start(&host, body, key, wait)).await
+    blocking(move || start(&host, body, key, traceparent, wait)).await
 }
 
 fn start(
     host: &Host,
     body: StartBody,
     key: Option<String>,
+    traceparent: Option<String>,
     wait: Option<Duration>,
 ) -> Result<Response, Problem> {
     let workflow = StepId::new(&body.workflow)
@@ -358,6 +396,11 @@ fn start(
             Lookup::NotFound(detail) => Problem::not_found(detail),
             Lookup::Failed(failure) => failure.into(),
         })?;
+    // Recorded before the run exists, so that whichever process settles
+    // it exports into this trace (the first start of a run id wins).
+    if let Some(traceparent) = &traceparent {
+        host.store().put_trace(&run, traceparent)?;
+    }
     let request = Request::Start {
         workflow: registered,
         run: run.clone(),
@@ -1015,10 +1058,13 @@ pub struct WorkflowJson {
         (status = 413, body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn deploy(
-    State(server): Shared,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Problem> {
+async fn deploy(State(server): Shared, request: HttpRequest) -> Result<Response, Problem> {
+    refuse_announced_over(
+        &request,
+        server.max_bundle,
+        "the bundle (--max-bundle-size)",
+    )?;
+    let body: Result<Bytes, BytesRejection> = Bytes::from_request(request, &()).await;
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(

@@ -16,6 +16,7 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use super::metrics::Meter;
+use super::traces::{Tracer, settles};
 use weft_core::{
     Append, Claimable, Event, EventStore, Lease, Owner, RunId, RunMeta, StoreError, Takeover,
     Timestamp,
@@ -39,16 +40,36 @@ pub struct Announcing {
     inner: Arc<dyn EventStore>,
     changes: Changes,
     meter: Arc<Meter>,
+    /// Exports a run's spans when it settles (`--otlp-endpoint`).
+    tracer: Option<Tracer>,
 }
 
 impl Announcing {
-    /// `inner`, announcing on `changes`, metered by `meter`.
-    pub fn new(inner: Arc<dyn EventStore>, changes: Changes, meter: Arc<Meter>) -> Self {
+    /// `inner`, announcing on `changes`, metered by `meter`, traced by
+    /// `tracer` if given.
+    pub fn new(
+        inner: Arc<dyn EventStore>,
+        changes: Changes,
+        meter: Arc<Meter>,
+        tracer: Option<Tracer>,
+    ) -> Self {
         Self {
             inner,
             changes,
             meter,
+            tracer,
         }
+    }
+
+    /// `events` of `run` were committed.
+    fn committed(&self, run: &RunId, events: &[Event]) {
+        self.meter.committed(run, events);
+        if let Some(tracer) = &self.tracer
+            && settles(events)
+        {
+            tracer.settled(run);
+        }
+        self.announce(run);
     }
 
     fn announce(&self, run: &RunId) {
@@ -68,8 +89,7 @@ impl EventStore for Announcing {
         let started = Instant::now();
         let lease = self.inner.create_run(meta, events, owner, wake)?;
         self.meter.commit(started.elapsed());
-        self.meter.committed(&meta.run_id, events);
-        self.announce(&meta.run_id);
+        self.committed(&meta.run_id, events);
         Ok(lease)
     }
 
@@ -99,8 +119,7 @@ impl EventStore for Announcing {
             .acquire_and_append(run, owner, takeover, expected, events, wake)?;
         self.meter.commit(started.elapsed());
         self.meter.lease(takeover);
-        self.meter.committed(run, events);
-        self.announce(run);
+        self.committed(run, events);
         Ok(lease)
     }
 
@@ -117,8 +136,7 @@ impl EventStore for Announcing {
         self.inner.append_batch(appends)?;
         self.meter.commit(started.elapsed());
         for append in appends {
-            self.meter.committed(append.run, append.events);
-            self.announce(append.run);
+            self.committed(append.run, append.events);
         }
         Ok(())
     }

@@ -54,6 +54,21 @@ pub trait RunIndex: Send + Sync {
         limit: usize,
     ) -> Result<RunPage, StoreError>;
 
+    /// Records the W3C `traceparent` a run's trace continues (a server's
+    /// `POST /v1/runs` got one), so that whichever process settles the run
+    /// exports its spans into that trace. The first record for a run wins;
+    /// a later one changes nothing.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError>;
+
+    /// The `traceparent` recorded for `run`, if any.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn trace(&self, run: &RunId) -> Result<Option<String>, StoreError>;
+
     /// How many runs have each status (statuses without runs left out),
     /// in [`RunStatus`] order: what a server's metrics report. The default
     /// pages through [`RunIndex::runs`]; a store with an index counts.
