@@ -43,7 +43,7 @@ pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};
 pub use state::{
     Finish, NodeRecord, ResumeTarget, RunResult, RunState, RunStatus, StepRecord, StepStatus,
-    SuspendedStep, Wake, Work,
+    SuspendedStep, Timer, TimerKind, Wake, Work,
 };
 pub use store::{
     Append, Claimable, Deployment, EventStore, Lease, Owner, Pin, RunCursor, RunFilter, RunIndex,

@@ -43,7 +43,7 @@ mod work;
 
 pub use records::{NodeRecord, RunStatus, StepRecord, StepStatus};
 pub use requests::ResumeTarget;
-pub use result::{Finish, RunResult, SuspendedStep};
+pub use result::{Finish, RunResult, SuspendedStep, Timer, TimerKind};
 pub use work::{Wake, Work};
 
 use progress::Cursor;

@@ -254,3 +254,38 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_the_spec() {
         server.log()
     );
 }
+
+/// Event streams are bounded: past `--max-streams`, 429 with the kind.
+#[test]
+fn event_streams_beyond_the_limit_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(home.path(), &["--max-streams", "1"]);
+    server.deploy(&sleepy(dir.path(), 600_000));
+    let (status, _) = server.post(
+        "/v1/runs",
+        &json!({"workflow": "sleepy", "input": sleepy_input(), "run_id": "watched"}),
+    );
+    assert_eq!(status, 201);
+    // The run sleeps ten minutes: its stream stays open, holding the one
+    // permit, until the test drops it.
+    let held = server.stream("watched", 0);
+    held.until(|e| matches!(e, Event::SleepStarted { .. }));
+    let sent = server
+        .agent
+        .get(format!("{}/v1/runs/watched/events", server.url))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .header("Accept", "text/event-stream")
+        .call();
+    let (status, problem, _) = server.answer(sent);
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["type"], "urn:weft:problem:too-many-requests");
+    // The run's JSON says what it waits for.
+    let (_, run) = server.get("/v1/runs/watched");
+    assert_eq!(run["status"], "running");
+    assert_eq!(run["timers"][0]["path"], "nap", "{run}");
+    assert_eq!(run["timers"][0]["kind"], "sleep");
+    // A page is not a stream: still served.
+    assert_eq!(server.get("/v1/runs/watched/events").0, 200);
+    drop(held);
+}

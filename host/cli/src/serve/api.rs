@@ -307,6 +307,8 @@ pub struct RunJson {
     suspended: Option<Vec<Value>>,
     /// Every step execution, by address.
     steps: Vec<Value>,
+    /// What a running run waits for: `{path, kind: sleep|retry, due}`.
+    timers: Option<Vec<Value>>,
     /// The workflow state.
     state: Value,
 }

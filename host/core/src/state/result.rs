@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{RunState, RunStatus, StepRecord, StepStatus};
+use super::{RunState, RunStatus, StepRecord, StepStatus, Work};
 use crate::error::{FailureKind, RunError, StepError};
 use crate::event::Event;
 use crate::id::{RunId, StepId, StepPath, Timestamp};
@@ -43,6 +43,27 @@ pub struct SuspendedStep {
     pub labels: Vec<String>,
 }
 
+/// What a running run waits for: a sleep to end or a retry to be due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    /// The sleep node or the step execution.
+    pub path: StepPath,
+    /// `sleep` or `retry`.
+    pub kind: TimerKind,
+    /// When it fires.
+    pub due: Timestamp,
+}
+
+/// What a [`Timer`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimerKind {
+    /// A sleep node's wake time.
+    Sleep,
+    /// A failed step's next attempt.
+    Retry,
+}
+
 /// A run's result: what `weft run --json` prints and what both runtimes return.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
@@ -63,6 +84,9 @@ pub struct RunResult {
     pub suspended: Vec<SuspendedStep>,
     /// Every step execution, in the order they first started.
     pub steps: Vec<StepRecord>,
+    /// What the run waits for (running), earliest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timers: Vec<Timer>,
     /// The final workflow state.
     pub state: Value,
 }
@@ -114,7 +138,34 @@ impl RunState {
                 Vec::new()
             },
             steps: self.steps.values().cloned().collect(),
+            timers: self.timers(),
             state: (*self.state).clone(),
         }
+    }
+
+    /// The sleeps and retries a running run waits for, earliest first.
+    fn timers(&self) -> Vec<Timer> {
+        if self.status != RunStatus::Running {
+            return Vec::new();
+        }
+        let mut timers: Vec<Timer> = self
+            .ready()
+            .into_iter()
+            .filter_map(|work| match work {
+                Work::Wake { path, due, .. } => Some(Timer {
+                    path,
+                    kind: TimerKind::Sleep,
+                    due,
+                }),
+                Work::Execute(task) => task.not_before.map(|due| Timer {
+                    path: task.path,
+                    kind: TimerKind::Retry,
+                    due,
+                }),
+                _ => None,
+            })
+            .collect();
+        timers.sort_by(|a, b| (a.due, &a.path).cmp(&(b.due, &b.path)));
+        timers
     }
 }
