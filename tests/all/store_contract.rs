@@ -347,7 +347,10 @@ fn release_frees(handles: Factory<'_>) {
     let store = handles();
     let r = run("r");
     let lease = create(&*store, "r", &owner("a"));
+    assert_eq!(handles().holder(&r).unwrap().as_deref(), Some("a"));
+    assert_eq!(store.holder(&run("ghost")).unwrap(), None);
     store.release(&lease).unwrap();
+    assert_eq!(store.holder(&r).unwrap(), None);
     assert!(store.renew(&owner("a")).unwrap().is_empty());
     let taken = handles()
         .acquire(&r, &owner("b"), Takeover::IfFree)

@@ -146,7 +146,9 @@ pub fn stored_result(
         };
         Ok(Arc::clone(manifest.workflow()))
     })?;
-    Ok(state.result())
+    let mut result = state.result();
+    result.held_by = store.holder(run).map_err(Failure::other)?;
+    Ok(result)
 }
 
 /// Runs `weft runs`: the stored runs, newest first.

@@ -361,6 +361,16 @@ impl EventStore for MemoryStore {
 }
 
 impl RunIndex for MemoryStore {
+    fn holder(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .lock()
+            .get(run)
+            .and_then(|stored| stored.holder.as_ref())
+            .filter(|(_, until)| *until > now)
+            .map(|(owner, _)| owner.clone()))
+    }
+
     fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError> {
         self.traces
             .lock()

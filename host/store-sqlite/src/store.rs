@@ -519,6 +519,18 @@ impl RunIndex for SqliteStore {
         runs(&self.lock(), filter, after, limit)
     }
 
+    fn holder(&self, run: &RunId) -> Result<Option<String>, StoreError> {
+        let conn = self.lock();
+        conn.prepare_cached(&format!(
+            "SELECT lease_owner FROM runs WHERE run_id = ?1 AND lease_expires_at > {NOW_US}"
+        ))
+        .and_then(|mut s| {
+            rusqlite::OptionalExtension::optional(s.query_row([run.as_str()], |row| row.get(0)))
+        })
+        .map(Option::flatten)
+        .map_err(backend_run("read the run's lease holder", run.as_str()))
+    }
+
     fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.prepare_cached(

@@ -285,6 +285,12 @@ fn event_streams_beyond_the_limit_are_refused() {
     assert_eq!(run["status"], "running");
     assert_eq!(run["timers"][0]["path"], "nap", "{run}");
     assert_eq!(run["timers"][0]["kind"], "sleep");
+    assert!(
+        run["held_by"]
+            .as_str()
+            .is_some_and(|owner| !owner.is_empty()),
+        "the server holds the sleeping run: {run}"
+    );
     // A page is not a stream: still served.
     assert_eq!(server.get("/v1/runs/watched/events").0, 200);
     drop(held);

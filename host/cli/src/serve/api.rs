@@ -309,6 +309,8 @@ pub struct RunJson {
     steps: Vec<Value>,
     /// What a running run waits for: `{path, kind: sleep|retry, due}`.
     timers: Option<Vec<Value>>,
+    /// The process whose live lease holds the run, if any.
+    held_by: Option<String>,
     /// The workflow state.
     state: Value,
 }

@@ -87,6 +87,10 @@ pub struct RunResult {
     /// What the run waits for (running), earliest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub timers: Vec<Timer>,
+    /// The process whose live lease holds the run, when read from a store
+    /// (`weft status`, the API); a runtime's answer leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
     /// The final workflow state.
     pub state: Value,
 }
@@ -139,6 +143,7 @@ impl RunState {
             },
             steps: self.steps.values().cloned().collect(),
             timers: self.timers(),
+            held_by: None,
             state: (*self.state).clone(),
         }
     }

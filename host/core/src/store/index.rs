@@ -54,6 +54,13 @@ pub trait RunIndex: Send + Sync {
         limit: usize,
     ) -> Result<RunPage, StoreError>;
 
+    /// The owner whose live lease holds `run` now (the process driving it),
+    /// if any: [`RunSummary::held_by`] for one run.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn holder(&self, run: &RunId) -> Result<Option<String>, StoreError>;
+
     /// Records the W3C `traceparent` a run's trace continues (a server's
     /// `POST /v1/runs` got one), so that whichever process settles the run
     /// exports its spans into that trace. The first record for a run wins;
