@@ -170,7 +170,13 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
     let total = (3 * STEPS + 2) as u64;
     let mut rng = Rng(SEED);
     let mut recovered = 0;
-    for kill in 0..KILLS {
+    // On a loaded machine the watcher reads a run's events late, and a kill
+    // aimed near a run's end may land after it: kill again (seeded, at most
+    // three times as often) until half of KILLS interrupted a run.
+    let mut kills = 0;
+    while kills < KILLS || (recovered < KILLS / 2 && kills < 3 * KILLS) {
+        let kill = kills;
+        kills += 1;
         let run = RunId::new(&format!("crash-{kill}")).unwrap();
         let target = 1 + rng.next() % total;
         let run_args = ["--input", &input_arg];
@@ -188,7 +194,7 @@ fn runs_killed_at_random_points_recover_without_repeating_finished_steps() {
     // The test means something only if most kills landed mid-run.
     assert!(
         recovered >= KILLS / 2,
-        "only {recovered} of {KILLS} kills interrupted a run"
+        "only {recovered} of {kills} kills interrupted a run"
     );
 
     let store = SqliteStore::open(&db).unwrap();

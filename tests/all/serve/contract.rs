@@ -26,6 +26,17 @@ fn errors_are_problem_documents() {
         assert_eq!(content_type, "application/problem+json");
         assert_eq!(problem["type"], "urn:weft:problem:unauthorized");
     }
+    // A method a route does not take: 405, a problem too.
+    let (status, problem, content_type) = server.answer(
+        server
+            .agent
+            .delete(format!("{}/v1/runs", server.url))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .call(),
+    );
+    assert_eq!(status, 405, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["type"], "urn:weft:problem:method-not-allowed");
     // The probes need no token.
     let (status, _, _) = server.answer(server.agent.get(format!("{}/healthz", server.url)).call());
     assert_eq!(status, 200);

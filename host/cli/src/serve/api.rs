@@ -115,6 +115,12 @@ pub fn router(server: Arc<Server>) -> Router {
         }),
     )
     .fallback(|| async { Problem::not_found("no such route") })
+    .method_not_allowed_fallback(|| async {
+        Problem::new(
+            Kind::MethodNotAllowed,
+            "this route does not take that method (see /openapi.json)",
+        )
+    })
     .with_state(server)
 }
 

@@ -20,6 +20,8 @@ pub enum Kind {
     Unauthorized,
     /// No such run or workflow (404).
     NotFound,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
     /// The request conflicts with the run's state or another request (409).
     Conflict,
     /// The run (or the named step) is not suspended (409); `suspended`
@@ -43,6 +45,7 @@ impl Kind {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict | Self::NotSuspended => StatusCode::CONFLICT,
             Self::InvalidInput => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -56,6 +59,7 @@ impl Kind {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not-found",
+            Self::MethodNotAllowed => "method-not-allowed",
             Self::Conflict => "conflict",
             Self::NotSuspended => "not-suspended",
             Self::InvalidInput => "invalid-input",
@@ -70,6 +74,7 @@ impl Kind {
         match self {
             Self::Unauthorized => "a valid bearer token is required",
             Self::NotFound => "not found",
+            Self::MethodNotAllowed => "method not allowed",
             Self::Conflict => "conflict",
             Self::NotSuspended => "not suspended",
             Self::InvalidInput => "invalid input",
