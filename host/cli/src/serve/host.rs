@@ -155,8 +155,8 @@ impl Host {
     /// or a prefix of one, at least 8 characters), else its newest.
     ///
     /// # Errors
-    /// [`Failure::missing`]-like not-found problems as [`Lookup::NotFound`];
-    /// load and store failures.
+    /// [`Lookup::NotFound`] when no such workflow or version is deployed;
+    /// [`Lookup::Failed`] for load and store failures.
     pub fn deployed(
         &self,
         workflow: &StepId,
