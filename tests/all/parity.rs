@@ -731,6 +731,15 @@ fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
     })
 }
 
+/// A sandbox compiling into the tests' shared cache.
+pub(crate) fn sandbox() -> Sandbox {
+    Sandbox::new(SandboxConfig {
+        cache_dir: Some(cache_dir()),
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
 /// The `*.toml` files in `dir`, sorted.
 pub(crate) fn scenario_paths(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -779,11 +788,7 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
         paths.len(),
         dir.display()
     );
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(cache_dir()),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    let sandbox = sandbox();
     // Scenarios run on a few threads at once (each with its own stores and
     // runtimes; the sandbox and its compile cache are shared).
     let failures = run_parallel(

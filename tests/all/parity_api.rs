@@ -11,11 +11,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use weft_core::{Event, Node, NodeKind, ResumeTarget, RunId};
-use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+use weft_sandbox::{Sandbox, WorkflowSteps};
 
 use crate::parity::{
     Action, Observed, RUN_ID, Scenario, action, catch, compare_runs, load, normalize, run_default,
-    run_parallel, scenario_paths, wake_times,
+    run_parallel, sandbox, scenario_paths, wake_times,
 };
 use crate::serve::Server;
 use crate::support::{cache_dir, root};
@@ -152,11 +152,7 @@ fn sequential_scenarios_agree_through_the_api() {
     // The server compiles into the same cache as the harness's sandbox.
     std::os::unix::fs::symlink(cache_dir(), home.path().join("cache")).unwrap();
     let server = Server::start(home.path(), &[]);
-    let sandbox = Sandbox::new(SandboxConfig {
-        cache_dir: Some(cache_dir()),
-        ..SandboxConfig::default()
-    })
-    .unwrap();
+    let sandbox = sandbox();
     let failures = run_parallel(
         &paths,
         |path| path.display().to_string(),

@@ -12,10 +12,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use weft_core::{Event, EventStore as _, RunId};
-use weft_store_sqlite::SqliteStore;
+use weft_core::Event;
 
-use crate::support::{guest, stderr, stdout, weft};
+use crate::support::{stderr, stdout, weft};
+use crate::timers::{sleepy_input, sleepy_manifest as sleepy};
 
 mod api;
 mod cli;
@@ -308,29 +308,7 @@ fn example() -> PathBuf {
     crate::support::root().join(EXAMPLE)
 }
 
-/// `a`, a sleep of `sleep_ms`, then `b`; each step emits `exec`.
-fn sleepy(dir: &Path, sleep_ms: u64) -> PathBuf {
-    let text = format!(
-        "id = \"sleepy\"\nflow = [{{ step = \"a\" }}, {{ sleep-ms = {sleep_ms}, id = \"nap\" }}, {{ step = \"b\" }}]\n\
-         [steps.a]\ncomponent = \"{c}\"\n[steps.b]\ncomponent = \"{c}\"\n",
-        c = guest("test-steps").display()
-    );
-    let path = dir.join("sleepy.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn sleepy_input() -> Value {
-    json!({
-        "action": "emit", "events": [{"kind": "exec", "data": "a"}],
-        "output": {"action": "emit", "events": [{"kind": "exec", "data": "b"}], "output": "woke"},
-    })
-}
-
+/// The run's stored events, read from the server's store.
 fn stored_events(home: &Path, run: &str) -> Vec<Event> {
-    SqliteStore::open(&home.join("weft.db"))
-        .unwrap()
-        .load(&RunId::new(run).unwrap())
-        .unwrap()
-        .1
+    crate::timers::events(&home.join("weft.db"), run)
 }

@@ -13,7 +13,7 @@ use weft_store_sqlite::SqliteStore;
 use crate::support::{Watched, guest, stderr, stdout, weft};
 
 /// `a`, a sleep of `sleep_ms` at `nap`, then `b`; each step emits `exec`.
-fn sleepy_manifest(dir: &Path, sleep_ms: u64) -> PathBuf {
+pub(crate) fn sleepy_manifest(dir: &Path, sleep_ms: u64) -> PathBuf {
     let component = guest("test-steps");
     let text = format!(
         "id = \"sleepy\"\nflow = [{{ step = \"a\" }}, {{ sleep-ms = {sleep_ms}, id = \"nap\" }}, {{ step = \"b\" }}]\n\
@@ -26,12 +26,15 @@ fn sleepy_manifest(dir: &Path, sleep_ms: u64) -> PathBuf {
 }
 
 /// Input making `a` emit `exec a` and hand `b` an input making it emit `exec b`.
-fn input() -> String {
+pub(crate) fn sleepy_input() -> Value {
     json!({
         "action": "emit", "events": [{"kind": "exec", "data": "a"}],
         "output": {"action": "emit", "events": [{"kind": "exec", "data": "b"}], "output": "woke"},
     })
-    .to_string()
+}
+
+fn input() -> String {
+    sleepy_input().to_string()
 }
 
 /// `weft run` of the sleepy manifest, its events watched.
@@ -46,7 +49,7 @@ fn spawn_run(home: &Path, manifest: &Path, db: &Path, run: &str, extra: &[&str])
     Watched::spawn(command)
 }
 
-fn events(db: &Path, run: &str) -> Vec<Event> {
+pub(crate) fn events(db: &Path, run: &str) -> Vec<Event> {
     SqliteStore::open(db)
         .unwrap()
         .load(&RunId::new(run).unwrap())

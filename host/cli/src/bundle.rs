@@ -43,15 +43,14 @@ struct Index {
 /// When the manifest does not load or a file cannot be read.
 pub fn pack(manifest: &Path) -> anyhow::Result<Vec<u8>> {
     let (_, lock) = weft_manifest::Manifest::load_recording(manifest)?;
-    let absolute = |path: &str| {
-        std::path::absolute(path)
-            .map(|p| lexical(&p))
-            .with_context(|| format!("cannot resolve the path `{path}`"))
-    };
-    let root_manifest = absolute(&lock.manifest)?;
+    // Paths as written, `.` and `..` resolved by name and symlinks kept, so
+    // the bundle keeps the layout the manifest's relative paths were
+    // resolved in (`../../guest-examples/dist/a.wasm`, a linked directory).
+    let absolute = |path: &str| weft_manifest::lexical_absolute(Path::new(path));
+    let root_manifest = absolute(&lock.manifest);
     let mut files = BTreeSet::new();
     for path in lock.files.keys().chain(lock.components.keys()) {
-        files.insert(absolute(path)?);
+        files.insert(absolute(path));
     }
     files.insert(root_manifest.clone());
     let root = common_dir(&files);
@@ -93,24 +92,6 @@ fn append(archive: &mut tar::Builder<Vec<u8>>, path: &str, bytes: &[u8]) -> anyh
     archive
         .append_data(&mut header, path, bytes)
         .with_context(|| format!("cannot add `{path}` to the bundle"))
-}
-
-/// `path` (absolute) with `.` and `..` resolved by name, symlinks kept as
-/// they appear: the bundle keeps the layout the manifest's relative paths
-/// were resolved in (`../../guest-examples/dist/a.wasm`, a linked
-/// `children/` directory).
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for component in path.components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The deepest directory holding every path of `files` (absolute paths).

@@ -40,6 +40,7 @@ mod source;
 pub use error::{Location, ManifestError};
 pub use file::{MAX_MANIFEST_BYTES, MAX_SCHEMA_BYTES, read_file};
 pub use lock::{LockedComponent, WorkflowLock};
+pub use lower::absolute as lexical_absolute;
 pub use manifest::Manifest;
 
 #[cfg(test)]

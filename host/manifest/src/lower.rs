@@ -70,9 +70,10 @@ impl Frame {
 }
 
 /// `path` made absolute against the current directory, with `.` and `..`
-/// removed lexically. Only for messages and identities; files are opened by
-/// the path as joined.
-pub(crate) fn absolute(path: &Path) -> PathBuf {
+/// removed lexically (symlinks kept as they appear). Only for messages,
+/// identities and layouts (a deploy bundle's); files are opened by the path
+/// as joined.
+pub fn absolute(path: &Path) -> PathBuf {
     let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let mut out = PathBuf::new();
     for component in path.components() {
