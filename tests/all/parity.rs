@@ -204,12 +204,21 @@ pub(crate) fn load_with(
 }
 
 /// Removes what legitimately differs between runs: timestamps (see
-/// [`wake_times`] for what is kept of them).
+/// [`wake_times`] for what is kept of them) and what an attempt was
+/// measured to consume (a step stopped at its deadline used what it used).
 pub(crate) fn normalize(mut value: Value) -> Value {
     fn strip(v: &mut Value) {
         match v {
             Value::Object(map) => {
-                for key in ["at", "due", "until", "started_at", "ended_at", "retry_at"] {
+                for key in [
+                    "at",
+                    "due",
+                    "until",
+                    "started_at",
+                    "ended_at",
+                    "retry_at",
+                    "measured",
+                ] {
                     map.remove(key);
                 }
                 map.values_mut().for_each(strip);

@@ -104,12 +104,13 @@ struct Cli {
 
     /// CPU time a component may take to compile, per MiB of its size
     /// (counting at least one): each is compiled in a child process stopped
-    /// at this limit (`10s`, `500ms`); also WEFT_COMPILE_CPU
+    /// at this limit (`10s`, `500ms`; 60s in a debug build of weft, which
+    /// compiles about three times slower); also WEFT_COMPILE_CPU
     #[arg(
         long,
         global = true,
         env = "WEFT_COMPILE_CPU",
-        default_value = "20s",
+        default_value = DEFAULT_COMPILE_CPU,
         value_parser = home::parse_duration
     )]
     compile_cpu: std::time::Duration,
@@ -267,13 +268,21 @@ fn command() -> clap::Command {
 
 /// weft's own log on stderr (`--log LEVEL`, or `RUST_LOG`).
 ///
+/// The default of `--compile-cpu`: a release build compiles about three
+/// times faster than a debug one (whose dependencies are built at
+/// opt-level 1), so a debug build — the tests' — gets three times the time.
+const DEFAULT_COMPILE_CPU: &str = if cfg!(debug_assertions) { "60s" } else { "20s" };
+
 /// Colour only when stderr is a terminal and `NO_COLOR` is unset or empty
 /// (<https://no-color.org>). Every field, the message included, is escaped
 /// with [`output::escape`]: step log lines are guest text, and a raw CR/LF
 /// or ESC in them would forge or hide log lines.
 fn init_logging(level: &str) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
     use tracing_subscriber::field::MakeExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
 
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -290,12 +299,16 @@ fn init_logging(level: &str) {
         }
     })
     .delimited(" ");
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(colour)
         .fmt_fields(fields)
-        .init();
+        .with_filter(filter);
+    // Guest log lines also go to the OTLP exporter while `weft serve` runs one.
+    let guest = serve::logs::GuestLogs.with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+        meta.target() == weft_runtime::GUEST_LOG_TARGET
+    }));
+    tracing_subscriber::registry().with(log).with(guest).init();
 }
 
 /// Whether weft's log is coloured: only on a terminal, and not when

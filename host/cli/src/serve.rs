@@ -18,6 +18,7 @@
 mod api;
 mod auth;
 mod host;
+pub mod logs;
 mod metrics;
 mod notify;
 mod problem;
@@ -200,11 +201,14 @@ pub fn run(home: &Home, args: Args) -> Outcome {
         return Ok(Code::Success);
     };
     let runtime = host.into_runtime();
-    // Dropping the runtime lets the attempts in flight finish, lets runs
-    // that only wait for a timer go, and releases their leases; past the
-    // grace period the process exits and the next start recovers the rest.
+    // Draining starts no new attempt: those in flight finish and are
+    // recorded, then every run is let go, its lease released in one commit,
+    // for the next host to carry on. Past the grace period the process
+    // exits with attempts still running; their runs are recovered (the
+    // attempts delivered again) at the next start.
     let (dropped, done) = crossbeam_channel::bounded::<()>(1);
     std::thread::spawn(move || {
+        runtime.drain();
         drop(runtime);
         let _ = dropped.send(());
     });

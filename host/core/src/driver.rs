@@ -227,6 +227,7 @@ impl RunState {
         let failed = Event::StepFailed {
             path: path.clone(),
             error: over.error(&what),
+            measured: None,
             at,
         };
         let ended = over.run_failed(&what, Some(path), at);
@@ -377,6 +378,7 @@ mod tests {
                 path: path.clone(),
                 output: json!(2).into(),
                 state: None,
+                measured: None,
                 at: Timestamp(12),
             })
             .unwrap();
@@ -429,6 +431,7 @@ mod tests {
                 retryable: true,
                 causes: Vec::new(),
             },
+            measured: None,
             at: Timestamp(at),
         }
     }

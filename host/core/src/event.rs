@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::error::{RunError, StepError};
 use crate::id::{RunId, StepId, StepPath, Timestamp};
+use crate::runner::Measured;
 
 /// A custom event a step emitted through the `emit` host import.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +97,9 @@ pub enum Event {
         /// The new workflow state, if the step set one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<Value>,
+        /// What the attempt consumed, when a sandbox measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
         /// When.
         at: Timestamp,
     },
@@ -108,6 +112,9 @@ pub enum Event {
         path: StepPath,
         /// The error.
         error: StepError,
+        /// What the attempt consumed, when a sandbox measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
         /// When.
         at: Timestamp,
     },
@@ -139,6 +146,9 @@ pub enum Event {
         /// The new workflow state, if the step set one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<Value>,
+        /// What the attempt consumed, when a sandbox measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
         /// When.
         at: Timestamp,
     },
@@ -152,6 +162,9 @@ pub enum Event {
         /// The new workflow state, if the step set one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         state: Option<Value>,
+        /// What the attempt consumed, when a sandbox measured it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
         /// When.
         at: Timestamp,
     },

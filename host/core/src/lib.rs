@@ -36,8 +36,8 @@ pub use expr::{Expr, ExprError};
 pub use id::{IdError, Repetition, RunId, StepId, StepPath, Timestamp};
 pub use rerun::{RerunError, rerun};
 pub use runner::{
-    Clock, Interrupt, LogLevel, LogLine, ManualClock, StepOutcome, StepReport, StepRunner,
-    StepTask, StepView,
+    Clock, Interrupt, LogLevel, LogLine, ManualClock, Measured, StepOutcome, StepReport,
+    StepRunner, StepTask, StepView,
 };
 pub use schema::{Schema, SchemaError};
 pub use settle::{check_input, settle};

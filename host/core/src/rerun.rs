@@ -329,6 +329,7 @@ mod tests {
                 path: path("both/b"),
                 output: Arc::new(json!("b")),
                 state: None,
+                measured: None,
                 at,
             },
             Event::RunCanceled { reason: None, at },

@@ -98,6 +98,19 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// What one attempt consumed, as the sandbox measured it: recorded with the
+/// attempt's end ([`crate::Event::StepCompleted`] and the other ends) for
+/// traces, the viewer and accounting. Measured, not decided: the state
+/// machine never reads it, and two runs of one attempt may differ (a step
+/// stopped at its deadline has used what it used by then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Measured {
+    /// Fuel units consumed (WebAssembly instructions, roughly).
+    pub fuel: u64,
+    /// The largest linear memory the instance held, in bytes.
+    pub memory_peak: u64,
+}
+
 /// Everything one attempt produced.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepReport {
@@ -109,6 +122,9 @@ pub struct StepReport {
     pub events: Vec<CustomEvent>,
     /// Log lines, in order.
     pub logs: Vec<LogLine>,
+    /// What the attempt consumed, when measured (not for a failure before
+    /// the guest ran, nor for a runner that does not measure).
+    pub measured: Option<Measured>,
 }
 
 impl StepReport {
@@ -119,6 +135,7 @@ impl StepReport {
             state: None,
             events: Vec::new(),
             logs: Vec::new(),
+            measured: None,
         }
     }
 }

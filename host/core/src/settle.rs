@@ -82,6 +82,7 @@ pub fn settle(
         }
         Ok(state)
     };
+    let measured = report.measured;
     let result = report.outcome.and_then(|outcome| match outcome {
         StepOutcome::Completed(output) => {
             let schema = def.and_then(|d| d.output_schema.as_ref());
@@ -91,6 +92,7 @@ pub fn settle(
                 path: path.clone(),
                 output: output.into(),
                 state,
+                measured,
                 at,
             })
         }
@@ -109,6 +111,7 @@ pub fn settle(
                 payload,
                 labels,
                 state,
+                measured,
                 at,
             })
         }
@@ -118,10 +121,16 @@ pub fn settle(
                 path: path.clone(),
                 output,
                 state,
+                measured,
                 at,
             })
         }
     });
-    events.push(result.unwrap_or_else(|error| Event::StepFailed { path, error, at }));
+    events.push(result.unwrap_or_else(|error| Event::StepFailed {
+        path,
+        error,
+        measured,
+        at,
+    }));
     events
 }

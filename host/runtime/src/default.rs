@@ -40,7 +40,7 @@ use crate::lease::{Keeper, LeaseOptions};
 use crate::runtime::Registered;
 use crate::runtime::{Answer, Request, RunObserver, Runtime, RuntimeKind};
 use crate::stored;
-use crate::worker::{execute_step, log_lines};
+use crate::worker::execute_step;
 
 /// A run held in memory: its state and every event that built it.
 #[derive(Debug, Clone)]
@@ -598,9 +598,6 @@ impl DefaultRuntime {
                             &interrupt,
                         );
                         drop(view);
-                        if let Some(id) = run.state.run_id() {
-                            log_lines(id, &task.path, &executed.logs);
-                        }
                         let recorded = run.state.settled(executed.events)?;
                         run.record(recorded, observer);
                     }

@@ -194,6 +194,9 @@ impl Keeper {
     /// Releases `leases` in one commit (best effort, as [`Keeper::release`])
     /// and stops watching them.
     pub(crate) fn release_all(&self, leases: &[Lease]) {
+        if leases.is_empty() {
+            return;
+        }
         {
             let mut watched = lock(&self.watched);
             for lease in leases {

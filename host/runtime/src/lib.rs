@@ -26,6 +26,7 @@ mod lease;
 mod memory_store;
 mod runtime;
 mod stored;
+pub mod trace_ids;
 mod worker;
 
 pub use clock::SystemClock;
@@ -35,7 +36,7 @@ pub use evented::{Bus, Done, EventedOptions, EventedRuntime, InProcessBus, WorkI
 pub use lease::{LeaseOptions, owner_id, owner_is_gone};
 pub use memory_store::MemoryStore;
 pub use runtime::{Answer, NoObserver, Registered, Request, RunObserver, Runtime, RuntimeKind};
-pub use worker::{Executed, execute_step};
+pub use worker::{Executed, GUEST_LOG_TARGET, execute_step};
 
 #[cfg(test)]
 mod tests;

@@ -200,6 +200,18 @@ pub trait Runtime: Send + Sync {
     /// gets the run's new events as [`Runtime::call`]'s observer would,
     /// each before the answer.
     fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer;
+
+    /// Starts no attempt from now on (a host shutting down): the attempts
+    /// in flight finish and their reports are recorded, then every run this
+    /// runtime drives is let go — left in the store as it is, `running`
+    /// with no lease, for whichever process takes it next — and its waiting
+    /// callers learn the runtime stopped. Dropping the runtime afterwards
+    /// waits for that, not for the runs to end. Requests after it are not
+    /// refused, but their runs are let go in the same way.
+    ///
+    /// The default runtime drives each run on its caller's thread, to its
+    /// end: it has nothing to stop, and ignores this.
+    fn drain(&self) {}
 }
 
 /// The two configurations of the run lifecycle.

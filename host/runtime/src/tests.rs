@@ -45,6 +45,7 @@ fn ok(outcome: StepOutcome) -> StepReport {
         state: None,
         events: Vec::new(),
         logs: Vec::new(),
+        measured: None,
     }
 }
 
@@ -706,6 +707,7 @@ fn events_that_do_not_apply_are_rejected_without_changing_the_state(kind: Kind) 
         path: StepPath::parse("a").unwrap(),
         output: json!(0).into(),
         state: None,
+        measured: None,
         at: Timestamp(0),
     };
     let err = state.apply(&stray).unwrap_err();

@@ -12,13 +12,12 @@ use weft_core::{
 pub struct Executed {
     /// The events to append, in order: custom events, then the attempt's end.
     pub events: Vec<Event>,
-    /// The attempt's log lines (not events: they go to the run log).
-    pub logs: Vec<LogLine>,
 }
 
 /// Runs one attempt of `task`: checks its input against the step's input
 /// schema (a failing input fails the attempt without running the step),
-/// runs it, and settles the report into events stamped with `clock`.
+/// runs it, and settles the report into events stamped with `clock`. Its
+/// log lines go to weft's log (not events: see [`log_lines`]).
 ///
 /// A runner that panics (a bug in the host, never guest behaviour) fails the
 /// attempt with a `host` error instead of taking the runtime's thread down.
@@ -46,16 +45,41 @@ pub fn execute_step(
         }
         Err(error) => StepReport::failed(error),
     };
-    let logs = std::mem::take(&mut report.logs);
+    log_lines(task, &std::mem::take(&mut report.logs));
     let events = settle(workflow, task, report, clock.now());
-    Executed { events, logs }
+    Executed { events }
 }
 
-/// Hands an attempt's log lines to `tracing` (shown with `--log info`):
-/// the same in both runtimes.
-pub(crate) fn log_lines(run: &weft_core::RunId, step: &weft_core::StepPath, lines: &[LogLine]) {
+/// The target of guest log lines in weft's log: what a subscriber selects
+/// to export them (the server's OTLP log records).
+pub const GUEST_LOG_TARGET: &str = "weft::guest";
+
+/// Hands an attempt's log lines to `tracing` (shown with `--log info`),
+/// each with its run, address, attempt and the span id of the attempt's
+/// span in the run's trace ([`crate::trace_ids`]): the same in both
+/// runtimes.
+fn log_lines(task: &StepTask, lines: &[LogLine]) {
+    if lines.is_empty() {
+        return;
+    }
+    let span = crate::trace_ids::attempt_span_id(
+        &task.run,
+        task.path.as_str(),
+        task.attempt,
+        task.started_at,
+    );
+    let span = crate::trace_ids::hex_id(&span);
     for line in lines {
-        tracing::info!(run = %run, step = %step, level = ?line.level, "{}", line.message);
+        tracing::info!(
+            target: GUEST_LOG_TARGET,
+            run = %task.run,
+            step = %task.path,
+            attempt = task.attempt,
+            span_id = %span,
+            level = ?line.level,
+            "{}",
+            line.message
+        );
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use wasmtime::{Store, Trap, UpdateDeadline, WasmBacktrace};
 use weft_core::{
-    FailureKind, Interrupt, Limits, LogLevel, LogLine, StepError, StepOutcome, StepReport,
-    StepTask, StepView,
+    FailureKind, Interrupt, Limits, LogLevel, LogLine, Measured, StepError, StepOutcome,
+    StepReport, StepTask, StepView,
 };
 
 use crate::bindings::{self, Outcome, StepContext, StepPre};
@@ -138,7 +138,8 @@ impl StepComponent {
             HostState::new(view, limits, AttemptWasi::new(self.grants, task, limits)),
         );
         store.limiter(|state| &mut state.memory);
-        if let Err(error) = store.set_fuel(limits.fuel.unwrap_or(u64::MAX)) {
+        let fuel = limits.fuel.unwrap_or(u64::MAX);
+        if let Err(error) = store.set_fuel(fuel) {
             return StepReport::failed(StepError::host(
                 FailureKind::Host,
                 format!("cannot set the step's fuel: {error:#}"),
@@ -177,7 +178,10 @@ impl StepComponent {
             Ok(Err(Stopped::Interrupted)) => Err(Failure::Stopped(Stopped::Interrupted)),
             Err(reason) => return StepReport::failed(StepError::host(FailureKind::Host, reason)),
         };
-        let report = report(result, store.into_data().finish(), limits);
+        // Fuel is on for every store (the engine's config), so `get_fuel`
+        // answers; what is left never exceeds what was given.
+        let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(fuel));
+        let report = report(result, store.into_data().finish(), limits, fuel_used);
         if tracing::enabled!(tracing::Level::DEBUG) {
             let outcome = match &report.outcome {
                 Ok(StepOutcome::Completed(_)) => "completed",
@@ -202,6 +206,7 @@ fn report(
     result: Result<Result<Outcome, bindings::StepError>, Failure>,
     left: Leftovers,
     limits: &Limits,
+    fuel_used: u64,
 ) -> StepReport {
     let Leftovers {
         state,
@@ -223,11 +228,16 @@ fn report(
         (None, Err(Failure::Stopped(Stopped::Deadline))) => Err(past_deadline(limits)),
         (None, Err(Failure::Stopped(Stopped::Interrupted))) => Err(interrupted()),
     };
+    let measured = Measured {
+        fuel: fuel_used,
+        memory_peak: memory.used(),
+    };
     StepReport {
         outcome,
         state,
         events,
         logs,
+        measured: Some(measured),
     }
 }
 

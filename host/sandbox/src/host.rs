@@ -295,6 +295,12 @@ impl MemoryCap {
     pub(crate) fn cap(&self) -> u64 {
         self.cap
     }
+
+    /// The bytes of linear memory the instance holds: its peak, since
+    /// WebAssembly memories only grow.
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
 }
 
 impl ResourceLimiter for MemoryCap {

@@ -38,9 +38,10 @@ pub struct CompileLimits {
 
 impl Default for CompileLimits {
     /// 20 s of CPU per MiB and 4 GiB. The most expensive of weft's guests
-    /// to compile, the 11.5 MiB JavaScript one, needs 7 s of CPU per MiB and
-    /// 0.9 GiB in a debug build of weft (about a third of the time in a
-    /// release build); a compile bomb of 350 KB, 120 s and 1.2 GiB.
+    /// to compile, the 11.5 MiB JavaScript one, needs 7–22 s of CPU per MiB
+    /// (by machine) and 0.9 GiB in a debug build of weft (about a third of
+    /// the time in a release build: the CLI gives a debug build 60 s); a
+    /// compile bomb of 350 KB, 120 s and 1.2 GiB.
     fn default() -> Self {
         Self {
             cpu_per_mib: Duration::from_secs(20),

@@ -90,6 +90,7 @@ fn every_variant(run: &str) -> Vec<Event> {
         Event::StepFailed {
             path: a.clone(),
             error: error("too slow"),
+            measured: None,
             at: Timestamp(1_003),
         },
         step_started("reserve", 2, 1_004),
@@ -97,6 +98,7 @@ fn every_variant(run: &str) -> Vec<Event> {
             path: a.clone(),
             output: json!({"reserved": true, "price": 12.5, "items": [1, 2, 3]}).into(),
             state: Some(json!({"reserved": 1})),
+            measured: None,
             at: Timestamp(1_005),
         },
         step_started("approve", 1, 1_006),
@@ -105,6 +107,7 @@ fn every_variant(run: &str) -> Vec<Event> {
             payload: json!({"ask": "manager"}),
             labels: vec!["approval".to_owned()],
             state: None,
+            measured: None,
             at: Timestamp(1_007),
         },
         Event::RunSuspended {
@@ -121,6 +124,7 @@ fn every_variant(run: &str) -> Vec<Event> {
             path: path("approve"),
             output: json!("bailed"),
             state: Some(json!({"bailed": true})),
+            measured: None,
             at: Timestamp(1_011),
         },
         Event::RunCompleted {

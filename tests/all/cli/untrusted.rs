@@ -145,6 +145,15 @@ fn step_log_lines_are_escaped_on_both_runtimes() {
             .unwrap_or_else(|| panic!("{runtime}: no log line in {log}"));
         assert!(line.contains(&format!("said{FORGED_ESCAPED}")), "{line}");
         assert!(line.contains("step=talk"), "{line}");
+        // The attempt's span in the run's trace (what OTLP log records carry).
+        let span = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("span_id="))
+            .unwrap_or_else(|| panic!("{runtime}: no span id in {line}"));
+        assert!(
+            span.len() == 16 && span.chars().all(|c| c.is_ascii_hexdigit()),
+            "{line}"
+        );
     }
 }
 

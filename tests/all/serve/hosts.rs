@@ -80,6 +80,78 @@ fn a_terminated_server_lets_sleeping_runs_go_and_exits_zero() {
     assert_eq!(canceled["status"], "canceled");
 }
 
+/// A terminated server starts no new attempt: the one in flight finishes
+/// and is recorded, the run is let go where it stands, and the next server
+/// carries it on from there — no attempt run twice.
+#[test]
+fn a_terminated_server_stops_starting_steps_and_the_next_one_carries_on() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A thousand iterations: far more than run between the signal and the
+    // exit, however loaded the machine (each is a commit and an attempt).
+    const ITERATIONS: u64 = 1_000;
+    let manifest = dir.path().join("counter.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "id = \"counter\"\nflow = [{{ dountil = [{{ step = \"t\", id = \"inc\" }}], until = \"output.n >= {ITERATIONS}\", id = \"count\" }}]\n\
+             [steps.t]\ncomponent = \"{}\"\n",
+            crate::support::guest("test-steps").display()
+        ),
+    )
+    .unwrap();
+    // A grace far longer than the whole run: only the drain ends it early.
+    let server = Server::start(home.path(), &["--grace", "600s"]);
+    server.deploy(&manifest);
+    let (status, run) = server.post(
+        "/v1/runs",
+        &json!({"workflow": "counter", "input": {"action": "increment", "n": 0}, "run_id": "counting"}),
+    );
+    assert_eq!(status, 201, "{run}");
+    server.stream("counting", 0).until(
+        |e| matches!(e, Event::StepCompleted { path, .. } if path.as_str() == "count#5/inc"),
+    );
+    assert_eq!(server.terminate(), Some(0));
+    let before = stored_events(home.path(), "counting");
+    let started = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::StepStarted { .. }))
+            .count()
+    };
+    let ended = before
+        .iter()
+        .filter(|e| matches!(e, Event::StepCompleted { .. } | Event::StepFailed { .. }))
+        .count();
+    assert_eq!(started(&before), ended, "an attempt was left in flight");
+    assert!(
+        (started(&before) as u64) < ITERATIONS,
+        "the run went on to its end after the signal"
+    );
+    assert!(
+        !before
+            .iter()
+            .any(|e| matches!(e, Event::RunCompleted { .. })),
+        "the run went on to its end after the signal"
+    );
+    let server = Server::start(home.path(), &[]);
+    let (_, end) = server.stream("counting", 0).until_end();
+    assert_eq!(end["status"], "success");
+    let after = stored_events(home.path(), "counting");
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the next server only appends"
+    );
+    assert_eq!(
+        started(&after) as u64,
+        ITERATIONS,
+        "each iteration ran once"
+    );
+    let (_, run) = server.get("/v1/runs/counting");
+    assert_eq!(run["output"]["n"], ITERATIONS);
+}
+
 /// Two servers on one store: a run whose server is killed is taken over by
 /// the other once its lease runs out, with no restart, and finishes there;
 /// and a run `weft run --detach` left asleep is woken by a server when due.

@@ -1,6 +1,7 @@
 //! Traces: a run's spans reach an OTLP receiver the test runs (HTTP on
 //! loopback, the protobuf decoded), as one tree, across a server killed -9
-//! mid-run and a second server that finishes the run.
+//! mid-run and a second server that finishes the run; the guest's log
+//! lines arrive as log records inside their attempt's span.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -9,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message as _;
 use serde_json::json;
@@ -19,26 +22,34 @@ use weft_core::Event;
 use super::{BOUND, Server};
 use crate::support::guest;
 
-/// An OTLP/HTTP receiver on 127.0.0.1: every span posted to `/v1/traces`.
+/// An OTLP/HTTP receiver on 127.0.0.1: every span posted to `/v1/traces`
+/// and every log record posted to `/v1/logs`.
 struct Collector {
     url: String,
     spans: mpsc::Receiver<Span>,
+    logs: mpsc::Receiver<LogRecord>,
 }
 
 fn collector() -> Collector {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (sender, spans) = mpsc::channel();
+    let (log_sender, logs) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { return };
             let sender = sender.clone();
+            let log_sender = log_sender.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut stream = stream;
                 // One request after another on the connection (keep-alive).
                 loop {
                     let mut length = 0usize;
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
                     let mut line = String::new();
                     loop {
                         line.clear();
@@ -57,11 +68,26 @@ fn collector() -> Collector {
                     }
                     let mut body = vec![0; length];
                     reader.read_exact(&mut body).unwrap();
-                    let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
-                    for resource in request.resource_spans {
-                        for scope in resource.scope_spans {
-                            for span in scope.spans {
-                                let _ = sender.send(span);
+                    if request_line.starts_with("POST /v1/logs ") {
+                        let request = ExportLogsServiceRequest::decode(&body[..]).unwrap();
+                        for resource in request.resource_logs {
+                            for scope in resource.scope_logs {
+                                for record in scope.log_records {
+                                    let _ = log_sender.send(record);
+                                }
+                            }
+                        }
+                    } else {
+                        assert!(
+                            request_line.starts_with("POST /v1/traces "),
+                            "{request_line}"
+                        );
+                        let request = ExportTraceServiceRequest::decode(&body[..]).unwrap();
+                        for resource in request.resource_spans {
+                            for scope in resource.scope_spans {
+                                for span in scope.spans {
+                                    let _ = sender.send(span);
+                                }
                             }
                         }
                     }
@@ -70,7 +96,7 @@ fn collector() -> Collector {
             });
         }
     });
-    Collector { url, spans }
+    Collector { url, spans, logs }
 }
 
 impl Collector {
@@ -145,14 +171,16 @@ fn a_run_is_one_trace_across_a_kill_and_a_recovery() {
     let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let (status, run) = server.post_with(
         "/v1/runs",
-        &json!({"workflow": "traced", "input": {"action": "complete", "output": [1, 2, 3]}, "run_id": "traced"}),
+        &json!({"workflow": "traced", "input": {"action": "spin", "marker": "a says hello", "output": [1, 2, 3]}, "run_id": "traced"}),
         &[("traceparent", parent)],
     );
     assert_eq!(status, 201, "{run}");
     server
         .stream("traced", 0)
         .until(|e| matches!(e, Event::SleepStarted { .. }));
-    server.kill(); // SIGKILL mid-sleep: nothing was exported yet
+    // `a`'s log line is exported as it is written, not when the run settles.
+    let said = collector.logs.recv_timeout(BOUND).expect("a's log record");
+    server.kill(); // SIGKILL mid-sleep: no span was exported yet
     let server = Server::start(home.path(), &otlp);
     let (_, end) = server.stream("traced", 0).until_end();
     assert_eq!(end["status"], "success");
@@ -188,8 +216,24 @@ fn a_run_is_one_trace_across_a_kill_and_a_recovery() {
         addresses,
         ["a", "items[0]/b", "items[1]/b", "items[2]/b", "sub/c"]
     );
+    // The log record is in `a`'s span, of the run's trace.
+    assert!(
+        matches!(&said.body.as_ref().and_then(|b| b.value.as_ref()), Some(any_value::Value::StringValue(s)) if s == "a says hello"),
+        "{said:?}"
+    );
+    assert_eq!(said.severity_text, "INFO");
+    assert_eq!(said.trace_id, trace);
+    assert_eq!(said.span_id, by_address["a"].span_id);
     for span in by_address.values() {
         assert_eq!(text(span, "weft.outcome"), "success");
+        // What the attempt consumed, as the sandbox measured it.
+        for measured in ["weft.fuel", "weft.memory_peak_bytes"] {
+            assert!(
+                matches!(attribute(span, measured), Some(any_value::Value::IntValue(n)) if *n > 0),
+                "{measured} on {}",
+                span.name
+            );
+        }
         assert_eq!(text(span, "weft.run_id"), "traced");
         assert_eq!(text(span, "weft.workflow"), "traced");
         assert!(matches!(

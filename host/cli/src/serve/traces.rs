@@ -12,12 +12,15 @@
 //! killed with it and finished by another is one trace whose spans each
 //! arrive once: nothing was exported before the kill that is not exported
 //! again after, and ids are derived, not drawn — a span's id is a hash of
-//! the trace id, its kind, its address and its attempt; the trace id is the
+//! the run id, its kind, its address, its attempt and its start; the trace id is the
 //! one of the `traceparent` the run was started under (recorded in the
 //! store, [`weft_core::RunIndex::put_trace`]), else a hash of the run id.
 //!
-//! What it does not do yet: guest log lines as OTLP log records, and fuel
-//! and memory peaks as attributes (the events do not carry them).
+//! An attempt's span carries the fuel it used and its memory peak when the
+//! sandbox measured them (recorded with the attempt's end), and its id is
+//! the one the worker wrote beside the attempt's log lines
+//! ([`weft_runtime::trace_ids`]; the lines themselves are exported as log
+//! records by [`super::logs`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,19 +33,25 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, Key
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status};
 use prost::Message as _;
-use sha2::{Digest as _, Sha256};
-use weft_core::{Event, RunId, RunMeta, RunStatus, Store, Timestamp};
+use weft_core::{Event, Measured, RunId, RunMeta, RunStatus, Store, Timestamp};
+use weft_runtime::trace_ids::{run_trace_id, span_id};
 
-/// Exports runs' spans to an OTLP endpoint, on a thread of its own.
+use super::logs::LogExporter;
+
+/// Exports runs' spans to an OTLP endpoint, on a thread of its own, and
+/// guest log lines beside them ([`LogExporter`]).
 pub struct Tracer {
     settled: Option<Sender<RunId>>,
     thread: Option<JoinHandle<()>>,
+    _logs: LogExporter,
 }
 
 impl Tracer {
     /// A tracer exporting to `endpoint` (`http://host:4318`: spans are
-    /// posted to `{endpoint}/v1/traces`), reading runs from `store`.
+    /// posted to `{endpoint}/v1/traces`, log records to `{endpoint}/v1/logs`),
+    /// reading runs from `store`.
     pub fn start(endpoint: &str, store: Arc<dyn Store>) -> std::io::Result<Self> {
+        let logs = LogExporter::start(endpoint, Arc::clone(&store))?;
         let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
         let (settled, runs) = crossbeam_channel::unbounded::<RunId>();
         let thread = std::thread::Builder::new()
@@ -60,6 +69,7 @@ impl Tracer {
         Ok(Self {
             settled: Some(settled),
             thread: Some(thread),
+            _logs: logs,
         })
     }
 
@@ -156,32 +166,7 @@ pub fn parse_traceparent(text: &str) -> Option<([u8; 16], [u8; 8])> {
     (trace != [0; 16] && span != [0; 8]).then_some((trace, span))
 }
 
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    let mut hash = Sha256::new();
-    for part in parts {
-        hash.update((part.len() as u64).to_le_bytes());
-        hash.update(part);
-    }
-    hash.finalize().into()
-}
-
-/// The id of a span of the trace: its kind, address, attempt and the
-/// sequence number of the event that began it hashed (a resumed step runs
-/// its attempt again: another span).
-fn span_id(trace: &[u8; 16], kind: &str, address: &str, attempt: u32, seq: usize) -> [u8; 8] {
-    let hash = digest(&[
-        trace,
-        kind.as_bytes(),
-        address.as_bytes(),
-        &attempt.to_le_bytes(),
-        &(seq as u64).to_le_bytes(),
-    ]);
-    let mut id = [0; 8];
-    id.copy_from_slice(&hash[..8]);
-    id
-}
-
-fn attribute(key: &str, value: impl Into<String>) -> KeyValue {
+pub(super) fn attribute(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -191,7 +176,7 @@ fn attribute(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
-fn int_attribute(key: &str, value: i64) -> KeyValue {
+pub(super) fn int_attribute(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {
@@ -222,8 +207,10 @@ struct Open {
     kind: &'static str,
     address: String,
     attempt: u32,
-    /// Where in the log it began.
-    seq: usize,
+    /// What tells it from other spans of its kind, address and attempt
+    /// ([`span_id`]'s `start`): where in the log a node began, when an
+    /// attempt started.
+    start_key: u64,
     name: String,
     start: Timestamp,
 }
@@ -241,28 +228,25 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
         .iter()
         .rposition(|e| settles(std::slice::from_ref(e)))
         .map_or(0, |i| i + 1);
-    let run = meta.run_id.as_str();
-    let trace: [u8; 16] = parent.map_or_else(
-        || {
-            let hash = digest(&[b"weft trace", run.as_bytes()]);
-            let mut id = [0; 16];
-            id.copy_from_slice(&hash[..16]);
-            id
-        },
-        |(trace, _)| trace,
-    );
-    let root = span_id(&trace, "run", "", 0, 0);
+    let id = &meta.run_id;
+    let run = id.as_str();
+    let trace: [u8; 16] = parent.map_or_else(|| run_trace_id(id), |(trace, _)| trace);
+    let root = span_id(id, "run", "", 0, 0);
     // Node addresses with a span, and where in the log it began.
     let mut nodes: HashMap<String, usize> = HashMap::new();
     let mut open: HashMap<String, Open> = HashMap::new();
     let mut out = Vec::new();
-    let make = |o: &Open, end: Timestamp, outcome: &str, nodes: &HashMap<String, usize>| {
+    let make = |o: &Open,
+                end: Timestamp,
+                outcome: &str,
+                measured: Option<&Measured>,
+                nodes: &HashMap<String, usize>| {
         let parent = ancestors(&o.address)
             .into_iter()
             .find_map(|a| {
                 nodes
                     .get(&a)
-                    .map(|seq| span_id(&trace, "node", &a, 0, *seq))
+                    .map(|seq| span_id(id, "node", &a, 0, *seq as u64))
             })
             .unwrap_or(root);
         let mut attributes = vec![
@@ -274,13 +258,18 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
         if o.kind == "attempt" {
             attributes.push(int_attribute("weft.attempt", i64::from(o.attempt)));
         }
+        if let Some(m) = measured {
+            let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            attributes.push(int_attribute("weft.fuel", int(m.fuel)));
+            attributes.push(int_attribute("weft.memory_peak_bytes", int(m.memory_peak)));
+        }
         let code = match outcome {
             "failed" | "canceled" => status::StatusCode::Error,
             _ => status::StatusCode::Ok,
         };
         Span {
             trace_id: trace.to_vec(),
-            span_id: span_id(&trace, o.kind, &o.address, o.attempt, o.seq).to_vec(),
+            span_id: span_id(id, o.kind, &o.address, o.attempt, o.start_key).to_vec(),
             parent_span_id: parent.to_vec(),
             name: o.name.clone(),
             kind: 1, // internal
@@ -296,11 +285,15 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
     };
     for (i, event) in events[..=last].iter().enumerate() {
         let in_window = i >= since;
-        let mut end = |key: String, outcome: &str, at: Timestamp, out: &mut Vec<Span>| {
+        let mut end = |key: String,
+                       outcome: &str,
+                       at: Timestamp,
+                       measured: &Option<Measured>,
+                       out: &mut Vec<Span>| {
             if let Some(o) = open.remove(&key)
                 && in_window
             {
-                out.push(make(&o, at, outcome, &nodes));
+                out.push(make(&o, at, outcome, measured.as_ref(), &nodes));
             }
         };
         match event {
@@ -314,13 +307,13 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
                         name: address.clone(),
                         address,
                         attempt: 0,
-                        seq: i,
+                        start_key: i as u64,
                         start: *at,
                     });
                 }
             }
             Event::NodeCompleted { path, at, .. } => {
-                end(format!("node {path}"), "success", *at, &mut out);
+                end(format!("node {path}"), "success", *at, &None, &mut out);
             }
             Event::StepStarted {
                 path,
@@ -337,22 +330,42 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
                         name: format!("step {step}"),
                         address,
                         attempt: *attempt,
-                        seq: i,
+                        start_key: at.0,
                         start: *at,
                     },
                 );
             }
-            Event::StepCompleted { path, at, .. } => {
-                end(format!("attempt {path}"), "success", *at, &mut out);
+            Event::StepCompleted {
+                path, at, measured, ..
+            } => {
+                end(
+                    format!("attempt {path}"),
+                    "success",
+                    *at,
+                    measured,
+                    &mut out,
+                );
             }
-            Event::StepFailed { path, at, .. } => {
-                end(format!("attempt {path}"), "failed", *at, &mut out);
+            Event::StepFailed {
+                path, at, measured, ..
+            } => {
+                end(format!("attempt {path}"), "failed", *at, measured, &mut out);
             }
-            Event::StepSuspended { path, at, .. } => {
-                end(format!("attempt {path}"), "suspended", *at, &mut out);
+            Event::StepSuspended {
+                path, at, measured, ..
+            } => {
+                end(
+                    format!("attempt {path}"),
+                    "suspended",
+                    *at,
+                    measured,
+                    &mut out,
+                );
             }
-            Event::StepBailed { path, at, .. } => {
-                end(format!("attempt {path}"), "bailed", *at, &mut out);
+            Event::StepBailed {
+                path, at, measured, ..
+            } => {
+                end(format!("attempt {path}"), "bailed", *at, measured, &mut out);
             }
             _ => {}
         }
@@ -367,7 +380,7 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
     let mut rest: Vec<Open> = open.into_values().collect();
     rest.sort_by(|a, b| (a.start, &a.address).cmp(&(b.start, &b.address)));
     for o in &rest {
-        out.push(make(o, at, outcome, &nodes));
+        out.push(make(o, at, outcome, None, &nodes));
     }
     let started = events.first().map_or(at, Event::at);
     let mut root_span = make(
@@ -375,12 +388,13 @@ pub fn spans(meta: &RunMeta, events: &[Event], parent: Option<([u8; 16], [u8; 8]
             kind: "run",
             address: String::new(),
             attempt: 0,
-            seq: 0,
+            start_key: 0,
             name: format!("run {}", meta.workflow_id),
             start: started,
         },
         at,
         outcome,
+        None,
         &HashMap::new(),
     );
     root_span.span_id = root.to_vec();

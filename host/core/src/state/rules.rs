@@ -49,8 +49,11 @@ impl RunState {
                 output,
                 state,
                 at,
+                ..
             } => self.step_completed(event, path, output, state, *at),
-            Event::StepFailed { path, error, at } => self.step_failed(event, path, error, *at),
+            Event::StepFailed {
+                path, error, at, ..
+            } => self.step_failed(event, path, error, *at),
             Event::StepRetrying {
                 path, attempt, due, ..
             } => self.step_retrying(event, path, *attempt, *due),
@@ -60,12 +63,14 @@ impl RunState {
                 labels,
                 state,
                 at,
+                ..
             } => self.step_suspended(event, path, payload, labels, state, *at),
             Event::StepBailed {
                 path,
                 output,
                 state,
                 at,
+                ..
             } => self.step_bailed(event, path, output, state, *at),
             Event::NodeStarted {
                 path, input, items, ..

@@ -127,6 +127,7 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
             payload: json!({"at": task.path}),
             labels: vec![task.path.to_string()],
             state: None,
+            measured: None,
             at: now,
         },
         "inc" => Event::StepCompleted {
@@ -136,6 +137,7 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
                 "iteration": task.iteration,
             })),
             state: None,
+            measured: None,
             at: now,
         },
         "count" => {
@@ -146,12 +148,14 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
                 path,
                 output: Arc::new(json!({"n": count})),
                 state: Some(seen),
+                measured: None,
                 at: now,
             }
         }
         "fail" => Event::StepFailed {
             path,
             error: crate::StepError::host(crate::FailureKind::Step, format!("{}", task.path)),
+            measured: None,
             at: now,
         },
         _ => {
@@ -161,6 +165,7 @@ fn report(state: &RunState, task: &StepTask, now: Timestamp) -> Event {
                 path,
                 output: Arc::new(json!({"at": task.path, "in": *task.input})),
                 state: Some(seen),
+                measured: None,
                 at: now,
             }
         }

@@ -377,6 +377,12 @@ impl Runtime for EventedRuntime {
     fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer {
         self.send(request, watch)
     }
+
+    fn drain(&self) {
+        if let Some(commands) = &self.commands {
+            let _ = commands.send(Command::Drain);
+        }
+    }
 }
 
 impl Drop for EventedRuntime {

@@ -76,6 +76,8 @@ pub(super) enum Command {
         reply: Reply,
         watch: Option<Sender<Event>>,
     },
+    /// Start no more attempts ([`crate::Runtime::drain`]).
+    Drain,
 }
 
 /// A run this process drives.
@@ -182,6 +184,10 @@ pub(super) struct Orchestrator {
     /// The command channel has closed: the orchestrator thread stops once
     /// the runs are done, so a worker's round that ends runs wakes it.
     closing: bool,
+    /// Starting no more attempts ([`crate::Runtime::drain`]): rounds record
+    /// reports but decide nothing, timers are not released, and the thread
+    /// stops once no attempt is in flight, letting go of every run.
+    pub(super) draining: bool,
 }
 
 impl Orchestrator {
@@ -205,6 +211,7 @@ impl Orchestrator {
             parked: HashMap::new(),
             keep: None,
             closing: false,
+            draining: false,
         }
     }
 
@@ -239,6 +246,10 @@ impl Orchestrator {
     /// clock says how long that is in real time), else a long idle tick.
     /// Never longer: the orchestrator must not sleep past a message.
     fn next_timeout(&self) -> Duration {
+        if self.draining {
+            // Timers are not released while draining: only reports matter.
+            return Duration::from_secs(1);
+        }
         match self.delayed.peek() {
             Some(Reverse((due, _))) => self.clock.wait_bound(*due),
             None => Duration::from_secs(1),
@@ -255,6 +266,7 @@ impl Orchestrator {
                 detach,
                 watch,
             } => self.start(workflow, run, first, reply, detach, watch),
+            Command::Drain => self.draining = true,
             Command::Request {
                 workflow,
                 run,
@@ -401,7 +413,6 @@ impl Orchestrator {
         active.in_flight.remove(&done.path);
         // Even a moot report changes something: the run may now be idle.
         self.touched.insert(done.run.clone());
-        crate::worker::log_lines(&done.run, &done.path, &done.executed.logs);
         if !active.state.expects_report(&done.path, done.attempt) {
             // The run was canceled while the attempt ran, or it was reloaded
             // after another process changed it and no longer waits for this
@@ -417,6 +428,9 @@ impl Orchestrator {
 
     /// Runs whose retry time has come get advanced in this round.
     fn release_due(&mut self) {
+        if self.draining {
+            return;
+        }
         let now = self.clock.now();
         while let Some(Reverse((due, _))) = self.delayed.peek() {
             if *due > now {
@@ -469,6 +483,10 @@ impl Orchestrator {
             let Some(active) = self.runs.get_mut(run) else {
                 continue;
             };
+            if self.draining {
+                // Reports are recorded (below); nothing new starts.
+                continue;
+            }
             let decided = active.state.advance(now);
             self.take(run, decided);
         }

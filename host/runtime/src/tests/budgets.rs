@@ -23,6 +23,7 @@ fn emitting(count: usize, bytes: usize) -> impl Fn(&StepTask, &StepView) -> Step
             })
             .collect(),
         logs: Vec::new(),
+        measured: None,
     }
 }
 

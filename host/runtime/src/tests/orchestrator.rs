@@ -211,3 +211,42 @@ fn dropping_the_runtime_lets_a_sleeping_run_go() {
     assert_eq!(claimable.len(), 1);
     assert_eq!((&claimable[0].run, claimable[0].wake), (&run, Some(until)));
 }
+
+/// A draining runtime (a server shutting down) lets the attempt in flight
+/// finish and records it, starts nothing more, and lets the run go where it
+/// stands: `running`, unleased, for the next process.
+#[test]
+fn a_draining_runtime_records_attempts_in_flight_and_starts_no_more() {
+    let (entered, in_a) = crossbeam_channel::bounded::<()>(1);
+    let (open, gate) = crossbeam_channel::bounded::<()>(1);
+    let (rt, runner) = Fixture::new()
+        .step("a", move |_, _| {
+            let _ = entered.send(());
+            let _ = gate.recv();
+            ok(StepOutcome::Completed(json!(1)))
+        })
+        .step("b", super::add(1))
+        .build(Kind::Evented);
+    let reply = rt
+        .runtime
+        .submit(start_request(&rt.registered, "drained", json!(0)), None);
+    // Bounded generously: a hang fails here instead of blocking the suite.
+    let bound = Duration::from_secs(120);
+    in_a.recv_timeout(bound).expect("a started");
+    rt.runtime.drain();
+    open.send(()).unwrap();
+    assert!(matches!(
+        reply.recv_timeout(bound),
+        Ok(Err(RuntimeError::ShutDown)) | Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    ));
+    let run = RunId::new("drained").unwrap();
+    let events = rt.store().load(&run).unwrap().1;
+    assert!(
+        matches!(events.last(), Some(Event::StepCompleted { path, .. }) if path.as_str() == "a"),
+        "{events:?}"
+    );
+    assert_eq!(runner.calls.lock().unwrap().clone(), ["a#1"]);
+    let claimable = rt.store().claimable(Timestamp(u64::MAX)).unwrap();
+    assert_eq!(claimable.len(), 1, "the run is let go");
+    assert_eq!(claimable[0].run, run);
+}

@@ -140,6 +140,7 @@ fn a_batch_is_all_or_nothing() {
         path: path("s"),
         output: json!(1).into(),
         state: None,
+        measured: None,
         at: Timestamp(11),
     }];
 

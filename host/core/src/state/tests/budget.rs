@@ -45,6 +45,7 @@ fn emitted(task: &StepTask, now: Timestamp) -> Vec<Event> {
         path: task.path.clone(),
         output: Arc::new(json!(task.path)),
         state: None,
+        measured: None,
         at: now,
     });
     events
@@ -206,6 +207,7 @@ fn an_attempt_past_max_attempts_does_not_start_and_the_run_fails_naming_the_budg
         vec![Event::StepFailed {
             path: task.path.clone(),
             error,
+            measured: None,
             at: now,
         }]
     });

@@ -187,6 +187,7 @@ fn a_failure_inside_fails_the_node_with_it_as_first_cause_and_a_bail_ends_only_t
                     path: task.path.clone(),
                     output: json!("early"),
                     state: None,
+                    measured: None,
                     at: Timestamp(1),
                 }
             } else {

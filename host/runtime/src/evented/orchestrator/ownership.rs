@@ -155,6 +155,24 @@ impl Orchestrator {
             )
             .cloned()
             .collect();
+        self.let_go(waiting);
+    }
+
+    /// Draining, with no attempt in flight: lets go of every run held here,
+    /// as [`Self::let_go_of_waiting`] does of the waiting ones. What a
+    /// run's reports recorded is committed; what it would do next, the
+    /// next process decides.
+    pub(super) fn let_go_of_all(&mut self) {
+        let all: Vec<RunId> = self
+            .parked
+            .keys()
+            .chain(self.runs.keys())
+            .cloned()
+            .collect();
+        self.let_go(all);
+    }
+
+    fn let_go(&mut self, waiting: Vec<RunId>) {
         // One commit for all of them (a server may hold thousands).
         let leases: Vec<weft_core::Lease> = waiting
             .iter()

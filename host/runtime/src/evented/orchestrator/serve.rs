@@ -50,7 +50,14 @@ pub(in crate::evented) fn serve(
             // A sleeping run is not waited for: it stays in the store,
             // running, its lease released and its wake time stored, for
             // whichever process takes it next (`weft recover`).
-            if !open
+            // Draining: stop once no attempt is in flight, letting go of
+            // every run (the next process carries on from the store).
+            if this.draining && this.runs.values().all(|r| r.in_flight.is_empty()) {
+                this.let_go_of_all();
+                if !open {
+                    break;
+                }
+            } else if !open
                 && this
                     .runs
                     .values()
