@@ -9,6 +9,7 @@ mod manifest;
 mod parity;
 mod parity_api;
 mod pins;
+mod postgres;
 #[cfg(unix)]
 mod read_only;
 mod rerun;

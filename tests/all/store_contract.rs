@@ -1,8 +1,9 @@
 //! The store contract (`weft_core::Store`: the event log with leases and
 //! wake times, the workflow registry, the run index), one suite for every
 //! store:
-//! the in-memory store and SQLite (a file, so that several handles can
-//! share it). A new store (PostgreSQL) adds one test calling [`suite`].
+//! the in-memory store, SQLite (a file, so that several handles can
+//! share it) and PostgreSQL (a schema of its own per check). A new store
+//! adds one test calling [`suite`].
 //!
 //! Lease expiry is tested without waiting: a lease granted with a zero
 //! time to live has expired as soon as it is granted, by any store's clock.
@@ -16,6 +17,7 @@ use weft_core::{
     RunStatus, StepId, StepPath, Store, StoreError, Takeover, Timestamp,
 };
 use weft_runtime::MemoryStore;
+use weft_store_postgres::PostgresStore;
 use weft_store_sqlite::SqliteStore;
 
 /// Makes handles on one store (each call: another handle on the same store).
@@ -84,6 +86,23 @@ fn the_sqlite_store_meets_the_contract() {
             let _keep = &dir;
             Arc::new(SqliteStore::open(&file).unwrap()) as Arc<dyn Store>
         })
+    });
+}
+
+/// Each check in a schema of its own on the test database, dropped when
+/// the check ends; each handle is its own store (its own pool of
+/// connections), as another host would have.
+#[test]
+fn the_postgres_store_meets_the_contract() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    suite(&|| {
+        let schema = crate::support::PgSchema::new(&format!(
+            "weft_contract_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        Box::new(move || Arc::new(PostgresStore::open(schema.url()).unwrap()) as Arc<dyn Store>)
     });
 }
 

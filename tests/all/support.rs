@@ -45,6 +45,7 @@ pub fn weft(home: &Path) -> Command {
         .env_remove("RUST_LOG")
         .env_remove("WEFT_SERVER")
         .env_remove("WEFT_TOKEN")
+        .env_remove("WEFT_DB")
         .current_dir(root());
     cmd
 }
@@ -265,5 +266,50 @@ impl PeakRss {
         let bound = u64::try_from(usage.ru_maxrss).expect("a size") * 1024 + (4 << 20);
         assert!(peak > 0 && peak <= bound, "sampled {peak}, bound {bound}");
         (code, peak)
+    }
+}
+
+/// The PostgreSQL the tests use: `WEFT_TEST_PG`, else
+/// `postgres://postgres@127.0.0.1:5432/test` (`./scripts/test` makes sure
+/// one is reachable: `scripts/postgres`).
+pub fn postgres_url() -> String {
+    std::env::var("WEFT_TEST_PG")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A schema of the test PostgreSQL for one test's store, dropped (with
+/// everything in it) when this goes. A test that cannot reach PostgreSQL
+/// fails here, saying so.
+pub struct PgSchema {
+    url: String,
+}
+
+impl PgSchema {
+    /// The store URL of schema `name` (lower-case letters, digits and `_`;
+    /// unique per test and process), emptied first.
+    pub fn new(name: &str) -> Self {
+        let base = postgres_url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}schema={name}");
+        if let Err(e) = weft_store_postgres::PostgresStore::drop_schema(&url) {
+            panic!(
+                "this test needs PostgreSQL: set WEFT_TEST_PG to its URL, or run \
+                 ./scripts/test (scripts/postgres starts one): {e}"
+            );
+        }
+        Self { url }
+    }
+
+    /// The store's URL (`postgres://…?schema=NAME`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let _ = weft_store_postgres::PostgresStore::drop_schema(&self.url);
     }
 }

@@ -1,12 +1,13 @@
 //! Choosing and building a runtime, and the store every runtime records in.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use weft_core::{RunId, RunResult, RunStatus, Store};
 use weft_runtime::{LeaseOptions, Registered, Runtime, RuntimeError, RuntimeKind, SystemClock};
+use weft_store_postgres::PostgresStore;
 use weft_store_sqlite::SqliteStore;
 
 use crate::exit::Failure;
@@ -30,13 +31,40 @@ pub fn runtime_arg() -> impl clap::builder::TypedValueParser<Value = RuntimeKind
     })
 }
 
-/// Opens the event store (`--db`, default `$WEFT_HOME/weft.db`), creating it on first use.
+/// Where the store is: `--db`, else `$WEFT_DB`, else `$WEFT_HOME/weft.db`.
+/// A SQLite file's path, or a PostgreSQL URL (`postgres://…`, see
+/// [`postgres_url`]).
+pub fn store_location(home: &Home, db: Option<&PathBuf>) -> PathBuf {
+    db.cloned()
+        .or_else(|| {
+            std::env::var_os("WEFT_DB")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| home.db_path())
+}
+
+/// The store location as a PostgreSQL URL, when it is one
+/// (`postgres://` or `postgresql://`): the store is then that database
+/// (the schema its `schema` parameter names), not a file.
+pub fn postgres_url(location: &Path) -> Option<&str> {
+    location
+        .to_str()
+        .filter(|text| weft_store_postgres::is_postgres_url(text))
+}
+
+/// Opens the event store ([`store_location`]), creating it on first use: a
+/// SQLite file, or the PostgreSQL database a `postgres://` URL names.
 pub fn open_store(home: &Home, db: Option<&PathBuf>) -> Result<Arc<dyn Store>, Failure> {
-    let path = db.cloned().unwrap_or_else(|| home.db_path());
-    SqliteStore::open_with(&path, home.durability())
-        // The store's error names the path.
+    let location = store_location(home, db);
+    let store = match postgres_url(&location) {
+        Some(url) => PostgresStore::open(url).map(|store| Arc::new(store) as Arc<dyn Store>),
+        None => SqliteStore::open_with(&location, home.durability())
+            .map(|store| Arc::new(store) as Arc<dyn Store>),
+    };
+    // The store's error names the path or the URL (without a password).
+    store
         .context("cannot open the store")
-        .map(|store| Arc::new(store) as Arc<dyn Store>)
         .map_err(Failure::other)
 }
 

@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use weft_core::{Clock as _, Event, RunFilter, RunId, RunIndex, RunStatus, Timestamp};
+use weft_core::{Clock as _, Event, RunFilter, RunId, RunIndex, RunStatus, Store, Timestamp};
 use weft_manifest::Manifest;
+use weft_store_postgres::PostgresStore;
 use weft_store_sqlite::SqliteStore;
 
 use weft_runtime::SystemClock;
 
 use crate::client::Client;
+use crate::engine;
 use crate::exit::{Code, Failure, Outcome};
 use crate::home::Home;
 use crate::load::{locked_manifest, run_lock};
@@ -77,23 +79,28 @@ fn parse_run(id: &str) -> Result<RunId, Failure> {
     RunId::new(id).map_err(Failure::invalid)
 }
 
-/// Opens the store (`--db`, default `$WEFT_HOME/weft.db`) for reading only:
+/// Opens the store ([`engine::store_location`]) for reading only:
 /// inspecting runs never writes, so it works on a database this process
 /// cannot write, and never creates one. `None` when there is no store yet.
-fn open_read_only(home: &Home, db: Option<&PathBuf>) -> Result<Option<SqliteStore>, Failure> {
-    let path = db.cloned().unwrap_or_else(|| home.db_path());
+fn open_read_only(home: &Home, db: Option<&PathBuf>) -> Result<Option<Box<dyn Store>>, Failure> {
+    let path = engine::store_location(home, db);
+    if let Some(url) = engine::postgres_url(&path) {
+        return PostgresStore::open_read_only(url)
+            .map(|store| store.map(|store| Box::new(store) as Box<dyn Store>))
+            .map_err(Failure::other);
+    }
     match path.try_exists() {
         Ok(false) => Ok(None),
         // The store's own error names the path; an unreadable directory
         // makes `try_exists` fail, and opening says why.
         Ok(true) | Err(_) => SqliteStore::open_read_only(&path)
-            .map(Some)
+            .map(|store| Some(Box::new(store) as Box<dyn Store>))
             .map_err(Failure::other),
     }
 }
 
 /// The read-only store holding `run`; no store at all is a missing run.
-fn store_of(home: &Home, db: Option<&PathBuf>, run: &RunId) -> Result<SqliteStore, Failure> {
+fn store_of(home: &Home, db: Option<&PathBuf>, run: &RunId) -> Result<Box<dyn Store>, Failure> {
     open_read_only(home, db)?.ok_or_else(|| Failure::missing(run))
 }
 
@@ -116,12 +123,12 @@ pub fn status(home: &Home, server: Option<&Client>, args: StatusArgs) -> Outcome
         return Ok(Code::Success);
     }
     let store = store_of(home, args.db.as_ref(), &run)?;
-    let result = stored_result(&store, &run)?;
+    let result = stored_result(&*store, &run)?;
     if args.json {
         output::json(&result);
     } else {
         output::summary(&result, &mut |visit| {
-            paged::each_stored(&store, &run, visit)
+            paged::each_stored(&*store, &run, visit)
         });
     }
     Ok(Code::Success)
@@ -178,7 +185,7 @@ pub fn runs(home: &Home, server: Option<&Client>, args: RunsArgs) -> Outcome {
         Some(_) if args.db.is_some() => return Err(remote::local_only("--db")),
         Some(client) => listed_remote(client, &args, args.limit)?,
         None => match open_read_only(home, args.db.as_ref())? {
-            Some(store) => listed(&store, &filter, args.limit)?,
+            Some(store) => listed(&*store, &filter, args.limit)?,
             None => Vec::new(),
         },
     };
@@ -335,7 +342,7 @@ pub fn events(home: &Home, server: Option<&Client>, args: EventsArgs) -> Outcome
     let mut settled = false;
     let mut open = true;
     let mut last_at = Timestamp(0);
-    let mut pages = paged::Pages::new(&store, &run, 0);
+    let mut pages = paged::Pages::new(&*store, &run, 0);
     while open && let Some((_, page)) = pages.next_page()? {
         if let Some(event) = page.last() {
             last_at = event.at();
@@ -347,7 +354,7 @@ pub fn events(home: &Home, server: Option<&Client>, args: EventsArgs) -> Outcome
     while args.follow && open && !settled {
         if !noted
             && clock.now().micros_since(last_at) >= FOLLOW_NOTE_AFTER_MICROS
-            && orphaned(&store, &run)?
+            && orphaned(&*store, &run)?
         {
             noted = true;
             eprintln!(
@@ -360,7 +367,7 @@ pub fn events(home: &Home, server: Option<&Client>, args: EventsArgs) -> Outcome
         }
         // Another process appends; poll the store (a CLI follower, not a test wait).
         std::thread::sleep(Duration::from_millis(100));
-        let mut pages = paged::Pages::new(&store, &run, seen);
+        let mut pages = paged::Pages::new(&*store, &run, seen);
         while open && let Some((_, page)) = pages.next_page()? {
             if let Some(event) = page.last() {
                 last_at = event.at();
