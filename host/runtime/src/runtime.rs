@@ -201,7 +201,8 @@ pub trait Runtime: Send + Sync {
     /// each before the answer.
     fn submit(&self, request: Request, watch: Option<Sender<Event>>) -> Answer;
 
-    /// Starts no attempt from now on (a host shutting down): the attempts
+    /// Starts no attempt from now on — once this returns, none starts — (a
+    /// host shutting down): the attempts
     /// in flight finish and their reports are recorded, then every run this
     /// runtime drives is let go — left in the store as it is, `running`
     /// with no lease, for whichever process takes it next — and its waiting

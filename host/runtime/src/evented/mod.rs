@@ -379,8 +379,14 @@ impl Runtime for EventedRuntime {
     }
 
     fn drain(&self) {
-        if let Some(commands) = &self.commands {
-            let _ = commands.send(Command::Drain);
+        // Answered under the orchestrator's lock: once it is, no round
+        // (the orchestrator's or a worker's) starts an attempt. A stopped
+        // orchestrator drops the sender: nothing starts then either.
+        let (done, drained) = crossbeam_channel::bounded(1);
+        if let Some(commands) = &self.commands
+            && commands.send(Command::Drain(done)).is_ok()
+        {
+            let _ = drained.recv();
         }
     }
 }

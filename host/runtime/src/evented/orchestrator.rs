@@ -76,8 +76,9 @@ pub(super) enum Command {
         reply: Reply,
         watch: Option<Sender<Event>>,
     },
-    /// Start no more attempts ([`crate::Runtime::drain`]).
-    Drain,
+    /// Start no more attempts ([`crate::Runtime::drain`]); answered once
+    /// every later round knows.
+    Drain(Sender<()>),
 }
 
 /// A run this process drives.
@@ -231,7 +232,8 @@ impl Orchestrator {
     /// attempts it made ready, for the same worker to run next instead of
     /// dispatching it; the others are dispatched. Returns whether the
     /// orchestrator thread must look at its state again (an earlier timer,
-    /// or it waits for the runs to end to shut down).
+    /// or it waits for the runs to end, or for the attempts in flight while
+    /// draining, to shut down).
     pub(super) fn continue_with(&mut self, done: Done) -> (Option<WorkItem>, bool) {
         let earliest = self.delayed.peek().map(|Reverse((due, _))| *due);
         self.keep = Some(None);
@@ -239,7 +241,7 @@ impl Orchestrator {
         self.round();
         let kept = self.keep.take().flatten();
         let next = self.delayed.peek().map(|Reverse((due, _))| *due);
-        (kept, self.closing || next != earliest)
+        (kept, self.closing || self.draining || next != earliest)
     }
 
     /// How long to wait for messages: until the earliest retry is due (the
@@ -266,7 +268,10 @@ impl Orchestrator {
                 detach,
                 watch,
             } => self.start(workflow, run, first, reply, detach, watch),
-            Command::Drain => self.draining = true,
+            Command::Drain(done) => {
+                self.draining = true;
+                let _ = done.send(());
+            }
             Command::Request {
                 workflow,
                 run,
