@@ -4,6 +4,7 @@ mod budgets;
 mod cli;
 mod conformance;
 mod crash;
+mod jepsen;
 mod leases;
 mod manifest;
 mod parity;

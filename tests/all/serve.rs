@@ -24,7 +24,7 @@ mod hosts;
 mod traces;
 
 const EXAMPLE: &str = "examples/order-approval/workflow.toml";
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// Every bounded wait of these tests: far above what anything takes here
 /// (a loaded 2-core machine included), so only a hang reaches it.
@@ -81,6 +81,16 @@ impl Server {
             home: home.to_owned(),
             agent,
         }
+    }
+
+    /// Where it listens (`http://127.0.0.1:PORT`).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Its process id (for signals).
+    pub(crate) fn pid(&self) -> i32 {
+        i32::try_from(self.child.as_ref().expect("the server runs").id()).unwrap()
     }
 
     pub(crate) fn log(&self) -> String {
