@@ -15,20 +15,19 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 use tracing::field::{Field, Visit};
 use weft_core::{RunId, Store};
 use weft_runtime::GUEST_LOG_TARGET;
 use weft_runtime::trace_ids::run_trace_id;
 
-use super::traces::{attribute, int_attribute, parse_traceparent};
+use super::traces::{self, attribute, int_attribute, parse_traceparent, resource, scope};
 
 /// Lines waiting for the exporter at most; more are dropped.
 const QUEUE: usize = 10_000;
@@ -144,11 +143,7 @@ impl Drop for LogExporter {
 }
 
 fn export_all(url: &str, store: &dyn Store, lines: &Receiver<Line>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
+    let agent = traces::agent();
     // Each run's trace id, read once (a run's trace context never changes).
     let mut traces: HashMap<String, Vec<u8>> = HashMap::new();
     while let Ok(first) = lines.recv() {
@@ -225,32 +220,16 @@ fn record(line: Line, trace_id: Vec<u8>) -> LogRecord {
 fn post(agent: &ureq::Agent, url: &str, records: Vec<LogRecord>) {
     let request = ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![attribute("service.name", "weft")],
-                ..Resource::default()
-            }),
+            resource: resource(),
             scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "weft".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..InstrumentationScope::default()
-                }),
+                scope: scope(),
                 log_records: records,
                 ..ScopeLogs::default()
             }],
             ..ResourceLogs::default()
         }],
     };
-    let sent = agent
-        .post(url)
-        .content_type("application/x-protobuf")
-        .send(&request.encode_to_vec()[..]);
-    match sent {
-        Ok(response) if response.status().is_success() => {}
-        Ok(response) => tracing::warn!(
-            status = response.status().as_u16(),
-            "logs: the OTLP endpoint refused guest log records"
-        ),
-        Err(e) => tracing::warn!("logs: cannot reach the OTLP endpoint: {e}"),
+    if let Err(e) = traces::post(agent, url, &request.encode_to_vec()) {
+        tracing::warn!("logs: guest log records were not exported: {e}");
     }
 }

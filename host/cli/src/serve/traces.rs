@@ -57,11 +57,7 @@ impl Tracer {
         let thread = std::thread::Builder::new()
             .name("weft-traces".into())
             .spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .http_status_as_error(false)
-                    .timeout_global(Some(Duration::from_secs(10)))
-                    .build()
-                    .into();
+                let agent = agent();
                 for run in runs {
                     export(&agent, &url, &*store, &run);
                 }
@@ -119,34 +115,59 @@ fn export(agent: &ureq::Agent, url: &str, store: &dyn Store, run: &RunId) {
     }
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![attribute("service.name", "weft")],
-                ..Resource::default()
-            }),
+            resource: resource(),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: "weft".into(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    ..InstrumentationScope::default()
-                }),
+                scope: scope(),
                 spans,
                 ..ScopeSpans::default()
             }],
             ..ResourceSpans::default()
         }],
     };
-    let sent = agent
+    if let Err(e) = post(agent, url, &request.encode_to_vec()) {
+        tracing::warn!(run = %run, "traces: the run's spans were not exported: {e}");
+    }
+}
+
+/// The HTTP client of the OTLP exporters.
+pub(super) fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+/// What every export names as its source: the `weft` service.
+pub(super) fn resource() -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![attribute("service.name", "weft")],
+        ..Resource::default()
+    })
+}
+
+/// The instrumentation scope of every export: weft and its version.
+pub(super) fn scope() -> Option<InstrumentationScope> {
+    Some(InstrumentationScope {
+        name: "weft".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..InstrumentationScope::default()
+    })
+}
+
+/// Posts an OTLP/HTTP protobuf `body` to `url`; why it failed, if it did.
+pub(super) fn post(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<(), String> {
+    match agent
         .post(url)
         .content_type("application/x-protobuf")
-        .send(&request.encode_to_vec()[..]);
-    match sent {
-        Ok(response) if response.status().is_success() => {}
-        Ok(response) => tracing::warn!(
-            run = %run,
-            status = response.status().as_u16(),
-            "traces: the OTLP endpoint refused the run's spans"
-        ),
-        Err(e) => tracing::warn!(run = %run, "traces: cannot reach the OTLP endpoint: {e}"),
+        .send(body)
+    {
+        Ok(response) if response.status().is_success() => Ok(()),
+        Ok(response) => Err(format!(
+            "the OTLP endpoint answered {}",
+            response.status().as_u16()
+        )),
+        Err(e) => Err(format!("cannot reach the OTLP endpoint: {e}")),
     }
 }
 
