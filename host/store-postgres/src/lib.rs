@@ -60,6 +60,7 @@ mod index;
 mod leases;
 mod location;
 mod migrate;
+mod notify;
 mod pool;
 mod sql;
 mod store;
