@@ -47,7 +47,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// any number of hosts.
 ///
 /// Each operation takes a connection from the store's pool (at most
-/// [`POOL_SIZE`] = 8, opened as needed and kept; a connection the server
+/// 8, opened as needed and kept; a connection the server
 /// closed is dropped and replaced at the next use) and runs one statement
 /// or one short transaction on it. Writes that check something first lock
 /// the run's row (`SELECT … FOR UPDATE`) in the transaction that writes, so
@@ -56,7 +56,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 ///
 /// **Lost connections** (PostgreSQL restarted, backends killed) are
 /// replaced, and the operation runs again on another connection, up to
-/// [`RETRIES`] times with exponential backoff, when that is safe: reads,
+/// 6 times with exponential backoff, when that is safe: reads,
 /// the statements that commit alone (each is idempotent: renewing or
 /// releasing leases, storing a workflow lock, a deployment, a trace), and
 /// transactions that lost their connection before `COMMIT` was sent
