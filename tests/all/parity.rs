@@ -9,10 +9,11 @@
 //! exactly as the evented runtime over SQLite is: a concurrent scenario
 //! there under its first seed only (the reordering is the runtime's, the
 //! same over any store; the seeds are SQLite's to go through). Each
-//! harness thread has a schema of its own, emptied before each scenario
-//! (so every run is `parity-run`, as on SQLite: a step's context and its
-//! deterministic random numbers depend on the run id) and dropped at the
-//! end; the scenarios' commits are real, synchronous ones.
+//! scenario running has a schema to itself, emptied before it (so every
+//! run is `parity-run`, as on SQLite: a step's context and its
+//! deterministic random numbers depend on the run id); there are as many
+//! schemas as scenarios ran at once, dropped at the end. The scenarios'
+//! commits are real, synchronous ones.
 //!
 //! **Sequential scenarios** must agree exactly: the action's outcome, status,
 //! output, error, state, suspended steps, the step records in order and the
@@ -73,7 +74,6 @@
 //! component = "test-steps"
 //! ```
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -404,39 +404,45 @@ pub(crate) fn run_evented(
 }
 
 /// The evented runtime (as `options` say) over PostgreSQL: a schema of
-/// the calling thread's, emptied first (see the module's documentation).
+/// the harness's, emptied first and lent to this run alone (see the
+/// module's documentation).
 pub(crate) fn run_evented_postgres(
     s: &Scenario,
     steps: Arc<dyn StepRunner>,
     id: &RunId,
     options: EventedOptions,
 ) -> Vec<Observed> {
-    run_over(s, steps, id, pg_store(), &|store, clock| {
+    let scratch = PgScratch::take();
+    let seen = run_over(s, steps, id, scratch.store.clone(), &|store, clock| {
         Box::new(EventedRuntime::with_options(store, clock, 2, options))
-    })
+    });
+    scratch.give_back();
+    seen
 }
 
-/// A PostgreSQL store for the scenarios one harness thread runs, one after
-/// the other.
+/// A PostgreSQL store for the harness, lent to one scenario at a time.
 struct PgScratch {
     store: Arc<PostgresStore>,
     /// Empties the schema between scenarios.
     client: ::postgres::Client,
     name: String,
-    /// Dropped last: the schema goes with the thread.
+    /// Dropped last: the schema goes with the scratch.
     _schema: PgSchema,
 }
 
-thread_local! {
-    static PG_SCRATCH: RefCell<Option<PgScratch>> = const { RefCell::new(None) };
-}
+/// The harness's PostgreSQL stores not lent out: as many as scenarios ran
+/// at once, dropped (with their schemas) by [`drop_pg_scratches`].
+static PG_SCRATCHES: Mutex<Vec<PgScratch>> = Mutex::new(Vec::new());
 
-/// The calling thread's PostgreSQL store (a schema made at its first use
-/// and dropped when the thread ends), with nothing in it.
-fn pg_store() -> Arc<PostgresStore> {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    PG_SCRATCH.with_borrow_mut(|slot| {
-        let scratch = slot.get_or_insert_with(|| {
+impl PgScratch {
+    /// A store of the harness's, emptied; a new schema when none is free.
+    fn take() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let free = PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut scratch = free.unwrap_or_else(|| {
             let name = format!(
                 "weft_parity_{}_{}",
                 std::process::id(),
@@ -445,7 +451,7 @@ fn pg_store() -> Arc<PostgresStore> {
             let schema = PgSchema::new(&name);
             let store = Arc::new(PostgresStore::open(schema.url()).unwrap());
             let client = ::postgres::Client::connect(&postgres_url(), ::postgres::NoTls).unwrap();
-            PgScratch {
+            Self {
                 store,
                 client,
                 name,
@@ -461,8 +467,27 @@ fn pg_store() -> Arc<PostgresStore> {
                  DELETE FROM {name}.deployments; DELETE FROM {name}.workflows;"
             ))
             .unwrap();
-        Arc::clone(&scratch.store)
-    })
+        scratch
+    }
+
+    /// Lends the store again. (One dropped instead, by a failed scenario's
+    /// panic, drops its schema.)
+    fn give_back(self) {
+        PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(self);
+    }
+}
+
+/// Drops the harness's PostgreSQL schemas.
+pub(crate) fn drop_pg_scratches() {
+    let all = std::mem::take(
+        &mut *PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    drop(all);
 }
 
 /// Makes the runtime under test over a store and a clock.
@@ -905,6 +930,7 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
         |path| path.display().to_string(),
         |path| check_scenario(&sandbox, path),
     );
+    drop_pg_scratches();
     assert!(
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",
