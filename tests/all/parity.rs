@@ -3,6 +3,18 @@
 //! two must agree after the start and after every action. Each scenario's own
 //! expectations are checked too (on the default runtime's result).
 //!
+//! A third setup runs every scenario on the evented runtime over
+//! PostgreSQL (`weft-store-postgres`; the test database is
+//! [`crate::support::postgres_url`]), compared with the default runtime
+//! exactly as the evented runtime over SQLite is: a concurrent scenario
+//! there under its first seed only (the reordering is the runtime's, the
+//! same over any store; the seeds are SQLite's to go through). Each
+//! scenario running has a schema to itself, emptied before it (so every
+//! run is `parity-run`, as on SQLite: a step's context and its
+//! deterministic random numbers depend on the run id); there are as many
+//! schemas as scenarios ran at once, dropped at the end. The scenarios'
+//! commits are real, synchronous ones.
+//!
 //! **Sequential scenarios** must agree exactly: the action's outcome, status,
 //! output, error, state, suspended steps, the step records in order and the
 //! whole event sequence (timestamps excluded).
@@ -69,17 +81,18 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use weft_core::{
-    Clock, Event, EventStore as _, ManualClock, Node, NodeKind, ResumeTarget, RunId, RunResult,
-    StepPath, StepRunner, Timestamp,
+    Clock, Event, ManualClock, Node, NodeKind, ResumeTarget, RunId, RunResult, StepPath,
+    StepRunner, Timestamp,
 };
 use weft_manifest::Manifest;
 use weft_runtime::{
     DefaultRuntime, EventedOptions, EventedRuntime, Registered, Request, RunObserver, Runtime,
 };
 use weft_sandbox::{Sandbox, SandboxConfig, WorkflowSteps};
+use weft_store_postgres::PostgresStore;
 use weft_store_sqlite::{Durability, SqliteStore};
 
-use crate::support::{cache_dir, guest, root};
+use crate::support::{PgSchema, cache_dir, guest, postgres_url, root};
 
 /// One scenario file, loaded.
 pub(crate) struct Scenario {
@@ -320,7 +333,8 @@ fn target(action: &toml::Table) -> (ResumeTarget, Value) {
     (target, data)
 }
 
-fn registered(s: &Scenario, steps: Arc<dyn StepRunner>) -> Arc<Registered> {
+/// The scenario's workflow as the runtimes take it, its steps run by `steps`.
+pub(crate) fn registered(s: &Scenario, steps: Arc<dyn StepRunner>) -> Arc<Registered> {
     Arc::new(Registered {
         workflow: s.manifest.workflow().clone(),
         runner: steps,
@@ -389,6 +403,93 @@ pub(crate) fn run_evented(
     })
 }
 
+/// The evented runtime (as `options` say) over PostgreSQL: a schema of
+/// the harness's, emptied first and lent to this run alone (see the
+/// module's documentation).
+pub(crate) fn run_evented_postgres(
+    s: &Scenario,
+    steps: Arc<dyn StepRunner>,
+    id: &RunId,
+    options: EventedOptions,
+) -> Vec<Observed> {
+    let scratch = PgScratch::take();
+    let seen = run_over(s, steps, id, scratch.store.clone(), &|store, clock| {
+        Box::new(EventedRuntime::with_options(store, clock, 2, options))
+    });
+    scratch.give_back();
+    seen
+}
+
+/// A PostgreSQL store for the harness, lent to one scenario at a time.
+struct PgScratch {
+    store: Arc<PostgresStore>,
+    /// Empties the schema between scenarios.
+    client: ::postgres::Client,
+    name: String,
+    /// Dropped last: the schema goes with the scratch.
+    _schema: PgSchema,
+}
+
+/// The harness's PostgreSQL stores not lent out: as many as scenarios ran
+/// at once, dropped (with their schemas) by [`drop_pg_scratches`].
+static PG_SCRATCHES: Mutex<Vec<PgScratch>> = Mutex::new(Vec::new());
+
+impl PgScratch {
+    /// A store of the harness's, emptied; a new schema when none is free.
+    fn take() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let free = PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut scratch = free.unwrap_or_else(|| {
+            let name = format!(
+                "weft_parity_{}_{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let schema = PgSchema::new(&name);
+            let store = Arc::new(PostgresStore::open(schema.url()).unwrap());
+            let client = ::postgres::Client::connect(&postgres_url(), ::postgres::NoTls).unwrap();
+            Self {
+                store,
+                client,
+                name,
+                _schema: schema,
+            }
+        });
+        let name = &scratch.name;
+        scratch
+            .client
+            .batch_execute(&format!(
+                "DELETE FROM {name}.run_traces; DELETE FROM {name}.run_pins;
+                 DELETE FROM {name}.events; DELETE FROM {name}.runs;
+                 DELETE FROM {name}.deployments; DELETE FROM {name}.workflows;"
+            ))
+            .unwrap();
+        scratch
+    }
+
+    /// Lends the store again. (One dropped instead, by a failed scenario's
+    /// panic, drops its schema.)
+    fn give_back(self) {
+        PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(self);
+    }
+}
+
+/// Drops the harness's PostgreSQL schemas.
+pub(crate) fn drop_pg_scratches() {
+    let all = std::mem::take(
+        &mut *PG_SCRATCHES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    drop(all);
+}
+
 /// Makes the runtime under test over a store and a clock.
 type Build<'a> = &'a dyn Fn(Arc<dyn weft_core::EventStore>, Arc<dyn Clock>) -> Box<dyn Runtime>;
 
@@ -398,6 +499,20 @@ type Build<'a> = &'a dyn Fn(Arc<dyn weft_core::EventStore>, Arc<dyn Clock>) -> B
 fn run_on(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId, build: Build<'_>) -> Vec<Observed> {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(store(dir.path()));
+    let seen = run_over(s, steps, id, store.clone(), build);
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+    seen
+}
+
+/// Runs the scenario through the runtime `build` makes over `store`
+/// (empty); checks that the events it reported are the events it stored.
+fn run_over(
+    s: &Scenario,
+    steps: Arc<dyn StepRunner>,
+    id: &RunId,
+    store: Arc<dyn weft_core::EventStore>,
+    build: Build<'_>,
+) -> Vec<Observed> {
     let clock = clock();
     let runtime = build(store.clone(), clock.clone());
     let registered = registered(s, steps);
@@ -459,7 +574,6 @@ fn run_on(s: &Scenario, steps: Arc<dyn StepRunner>, id: &RunId, build: Build<'_>
         .map(|r| result = r);
         seen.push(observe(outcome, &result, &events(&current)));
     }
-    assert_eq!(store.integrity_check().unwrap(), "ok");
     seen
 }
 
@@ -722,7 +836,7 @@ fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
         let default = run_default(&s, steps.clone(), &id);
         match s.seeds {
             None => {
-                let evented = run_evented(&s, steps, &id, EventedOptions::default());
+                let evented = run_evented(&s, steps.clone(), &id, EventedOptions::default());
                 compare(&s, None, &default, &evented);
             }
             Some(seeds) => {
@@ -736,6 +850,17 @@ fn check_scenario(sandbox: &Sandbox, path: &Path) -> Result<(), String> {
                 }
             }
         }
+        // The third setup: over PostgreSQL, under the first seed.
+        let options = EventedOptions {
+            reorder_seed: s.seeds.map(|_| 0),
+            ..EventedOptions::default()
+        };
+        let on_postgres = run_evented_postgres(&s, steps, &id, options);
+        let run = match options.reorder_seed {
+            Some(seed) => format!("the evented runtime over PostgreSQL with reorder seed {seed}"),
+            None => "the evented runtime over PostgreSQL".to_owned(),
+        };
+        compare_runs(&s, "the default runtime", &run, &default, &on_postgres);
         check_expectations(&s, &default);
     })
 }
@@ -805,6 +930,7 @@ fn every_scenario_behaves_identically_on_both_runtimes() {
         |path| path.display().to_string(),
         |path| check_scenario(&sandbox, path),
     );
+    drop_pg_scratches();
     assert!(
         failures.is_empty(),
         "{} of {} scenarios failed:\n\n{}",

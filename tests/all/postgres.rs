@@ -1,14 +1,24 @@
 //! weft on PostgreSQL through the real binary: `--db postgres://…?schema=…`
 //! (and `WEFT_DB`) wherever `--db` is accepted, a run started in one
 //! process and resumed in another, read back by the inspection commands
-//! (which open the store read-only).
+//! (which open the store read-only); and a run that goes on when its
+//! store's backends are killed under it (the store reconnects and retries).
 
 use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
+use weft_core::{
+    Event, EventStore as _, RunId, RunStatus, StepReport, StepRunner, StepTask, StepView,
+};
+use weft_runtime::{EventedRuntime, NoObserver, Request, Runtime as _, SystemClock};
+use weft_sandbox::WorkflowSteps;
+use weft_store_postgres::PostgresStore;
 
-use crate::support::{PgSchema, stderr, stdout, weft};
+use crate::parity;
+use crate::support::{PgSchema, postgres_url, root, stderr, stdout, weft};
 
 const EXAMPLE: &str = "examples/order-approval/workflow.toml";
 
@@ -131,4 +141,86 @@ fn an_unreachable_postgres_is_named_without_its_password() {
         );
         assert!(!err.contains("hunter2"), "{args:?}: {err}");
     }
+}
+
+/// Terminates the backends of the connections named `app` (their
+/// `application_name`), waiting for each to be gone: only this test's, not
+/// those of the other tests sharing the database. How many it terminated.
+fn terminate(app: &str) -> usize {
+    let mut admin = ::postgres::Client::connect(&postgres_url(), ::postgres::NoTls).unwrap();
+    admin
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1
+               AND pid <> pg_backend_pid()",
+            &[&app],
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.get::<_, bool>(0))
+        .count()
+}
+
+/// Runs the steps of a workflow, killing the store's backends (those named
+/// `app`) while the attempt at `at` runs.
+struct Killing {
+    steps: WorkflowSteps,
+    at: &'static str,
+    app: String,
+    killed: AtomicUsize,
+}
+
+impl StepRunner for Killing {
+    fn run(&self, task: &StepTask, view: &StepView) -> StepReport {
+        if task.path.to_string() == self.at {
+            self.killed
+                .fetch_add(terminate(&self.app), Ordering::Relaxed);
+        }
+        self.steps.run(task, view)
+    }
+}
+
+#[test]
+fn an_evented_run_on_postgres_goes_on_when_its_backends_are_killed() {
+    let name = format!("weft_kill_{}", std::process::id());
+    let schema = PgSchema::new(&name);
+    let url = format!("{}&application_name={name}", schema.url());
+    let store = Arc::new(PostgresStore::open(&url).unwrap());
+    let scenario = parity::load(&root().join("tests/scenarios/basic-echo-chain.toml"));
+    let steps = Arc::new(Killing {
+        steps: WorkflowSteps::load(&parity::sandbox(), scenario.manifest.workflow()).unwrap(),
+        at: "two",
+        app: name.clone(),
+        killed: AtomicUsize::new(0),
+    });
+    let runtime = EventedRuntime::new(store.clone(), Arc::new(SystemClock), 2);
+    let run = RunId::new("killed-under").unwrap();
+    let result = runtime
+        .call(
+            Request::Start {
+                workflow: parity::registered(&scenario, steps.clone()),
+                run: run.clone(),
+                input: scenario.input.clone(),
+                detach: false,
+            },
+            &mut NoObserver,
+        )
+        .unwrap();
+    drop(runtime);
+    assert_eq!(result.status, RunStatus::Success, "{result:?}");
+    assert!(
+        steps.killed.load(Ordering::Relaxed) >= 1,
+        "the store's backends were killed mid-run"
+    );
+    // Each step's completion was committed once: no append was lost, and
+    // none was applied twice by a retry.
+    let (_, events) = store.load(&run).unwrap();
+    for path in ["one", "two", "three"] {
+        let completions = events
+            .iter()
+            .filter(|e| matches!(e, Event::StepCompleted { path: p, .. } if p.to_string() == path))
+            .count();
+        assert_eq!(completions, 1, "completions of {path}: {events:#?}");
+    }
+    assert!(matches!(events.last(), Some(Event::RunCompleted { .. })));
 }

@@ -348,4 +348,20 @@ pub trait EventStore: Send + Sync {
     /// # Errors
     /// Backend errors.
     fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError>;
+
+    /// Waits up to `timeout` for a hint that a run may have become
+    /// claimable in this store (a lease released while the run is
+    /// running, whoever released it): `true` when one came, `false` when
+    /// `timeout` passed without one. A hint is never the data and may be
+    /// lost: a host looks with [`EventStore::claimable`] either way, and
+    /// keeps polling at its wake times and every few seconds.
+    ///
+    /// The default, for a store that gives no hints, sleeps for `timeout`
+    /// and returns `false` (a store shared by processes on one machine
+    /// only, such as SQLite, is polled). `weft-store-postgres` waits on
+    /// `LISTEN/NOTIFY`.
+    fn wait_for_hint(&self, timeout: Duration) -> bool {
+        std::thread::sleep(timeout);
+        false
+    }
 }

@@ -9,7 +9,7 @@ use postgres::GenericClient;
 use weft_core::{Append, RunStatus, StoreError};
 
 use crate::encode::EncodedEvent;
-use crate::leases::RunHead;
+use crate::leases::{NOW, RunHead};
 use crate::pool::Session;
 use crate::sql::{backend, backend_run, from_sql_u64, not_found, to_sql_u64};
 
@@ -68,10 +68,15 @@ struct Change {
 /// second append's `expected` counts the first one's events. An append
 /// without events only checks `expected`. The first append that fails
 /// fails the whole: the caller's transaction then rolls back.
+///
+/// A run left `running` without a live lease by the batch (appended to
+/// under a lease that expired or was released) is claimable: the same
+/// statement then notifies `channel` (a wake-up hint, sent at commit).
 pub(crate) fn append_all<C: GenericClient>(
     tx: &mut Session<'_, C>,
     heads: &mut HashMap<String, RunHead>,
     appends: &[Encoded<'_>],
+    channel: &str,
 ) -> Result<(), StoreError> {
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
     let (mut runs, mut seqs, mut types, mut ats, mut payloads) = (
@@ -159,26 +164,34 @@ pub(crate) fn append_all<C: GenericClient>(
     let wakes: Vec<Option<i64>> = changes.iter().map(|(_, c)| c.wake).collect();
     let releases: Vec<bool> = changes.iter().map(|(_, c)| c.release).collect();
     // One statement, one round trip, whatever the number of runs and
-    // events: the events go in from arrays, and the runs' rows are updated
-    // by the same statement.
+    // events: the events go in from arrays, the runs' rows are updated by
+    // the same statement, and so is the hint sent.
     tx.execute(
-        "WITH written AS (
-             INSERT INTO events (run_id, seq, type, at, payload)
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])
-         )
-         UPDATE runs AS r SET
-             last_seq = c.last_seq,
-             updated_at = c.updated_at,
-             status = COALESCE(c.status, r.status),
-             wake_at = c.wake_at,
-             lease_owner = CASE WHEN c.release THEN NULL ELSE r.lease_owner END,
-             lease_expires_at = CASE WHEN c.release THEN NULL ELSE r.lease_expires_at END
-         FROM UNNEST($6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[], $11::bool[])
-             AS c (run_id, last_seq, updated_at, status, wake_at, release)
-         WHERE r.run_id = c.run_id",
+        &format!(
+            "WITH written AS (
+                 INSERT INTO events (run_id, seq, type, at, payload)
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
+                                      $5::text[])
+             ), changed AS (
+                 UPDATE runs AS r SET
+                     last_seq = c.last_seq,
+                     updated_at = c.updated_at,
+                     status = COALESCE(c.status, r.status),
+                     wake_at = c.wake_at,
+                     lease_owner = CASE WHEN c.release THEN NULL ELSE r.lease_owner END,
+                     lease_expires_at = CASE WHEN c.release THEN NULL ELSE r.lease_expires_at END
+                 FROM UNNEST($6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::bigint[],
+                             $11::bool[])
+                     AS c (run_id, last_seq, updated_at, status, wake_at, release)
+                 WHERE r.run_id = c.run_id
+                 RETURNING r.status = 'running'
+                     AND (r.lease_owner IS NULL OR r.lease_expires_at <= {NOW}) AS claimable
+             )
+             SELECT pg_notify($12, '') FROM changed WHERE claimable LIMIT 1"
+        ),
         &[
             &runs, &seqs, &types, &ats, &payloads, &changed, &last_seqs, &updated, &statuses,
-            &wakes, &releases,
+            &wakes, &releases, &channel,
         ],
     )
     .map(drop)

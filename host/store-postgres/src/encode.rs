@@ -11,6 +11,7 @@ use weft_core::{Event, RunStatus, StoreError};
 use crate::sql::to_sql_ts;
 
 /// An event ready to be written.
+#[derive(Clone)]
 pub(crate) struct EncodedEvent {
     /// The event's type name.
     pub(crate) name: &'static str,

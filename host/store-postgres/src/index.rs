@@ -71,11 +71,11 @@ impl RunIndex for PostgresStore {
             sql.push_str(&clause.replace('?', &format!("${}", params.len())));
         }
         let params: &Params<'_> = &params;
-        let rows = self
-            .conn("list runs")?
-            .session()
-            .query(&sql, params)
-            .map_err(backend("list runs"))?;
+        let rows = self.retrying("list runs", None, |conn| {
+            conn.session()
+                .query(&sql, params)
+                .map_err(backend("list runs"))
+        })?;
         let mut runs = Vec::with_capacity(rows.len());
         for row in rows {
             let run: &str = row.get(0);
@@ -105,51 +105,53 @@ impl RunIndex for PostgresStore {
 
     fn holder(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         let id = run.as_str();
-        let row = self
-            .conn_for("read the run's lease holder", id)?
-            .session()
-            .query_opt(
-                &format!(
-                    "SELECT lease_owner FROM runs WHERE run_id = $1 AND lease_expires_at > {NOW}"
-                ),
-                &[&id],
-            )
-            .map_err(backend_run("read the run's lease holder", id))?;
+        let row = self.retrying("read the run's lease holder", Some(id), |conn| {
+            conn.session()
+                .query_opt(
+                    &format!(
+                        "SELECT lease_owner FROM runs
+                         WHERE run_id = $1 AND lease_expires_at > {NOW}"
+                    ),
+                    &[&id],
+                )
+                .map_err(backend_run("read the run's lease holder", id))
+        })?;
         Ok(row.and_then(|row| row.get(0)))
     }
 
     fn put_trace(&self, run: &RunId, traceparent: &str) -> Result<(), StoreError> {
         let id = run.as_str();
-        self.conn_for("record the run's trace", id)?
-            .session()
-            .execute(
-                "INSERT INTO run_traces (run_id, traceparent) VALUES ($1, $2)
-                 ON CONFLICT (run_id) DO NOTHING",
-                &[&id, &traceparent],
-            )
-            .map(drop)
-            .map_err(backend_run("record the run's trace", id))
+        self.retrying("record the run's trace", Some(id), |conn| {
+            conn.session()
+                .execute(
+                    "INSERT INTO run_traces (run_id, traceparent) VALUES ($1, $2)
+                     ON CONFLICT (run_id) DO NOTHING",
+                    &[&id, &traceparent],
+                )
+                .map(drop)
+                .map_err(backend_run("record the run's trace", id))
+        })
     }
 
     fn trace(&self, run: &RunId) -> Result<Option<String>, StoreError> {
         let id = run.as_str();
-        let row = self
-            .conn_for("read the run's trace", id)?
-            .session()
-            .query_opt(
-                "SELECT traceparent FROM run_traces WHERE run_id = $1",
-                &[&id],
-            )
-            .map_err(backend_run("read the run's trace", id))?;
+        let row = self.retrying("read the run's trace", Some(id), |conn| {
+            conn.session()
+                .query_opt(
+                    "SELECT traceparent FROM run_traces WHERE run_id = $1",
+                    &[&id],
+                )
+                .map_err(backend_run("read the run's trace", id))
+        })?;
         Ok(row.map(|row| row.get(0)))
     }
 
     fn count_by_status(&self) -> Result<Vec<(RunStatus, u64)>, StoreError> {
-        let rows = self
-            .conn("count runs")?
-            .session()
-            .query("SELECT status, count(*) FROM runs GROUP BY status", &[])
-            .map_err(backend("count runs"))?;
+        let rows = self.retrying("count runs", None, |conn| {
+            conn.session()
+                .query("SELECT status, count(*) FROM runs GROUP BY status", &[])
+                .map_err(backend("count runs"))
+        })?;
         let mut counts = Vec::with_capacity(rows.len());
         for row in rows {
             let status: &str = row.get(0);

@@ -121,10 +121,14 @@ pub(crate) fn renew<C: GenericClient>(
     Ok(held)
 }
 
-/// Clears each of `leases` that is still its run's, in one statement.
+/// Clears each of `leases` that is still its run's, in one statement,
+/// which notifies `channel` (a wake-up hint, sent at commit) if a run it
+/// released is running: it is claimable now, or at its wake time.
+/// Idempotent: a second release changes nothing.
 pub(crate) fn release<C: GenericClient>(
     db: &mut Session<'_, C>,
     leases: &[Lease],
+    channel: &str,
 ) -> Result<(), StoreError> {
     let Some(first) = leases.first() else {
         return Ok(());
@@ -139,10 +143,14 @@ pub(crate) fn release<C: GenericClient>(
         owners.push(lease.owner.as_str());
     }
     db.execute(
-        "UPDATE runs AS r SET lease_owner = NULL, lease_expires_at = NULL
-         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS l (run_id, epoch, owner)
-         WHERE r.run_id = l.run_id AND r.lease_epoch = l.epoch AND r.lease_owner = l.owner",
-        &[&runs, &epochs, &owners],
+        "WITH released AS (
+             UPDATE runs AS r SET lease_owner = NULL, lease_expires_at = NULL
+             FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS l (run_id, epoch, owner)
+             WHERE r.run_id = l.run_id AND r.lease_epoch = l.epoch AND r.lease_owner = l.owner
+             RETURNING r.status
+         )
+         SELECT pg_notify($4, '') FROM released WHERE status = 'running' LIMIT 1",
+        &[&runs, &epochs, &owners, &channel],
     )
     .map(drop)
     .map_err(backend_run("release the lease", first.run.as_str()))

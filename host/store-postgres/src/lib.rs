@@ -46,11 +46,17 @@
 //! store contract is synchronous and its callers are threads (the evented
 //! runtime's orchestrator, the lease keeper, the server's blocking pool).
 //!
+//! **Lost connections** (a restarted server, killed backends) are replaced
+//! and the operation retried with backoff where that is safe (see
+//! [`PostgresStore`]); **wake-up hints** go through `LISTEN/NOTIFY` (see
+//! `notify` and [`PostgresStore::wait_for_hint`]).
+//!
 //! What this crate deliberately does NOT do: interpret events beyond a run's
 //! status (it never validates transitions; that is
 //! [`weft_core::RunState::apply`]'s job before an event is appended), delete
-//! runs, fire timers, listen for notifications (`LISTEN/NOTIFY` wake hints
-//! are a later step; hosts poll `claimable`), or speak TLS.
+//! runs, fire timers (a hint only says where to look; hosts still poll
+//! `claimable`), resolve a commit whose connection was lost (an error), or
+//! speak TLS.
 //!
 //! [`EventStore::append_batch`]: weft_core::EventStore::append_batch
 
@@ -60,6 +66,7 @@ mod index;
 mod leases;
 mod location;
 mod migrate;
+mod notify;
 mod pool;
 mod sql;
 mod store;

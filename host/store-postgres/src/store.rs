@@ -1,6 +1,7 @@
 //! [`PostgresStore`]: opening a store, and the [`EventStore`] operations.
 
 use std::fmt;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::GenericClient;
@@ -14,7 +15,8 @@ use crate::encode::{EncodedEvent, encode};
 use crate::leases::{self, NOW, ttl_us};
 use crate::location::Location;
 use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
-use crate::pool::{Conn, Manager, Session};
+use crate::notify::Listener;
+use crate::pool::{Conn, Generation, Loss, Manager, Session};
 use crate::sql::{backend_run, describe, not_found, to_sql_ts, to_sql_u64};
 use crate::workflows::{insert_pin, unknown_workflow};
 
@@ -26,20 +28,55 @@ const POOL_SIZE: u32 = 8;
 /// before it fails.
 const CONNECTION_WAIT: Duration = Duration::from_secs(10);
 
+/// How many times an operation whose connection was lost runs again (on
+/// another connection) before its error is returned.
+const RETRIES: u32 = 6;
+
+/// The pause before the second retry (the first goes at once, on a
+/// checked or new connection); each further pause doubles, up to
+/// [`MAX_BACKOFF`]: at most 0.6 s of pauses in all, besides the wait for a
+/// connection ([`CONNECTION_WAIT`], during which the pool keeps trying to
+/// connect: a restarting server).
+const FIRST_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The longest pause between two retries.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL event store: the whole store contract ([`weft_core::Store`])
 /// in one schema of one database, shared by any number of weft processes on
 /// any number of hosts.
 ///
 /// Each operation takes a connection from the store's pool (at most
-/// [`POOL_SIZE`] = 8, opened as needed and kept; a connection the server
+/// 8, opened as needed and kept; a connection the server
 /// closed is dropped and replaced at the next use) and runs one statement
 /// or one short transaction on it. Writes that check something first lock
 /// the run's row (`SELECT … FOR UPDATE`) in the transaction that writes, so
 /// the lease epoch and the expected sequence number are checked and the
 /// events written under the same lock, whichever host writes.
+///
+/// **Lost connections** (PostgreSQL restarted, backends killed) are
+/// replaced, and the operation runs again on another connection, up to
+/// 6 times with exponential backoff, when that is safe: reads,
+/// the statements that commit alone (each is idempotent: renewing or
+/// releasing leases, storing a workflow lock, a deployment, a trace), and
+/// transactions that lost their connection before `COMMIT` was sent
+/// (nothing was written). A connection lost DURING the commit leaves the
+/// outcome unknown: that is returned as [`StoreError::Backend`], and the
+/// runtime reloads the run (its next append finds the log as it is).
+///
+/// **Wake-up hints.** A transaction that makes a run claimable (a lease
+/// released while the run is running) notifies the channel
+/// `weft_<schema>`; [`PostgresStore::wait_for_hint`] waits for such a
+/// notification on a dedicated connection (`LISTEN`). See
+/// [`EventStore::wait_for_hint`].
 pub struct PostgresStore {
     pool: r2d2::Pool<Manager>,
     location: Location,
+    pub(crate) generation: Generation,
+    /// The channel of the store's hints ([`crate::notify::channel`]).
+    channel: String,
+    /// The `LISTEN` connection, opened by the first wait for a hint.
+    listener: Mutex<Option<Listener>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -63,6 +100,7 @@ impl PostgresStore {
         let location = Location::parse(url)?;
         let manager = Manager {
             location: location.clone(),
+            generation: Generation::default(),
         };
         let mut conn = manager.open().map_err(|e| cannot_connect(&location, &e))?;
         migrate(conn.split().0, &location)?;
@@ -88,6 +126,7 @@ impl PostgresStore {
             .options(&format!("{options} -c default_transaction_read_only=on"));
         let manager = Manager {
             location: location.clone(),
+            generation: Generation::default(),
         };
         let mut conn = manager.open().map_err(|e| cannot_connect(&location, &e))?;
         let Some(version) = schema_version(conn.split().0, &location)? else {
@@ -115,6 +154,7 @@ impl PostgresStore {
         let location = Location::parse(url)?;
         let manager = Manager {
             location: location.clone(),
+            generation: Generation::default(),
         };
         let mut conn = manager.open().map_err(|e| cannot_connect(&location, &e))?;
         conn.split()
@@ -143,11 +183,14 @@ impl PostgresStore {
     /// # Errors
     /// [`StoreError::Backend`] when it cannot be read.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let mut conn = self.conn("read the schema version")?;
-        Ok(schema_version(conn.split().0, &self.location)?.unwrap_or(0))
+        let version = self.retrying("read the schema version", None, |conn| {
+            schema_version(conn.split().0, &self.location)
+        })?;
+        Ok(version.unwrap_or(0))
     }
 
     fn pooled(manager: Manager, location: Location) -> Self {
+        let generation = manager.generation.clone();
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
@@ -156,34 +199,125 @@ impl PostgresStore {
             .test_on_check_out(false)
             .connection_timeout(CONNECTION_WAIT)
             .build_unchecked(manager);
-        Self { pool, location }
+        Self {
+            pool,
+            channel: crate::notify::channel(&location.schema),
+            location,
+            generation,
+            listener: Mutex::new(None),
+        }
     }
 
-    /// A connection from the pool.
-    pub(crate) fn conn(
+    /// Waits up to `timeout` for a hint that a run became claimable in
+    /// this store (see [`EventStore::wait_for_hint`]): `true` when one came
+    /// (or had come since the previous wait returned), `false` when the
+    /// time passed without one.
+    ///
+    /// The first wait opens a connection of its own and `LISTEN`s on it;
+    /// later waits reuse it, so a hint sent between two waits is not
+    /// missed. A hint sent before the first wait began listening is not
+    /// seen, nor one sent while the connection was being replaced (it was
+    /// lost: the wait then returns `false` after `timeout`, and the next
+    /// one reconnects): a hint saves latency, polling finds every run.
+    /// Waits are served one at a time.
+    pub fn wait_for_hint(&self, timeout: Duration) -> bool {
+        let mut listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::notify::wait(&mut listener, &self.location, &self.channel, timeout)
+    }
+
+    /// Starts listening for hints now if this store is not listening (or
+    /// its listening connection was lost): every hint sent after this
+    /// returns is seen by the next [`PostgresStore::wait_for_hint`]. The
+    /// first wait listens by itself; this is for a caller that must not
+    /// miss a hint sent before its first wait. One round trip.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] when the database cannot be reached.
+    pub fn listen(&self) -> Result<(), StoreError> {
+        let mut listener = self
+            .listener
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        crate::notify::listen(&mut listener, &self.location, &self.channel)
+            .map_err(|e| cannot_connect(&self.location, &e))
+    }
+
+    /// A connection from the pool, for the operation `op` (on `run`).
+    fn get(
         &self,
         op: &'static str,
+        run: Option<&str>,
     ) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
         self.pool.get().map_err(|e| {
+            let on = run.map(|run| format!(" (run {run})")).unwrap_or_default();
             StoreError::Backend(format!(
-                "{op}: no connection to {}: {e}",
+                "{op}{on}: no connection to {}: {e}",
                 self.location.shown
             ))
         })
     }
 
-    /// A connection from the pool, for an operation on `run`.
-    pub(crate) fn conn_for(
+    /// A connection from the pool known to be usable in the current
+    /// generation: after a connection was lost, the others opened before
+    /// are checked (and the dead ones dropped) before use.
+    fn checkout(
         &self,
         op: &'static str,
-        run: &str,
+        run: Option<&str>,
     ) -> Result<r2d2::PooledConnection<Manager>, StoreError> {
-        self.pool.get().map_err(|e| {
-            StoreError::Backend(format!(
-                "{op} (run {run}): no connection to {}: {e}",
-                self.location.shown
-            ))
-        })
+        let current = self.generation.current();
+        for _ in 0..POOL_SIZE {
+            let mut conn = self.get(op, run)?;
+            if conn.check(current) {
+                return Ok(conn);
+            }
+        }
+        self.get(op, run)
+    }
+
+    /// Runs `body` on a connection from the pool and, if the connection
+    /// was lost before anything could have been committed, again on
+    /// another one, up to [`RETRIES`] times with exponential backoff.
+    ///
+    /// `body` must be a read, ONE statement that commits alone and may be
+    /// applied twice (an idempotent write), or one transaction
+    /// ([`in_transaction`]): a loss while committing is not retried.
+    pub(crate) fn retrying<T>(
+        &self,
+        op: &'static str,
+        run: Option<&str>,
+        mut body: impl FnMut(&mut Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut retries = 0;
+        let mut backoff = Duration::ZERO;
+        loop {
+            let mut conn = self.checkout(op, run)?;
+            let result = body(&mut conn);
+            let Some(loss) = conn.loss() else {
+                return result;
+            };
+            // Dropped, not pooled again (`Manager::has_broken`); the others
+            // are suspect.
+            drop(conn);
+            self.generation.lost();
+            match (result, loss) {
+                (Err(_), Loss::Before) if retries < RETRIES => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).clamp(FIRST_BACKOFF, MAX_BACKOFF);
+                    retries += 1;
+                }
+                (Err(StoreError::Backend(e)), Loss::InCommit) => {
+                    return Err(StoreError::Backend(format!(
+                        "{e} (the connection was lost while committing: the write may or may \
+                         not have been committed; read the run again)"
+                    )));
+                }
+                (result, _) => return result,
+            }
+        }
     }
 }
 
@@ -196,17 +330,17 @@ fn cannot_connect(location: &Location, e: &postgres::Error) -> StoreError {
 }
 
 /// Runs `body` in a transaction on `conn` and commits it; an error rolls
-/// everything back.
+/// everything back. A lost connection is noted on `conn` (before or
+/// during the commit: see [`PostgresStore::retrying`]).
 pub(crate) fn in_transaction<T>(
     conn: &mut Conn,
     op: &'static str,
     run: &str,
     body: impl FnOnce(&mut Session<'_, postgres::Transaction<'_>>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let (client, statements) = conn.split();
-    let mut tx = client.transaction().map_err(backend_run(op, run))?;
+    let (mut tx, statements) = conn.begin().map_err(backend_run(op, run))?;
     let value = body(&mut Session::new(&mut tx, statements))?;
-    tx.commit().map_err(backend_run(op, run))?;
+    statements.commit(tx).map_err(backend_run(op, run))?;
     Ok(value)
 }
 
@@ -240,11 +374,11 @@ impl EventStore for PostgresStore {
             .unwrap_or(RunStatus::Pending);
         let last_seq = to_sql_u64(events.len() as u64, "event count", run)?;
         let wake = wake.map(|w| to_sql_ts(w, run)).transpose()?;
-        let mut conn = self.conn_for("create_run", run)?;
-        in_transaction(&mut conn, "create_run", run, |tx| {
-            let inserted = tx
-                .execute(
-                    &format!(
+        self.retrying("create_run", Some(run), |conn| {
+            in_transaction(conn, "create_run", run, |tx| {
+                let inserted = tx
+                    .execute(
+                        &format!(
                         "INSERT INTO runs (run_id, workflow_id, manifest, manifest_sha256, status,
                                            last_seq, created_at, updated_at, workflow_digest,
                                            lease_owner, lease_epoch, lease_expires_at, wake_at)
@@ -255,31 +389,32 @@ impl EventStore for PostgresStore {
                                  $12)
                          ON CONFLICT (run_id) DO NOTHING"
                     ),
-                    &[
-                        &run,
-                        &meta.workflow_id.as_str(),
-                        &meta.manifest,
-                        &meta.manifest_sha256,
-                        &status.as_str(),
-                        &last_seq,
-                        &first.at,
-                        &last.at,
-                        &meta.workflow_digest,
-                        &owner.id,
-                        &ttl_us(owner),
-                        &wake,
-                    ],
-                )
-                .map_err(|e| unknown_workflow(e, meta, "create_run: insert the run"))?;
-            if inserted == 0 {
-                return Err(StoreError::Exists {
-                    run: run.to_owned(),
-                });
-            }
-            if let Some(digest) = &meta.workflow_digest {
-                insert_pin(tx, run, 0, digest, first.at)?;
-            }
-            insert_events(tx, run, &encoded)
+                        &[
+                            &run,
+                            &meta.workflow_id.as_str(),
+                            &meta.manifest,
+                            &meta.manifest_sha256,
+                            &status.as_str(),
+                            &last_seq,
+                            &first.at,
+                            &last.at,
+                            &meta.workflow_digest,
+                            &owner.id,
+                            &ttl_us(owner),
+                            &wake,
+                        ],
+                    )
+                    .map_err(|e| unknown_workflow(e, meta, "create_run: insert the run"))?;
+                if inserted == 0 {
+                    return Err(StoreError::Exists {
+                        run: run.to_owned(),
+                    });
+                }
+                if let Some(digest) = &meta.workflow_digest {
+                    insert_pin(tx, run, 0, digest, first.at)?;
+                }
+                insert_events(tx, run, &encoded)
+            })
         })?;
         Ok(Lease {
             run: meta.run_id.clone(),
@@ -295,9 +430,10 @@ impl EventStore for PostgresStore {
         takeover: Takeover<'_>,
     ) -> Result<Lease, StoreError> {
         let id = run.as_str();
-        let mut conn = self.conn_for("acquire", id)?;
-        in_transaction(&mut conn, "acquire", id, |tx| {
-            leases::acquire(tx, run, owner, takeover).map(|(lease, _)| lease)
+        self.retrying("acquire", Some(id), |conn| {
+            in_transaction(conn, "acquire", id, |tx| {
+                leases::acquire(tx, run, owner, takeover).map(|(lease, _)| lease)
+            })
         })
     }
 
@@ -313,32 +449,36 @@ impl EventStore for PostgresStore {
         let id = run.as_str();
         let encoded = encode_all(id, events)?;
         let expected_sql = to_sql_u64(expected, "expected sequence number", id)?;
-        let mut conn = self.conn_for("acquire_and_append", id)?;
-        in_transaction(&mut conn, "acquire_and_append", id, |tx| {
-            let (lease, head) = leases::acquire(tx, run, owner, takeover)?;
-            let append = Append {
-                run,
-                expected,
-                epoch: lease.epoch,
-                events,
-                wake,
-            };
-            let mut heads = [(id.to_owned(), head)].into_iter().collect();
-            append_all(
-                tx,
-                &mut heads,
-                &[Encoded {
-                    append: &append,
-                    expected: expected_sql,
-                    events: encoded,
-                }],
-            )?;
-            Ok(lease)
+        self.retrying("acquire_and_append", Some(id), |conn| {
+            in_transaction(conn, "acquire_and_append", id, |tx| {
+                let (lease, head) = leases::acquire(tx, run, owner, takeover)?;
+                let append = Append {
+                    run,
+                    expected,
+                    epoch: lease.epoch,
+                    events,
+                    wake,
+                };
+                let mut heads = [(id.to_owned(), head)].into_iter().collect();
+                append_all(
+                    tx,
+                    &mut heads,
+                    &[Encoded {
+                        append: &append,
+                        expected: expected_sql,
+                        events: encoded.clone(),
+                    }],
+                    &self.channel,
+                )?;
+                Ok(lease)
+            })
         })
     }
 
     fn renew(&self, owner: &Owner) -> Result<Vec<(RunId, u64)>, StoreError> {
-        leases::renew(&mut self.conn("renew leases")?.session(), owner)
+        self.retrying("renew leases", None, |conn| {
+            leases::renew(&mut conn.session(), owner)
+        })
     }
 
     fn release(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -350,8 +490,10 @@ impl EventStore for PostgresStore {
         let Some(first) = leases.first() else {
             return Ok(());
         };
-        let mut conn = self.conn_for("release leases", first.run.as_str())?;
-        leases::release(&mut conn.session(), leases)
+        let run = first.run.as_str();
+        self.retrying("release leases", Some(run), |conn| {
+            leases::release(&mut conn.session(), leases, &self.channel)
+        })
     }
 
     /// Appends in one transaction: the runs' rows are locked in run id
@@ -379,20 +521,22 @@ impl EventStore for PostgresStore {
         let mut runs: Vec<&str> = appends.iter().map(|a| a.run.as_str()).collect();
         runs.sort_unstable();
         runs.dedup();
-        let mut conn = self.conn_for("append_batch", first)?;
-        in_transaction(&mut conn, "append_batch", first, |tx| {
-            let mut heads = lock_heads(tx, &runs)?;
-            append_all(tx, &mut heads, &encoded)
+        self.retrying("append_batch", Some(first), |conn| {
+            in_transaction(conn, "append_batch", first, |tx| {
+                let mut heads = lock_heads(tx, &runs)?;
+                append_all(tx, &mut heads, &encoded, &self.channel)
+            })
         })
     }
 
     fn load(&self, run: &RunId) -> Result<(RunMeta, Vec<Event>), StoreError> {
         let id = run.as_str();
-        let mut conn = self.conn_for("load", id)?;
-        let mut db = conn.session();
-        let (meta, last_seq) = meta_of(&mut db, run)?;
-        let events = read_events(&mut db, id, 0, last_seq)?;
-        Ok((meta, events))
+        self.retrying("load", Some(id), |conn| {
+            let mut db = conn.session();
+            let (meta, last_seq) = meta_of(&mut db, run)?;
+            let events = read_events(&mut db, id, 0, last_seq)?;
+            Ok((meta, events))
+        })
     }
 
     fn load_page(
@@ -402,39 +546,41 @@ impl EventStore for PostgresStore {
         limit: usize,
     ) -> Result<(RunMeta, Vec<Event>), StoreError> {
         let id = run.as_str();
-        let mut conn = self.conn_for("load_page", id)?;
-        let mut db = conn.session();
-        let (meta, last_seq) = meta_of(&mut db, run)?;
-        // Past the end of the log there is nothing to read (and `after` may
-        // not even fit a bigint).
-        let events = match i64::try_from(after) {
-            Ok(after) if after < last_seq && limit > 0 => {
-                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-                read_events(
-                    &mut db,
-                    id,
-                    after,
-                    last_seq.min(after.saturating_add(limit)),
-                )?
-            }
-            _ => Vec::new(),
-        };
-        Ok((meta, events))
+        self.retrying("load_page", Some(id), |conn| {
+            let mut db = conn.session();
+            let (meta, last_seq) = meta_of(&mut db, run)?;
+            // Past the end of the log there is nothing to read (and `after`
+            // may not even fit a bigint).
+            let events = match i64::try_from(after) {
+                Ok(after) if after < last_seq && limit > 0 => {
+                    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                    read_events(
+                        &mut db,
+                        id,
+                        after,
+                        last_seq.min(after.saturating_add(limit)),
+                    )?
+                }
+                _ => Vec::new(),
+            };
+            Ok((meta, events))
+        })
     }
 
     fn events_after(&self, run: &RunId, after: u64) -> Result<Vec<Event>, StoreError> {
         let id = run.as_str();
-        let mut conn = self.conn_for("events_after", id)?;
-        let mut db = conn.session();
-        let last_seq: i64 = db
-            .query_opt("SELECT last_seq FROM runs WHERE run_id = $1", &[&id])
-            .map_err(backend_run("read the run's last sequence number", id))?
-            .ok_or_else(|| not_found(id))?
-            .get(0);
-        match i64::try_from(after) {
-            Ok(after) if after < last_seq => read_events(&mut db, id, after, last_seq),
-            _ => Ok(Vec::new()),
-        }
+        self.retrying("events_after", Some(id), |conn| {
+            let mut db = conn.session();
+            let last_seq: i64 = db
+                .query_opt("SELECT last_seq FROM runs WHERE run_id = $1", &[&id])
+                .map_err(backend_run("read the run's last sequence number", id))?
+                .ok_or_else(|| not_found(id))?
+                .get(0);
+            match i64::try_from(after) {
+                Ok(after) if after < last_seq => read_events(&mut db, id, after, last_seq),
+                _ => Ok(Vec::new()),
+            }
+        })
     }
 
     /// One query for all of them, on the `runs` table's primary key.
@@ -443,14 +589,14 @@ impl EventStore for PostgresStore {
             return Ok(Vec::new());
         };
         let ids: Vec<&str> = runs.iter().map(|(run, _)| run.as_str()).collect();
-        let mut conn = self.conn_for("changed_since", first.as_str())?;
-        let rows = conn
-            .session()
-            .query(
-                "SELECT run_id, last_seq FROM runs WHERE run_id = ANY($1::text[])",
-                &[&ids],
-            )
-            .map_err(backend_run("changed_since", first.as_str()))?;
+        let rows = self.retrying("changed_since", Some(first.as_str()), |conn| {
+            conn.session()
+                .query(
+                    "SELECT run_id, last_seq FROM runs WHERE run_id = ANY($1::text[])",
+                    &[&ids],
+                )
+                .map_err(backend_run("changed_since", first.as_str()))
+        })?;
         let last: std::collections::HashMap<String, i64> = rows
             .into_iter()
             .map(|row| (row.get(0), row.get(1)))
@@ -466,7 +612,15 @@ impl EventStore for PostgresStore {
     }
 
     fn claimable(&self, horizon: Timestamp) -> Result<Vec<Claimable>, StoreError> {
-        leases::claimable(&mut self.conn("claimable runs")?.session(), horizon)
+        self.retrying("claimable runs", None, |conn| {
+            leases::claimable(&mut conn.session(), horizon)
+        })
+    }
+
+    /// Waits on the store's `LISTEN` connection: see
+    /// [`PostgresStore::wait_for_hint`].
+    fn wait_for_hint(&self, timeout: Duration) -> bool {
+        PostgresStore::wait_for_hint(self, timeout)
     }
 }
 

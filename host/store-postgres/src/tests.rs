@@ -5,6 +5,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
+use std::time::Duration;
 
 use serde_json::json;
 use weft_core::{Event, EventStore, Owner, RunId, RunIndex, RunMeta, StepId, Timestamp};
@@ -227,4 +228,112 @@ fn a_store_newer_than_this_code_is_refused() {
     ] {
         assert!(err.to_string().contains("newer weft"), "{err}");
     }
+}
+
+/// Terminates the backends of the connections named `app` (their
+/// `application_name`), waiting for each to be gone: only this test's, not
+/// those of the other tests sharing the database. How many it terminated.
+fn terminate(app: &str) -> usize {
+    let mut admin = postgres::Client::connect(&server(), postgres::NoTls).unwrap();
+    admin
+        .query(
+            "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1
+               AND pid <> pg_backend_pid()",
+            &[&app],
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|row| row.get::<_, bool>(0))
+        .count()
+}
+
+/// The URL of `scratch` with its connections named `app`.
+fn named(scratch: &Scratch, app: &str) -> String {
+    format!("{}&application_name={app}", scratch.url)
+}
+
+#[test]
+fn a_released_run_wakes_a_waiter_on_another_handle() {
+    let scratch = Scratch::new("hint");
+    let writer = PostgresStore::open(&scratch.url).unwrap();
+    let waiter = PostgresStore::open(&scratch.url).unwrap();
+    waiter.listen().unwrap();
+    assert!(!waiter.wait_for_hint(Duration::ZERO), "nothing hinted yet");
+
+    // A run created (leased by its creator) is nobody else's to take: no
+    // hint. Its lease released while it runs: claimable, hinted.
+    let (meta, event) = started("hinted");
+    let lease = writer.create_run(&meta, &[event], &owner(), None).unwrap();
+    writer.release(&lease).unwrap();
+    // The bound only keeps a broken test from hanging: the hint is there
+    // at once (sent at the release's commit, before it returned).
+    assert!(waiter.wait_for_hint(Duration::from_secs(60)));
+    // One hint per release: consumed by that wait.
+    assert!(!waiter.wait_for_hint(Duration::ZERO));
+
+    // A hint through the trait, from a second release of another run.
+    let (meta, event) = started("hinted-too");
+    let lease = writer.create_run(&meta, &[event], &owner(), None).unwrap();
+    writer.release_all(&[lease]).unwrap();
+    let store: &dyn EventStore = &waiter;
+    assert!(store.wait_for_hint(Duration::from_secs(60)));
+}
+
+#[test]
+fn a_store_whose_backends_are_killed_reconnects_and_retries() {
+    let scratch = Scratch::new("reconnect");
+    let app = format!("weft_unit_reconnect_{}", std::process::id());
+    let store = Arc::new(PostgresStore::open(&named(&scratch, &app)).unwrap());
+    let (meta, event) = started("survivor");
+    let run = meta.run_id.clone();
+    let lease = store.create_run(&meta, &[event], &owner(), None).unwrap();
+    // Several pooled connections, from threads using the store at once.
+    const THREADS: usize = 4;
+    let barrier = Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                barrier.wait();
+                store.load(&run).unwrap();
+            });
+        }
+    });
+    store.listen().unwrap();
+
+    // Killed under a transaction: the append runs again on a new
+    // connection (nothing was written by the lost one), once.
+    assert!(terminate(&app) >= 1);
+    let losses = store.generation.current();
+    let step = Event::StepStarted {
+        path: weft_core::StepPath::parse("a").unwrap(),
+        step: StepId::new("a").unwrap(),
+        attempt: 1,
+        input: Arc::new(json!({})),
+        at: Timestamp(8),
+    };
+    store
+        .append_batch(&[weft_core::Append {
+            run: &run,
+            expected: 1,
+            epoch: lease.epoch,
+            events: std::slice::from_ref(&step),
+            wake: None,
+        }])
+        .unwrap();
+    assert!(store.generation.current() > losses, "a loss was seen");
+
+    // Killed under a read, and under a statement that commits alone.
+    assert!(terminate(&app) >= 1);
+    let (_, events) = store.load(&run).unwrap();
+    assert_eq!(events.len(), 2, "the append landed once: {events:?}");
+    assert!(terminate(&app) >= 1);
+    assert_eq!(store.renew(&owner()).unwrap(), [(run.clone(), lease.epoch)]);
+
+    // The listening connection is replaced too (a hint sent while it was
+    // lost is missed: polling finds that run).
+    assert!(terminate(&app) >= 1);
+    store.listen().unwrap();
+    store.release(&lease).unwrap();
+    assert!(store.wait_for_hint(Duration::from_secs(60)));
 }

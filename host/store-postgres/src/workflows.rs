@@ -17,24 +17,26 @@ use crate::store::{PostgresStore, in_transaction};
 
 impl WorkflowRegistry for PostgresStore {
     fn put_workflow(&self, digest: &str, lock: &str) -> Result<(), StoreError> {
-        self.conn("put_workflow")?
-            .session()
-            .execute(
-                "INSERT INTO workflows (digest, lock) VALUES ($1, $2)
-                 ON CONFLICT (digest) DO NOTHING",
-                &[&digest, &lock],
-            )
-            .map(drop)
-            .map_err(backend("put_workflow"))
+        self.retrying("put_workflow", None, |conn| {
+            conn.session()
+                .execute(
+                    "INSERT INTO workflows (digest, lock) VALUES ($1, $2)
+                     ON CONFLICT (digest) DO NOTHING",
+                    &[&digest, &lock],
+                )
+                .map(drop)
+                .map_err(backend("put_workflow"))
+        })
     }
 
     fn workflow(&self, digest: &str) -> Result<String, StoreError> {
-        self.conn("read a workflow lock")?
-            .session()
-            .query_opt("SELECT lock FROM workflows WHERE digest = $1", &[&digest])
-            .map_err(backend("read a workflow lock"))?
-            .map(|row| row.get(0))
-            .ok_or_else(|| StoreError::Backend(format!("no workflow lock `{digest}` in the store")))
+        self.retrying("read a workflow lock", None, |conn| {
+            conn.session()
+                .query_opt("SELECT lock FROM workflows WHERE digest = $1", &[&digest])
+                .map_err(backend("read a workflow lock"))
+        })?
+        .map(|row| row.get(0))
+        .ok_or_else(|| StoreError::Backend(format!("no workflow lock `{digest}` in the store")))
     }
 
     /// Locks the run's row, checks its last event and that no live lease
@@ -49,38 +51,39 @@ impl WorkflowRegistry for PostgresStore {
         let id = run.as_str();
         let expected_sql = to_sql_u64(expected, "expected sequence number", id)?;
         let at = to_sql_ts(at, id)?;
-        let mut conn = self.conn_for("repin", id)?;
-        in_transaction(&mut conn, "repin", id, |tx| {
-            let (actual, held) = lock_unheld(tx, id)?.ok_or_else(|| not_found(id))?;
-            if actual != expected_sql {
-                return Err(StoreError::Conflict {
-                    run: id.to_owned(),
-                    expected,
-                    actual: from_sql_u64(actual, "last sequence number", id)?,
-                });
-            }
-            if let Some(leased) = held {
-                return Err(leased);
-            }
-            tx.execute(
-                "UPDATE runs SET workflow_digest = $2 WHERE run_id = $1",
-                &[&id, &digest],
-            )
-            .map_err(|e| unknown_lock(e, id, digest, "repin: update the run"))?;
-            insert_pin(tx, id, expected_sql, digest, at)
+        self.retrying("repin", Some(id), |conn| {
+            in_transaction(conn, "repin", id, |tx| {
+                let (actual, held) = lock_unheld(tx, id)?.ok_or_else(|| not_found(id))?;
+                if actual != expected_sql {
+                    return Err(StoreError::Conflict {
+                        run: id.to_owned(),
+                        expected,
+                        actual: from_sql_u64(actual, "last sequence number", id)?,
+                    });
+                }
+                if let Some(leased) = held {
+                    return Err(leased);
+                }
+                tx.execute(
+                    "UPDATE runs SET workflow_digest = $2 WHERE run_id = $1",
+                    &[&id, &digest],
+                )
+                .map_err(|e| unknown_lock(e, id, digest, "repin: update the run"))?;
+                insert_pin(tx, id, expected_sql, digest, at)
+            })
         })
     }
 
     fn pins(&self, run: &RunId) -> Result<Vec<Pin>, StoreError> {
         let id = run.as_str();
-        let rows = self
-            .conn_for("read the run's pins", id)?
-            .session()
-            .query(
-                "SELECT seq, digest, at FROM run_pins WHERE run_id = $1 ORDER BY seq",
-                &[&id],
-            )
-            .map_err(backend_run("read the run's pins", id))?;
+        let rows = self.retrying("read the run's pins", Some(id), |conn| {
+            conn.session()
+                .query(
+                    "SELECT seq, digest, at FROM run_pins WHERE run_id = $1 ORDER BY seq",
+                    &[&id],
+                )
+                .map_err(backend_run("read the run's pins", id))
+        })?;
         rows.into_iter()
             .map(|row| {
                 Ok(Pin {
@@ -95,36 +98,41 @@ impl WorkflowRegistry for PostgresStore {
     fn deploy(&self, workflow: &StepId, digest: &str, at: Timestamp) -> Result<bool, StoreError> {
         let id = workflow.as_str();
         let at = to_sql_ts(at, id)?;
-        self.conn("deploy")?
-            .session()
-            .execute(
-                "INSERT INTO deployments (workflow_id, digest, deployed_at) VALUES ($1, $2, $3)
-                 ON CONFLICT (workflow_id, digest) DO NOTHING",
-                &[&id, &digest, &at],
-            )
-            .map(|inserted| inserted == 1)
-            .map_err(|e| {
-                if is_foreign_key_violation(&e) {
-                    StoreError::Backend(format!(
-                        "workflow {id}: no workflow lock `{digest}` in the store (store it first)"
-                    ))
-                } else {
-                    backend("deploy")(e)
-                }
-            })
+        // Retried after a lost connection like the other statements that
+        // commit alone: deploying twice is deploying once (only the answer
+        // "new" may then say no for a version the lost attempt recorded).
+        self.retrying("deploy", None, |conn| {
+            conn.session()
+                .execute(
+                    "INSERT INTO deployments (workflow_id, digest, deployed_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (workflow_id, digest) DO NOTHING",
+                    &[&id, &digest, &at],
+                )
+                .map(|inserted| inserted == 1)
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        StoreError::Backend(format!(
+                            "workflow {id}: no workflow lock `{digest}` in the store (store it \
+                             first)"
+                        ))
+                    } else {
+                        backend("deploy")(e)
+                    }
+                })
+        })
     }
 
     fn deployments(&self, workflow: Option<&StepId>) -> Result<Vec<Deployment>, StoreError> {
-        let rows = self
-            .conn("list deployments")?
-            .session()
-            .query(
-                "SELECT workflow_id, digest, deployed_at FROM deployments
-                 WHERE $1::text IS NULL OR workflow_id = $1
-                 ORDER BY deployed_at DESC, digest DESC",
-                &[&workflow.map(StepId::as_str)],
-            )
-            .map_err(backend("list deployments"))?;
+        let rows = self.retrying("list deployments", None, |conn| {
+            conn.session()
+                .query(
+                    "SELECT workflow_id, digest, deployed_at FROM deployments
+                     WHERE $1::text IS NULL OR workflow_id = $1
+                     ORDER BY deployed_at DESC, digest DESC",
+                    &[&workflow.map(StepId::as_str)],
+                )
+                .map_err(backend("list deployments"))
+        })?;
         rows.into_iter()
             .map(|row| {
                 let id: &str = row.get(0);

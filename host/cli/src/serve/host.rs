@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, TryRecvError, TrySendError};
 use sha2::{Digest as _, Sha256};
-use weft_core::{Clock as _, Deployment, RunId, RunMeta, RunResult, RunStatus, StepId, Store};
+use weft_core::{
+    Clock as _, Deployment, RunId, RunMeta, RunResult, RunStatus, StepId, Store, Timestamp,
+};
 use weft_manifest::WorkflowLock;
 use weft_runtime::{Answer, Registered, Request, Runtime, RuntimeError, SystemClock};
 
@@ -293,6 +295,12 @@ impl Host {
     /// `running` run no live process holds is taken over at start, and
     /// later each one that becomes claimable (its driver died, or it was
     /// left to wait for a timer by `weft run --detach`) when it is due.
+    ///
+    /// The loop looks for claimable runs every `tick`, at the earliest wake
+    /// time due within the tick, and whenever the store hints that a run
+    /// became claimable ([`weft_core::EventStore::wait_for_hint`]: on
+    /// PostgreSQL, a lease released by any host), whichever comes first. A
+    /// lost hint costs at most a tick.
     pub fn recover(&self, tick: Duration, stop: &Receiver<()>) {
         let mut recovering = Recovering::default();
         match self.store.list_runs(Some(RunStatus::Running)) {
@@ -311,16 +319,35 @@ impl Host {
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!("ready");
+        let mut hints = Hints::start(&self.store, tick);
+        let mut wait = tick;
         loop {
-            match stop.recv_timeout(tick) {
-                Err(RecvTimeoutError::Timeout) => {}
-                _ => return,
+            crossbeam_channel::select! {
+                recv(stop) -> _ => return,
+                recv(hints.hinted) -> hint => {
+                    if hint.is_err() {
+                        // The thread forwarding hints is gone: poll.
+                        hints.hinted = crossbeam_channel::never();
+                    }
+                }
+                default(wait) => {}
             }
             recovering.reap();
-            match self.store.claimable(SystemClock.now()) {
+            let now = SystemClock.now();
+            let tick_us = u64::try_from(tick.as_micros()).unwrap_or(u64::MAX);
+            wait = tick;
+            match self
+                .store
+                .claimable(Timestamp(now.0.saturating_add(tick_us)))
+            {
                 Ok(claimable) => {
                     for claim in claimable {
                         if recovering.driving.contains(&claim.run) {
+                            continue;
+                        }
+                        if let Some(wake) = claim.wake.filter(|wake| *wake > now) {
+                            // Due within the tick: look again then.
+                            wait = wait.min(Duration::from_micros(wake.micros_since(now)));
                             continue;
                         }
                         match self.store.load_page(&claim.run, 0, 0) {
@@ -353,6 +380,55 @@ impl Host {
         );
         recovering.driving.insert(run.clone());
         recovering.pending.push((run, answer));
+    }
+}
+
+/// The store's wake-up hints, forwarded to the recovery loop by a thread
+/// of their own (the store's wait blocks; the loop also waits for its stop
+/// and its tick). The thread ends after its current wait once this is
+/// dropped. A store without hints sleeps in that thread instead.
+struct Hints {
+    hinted: Receiver<()>,
+    done: Arc<AtomicBool>,
+}
+
+impl Hints {
+    /// Starts forwarding the hints of `store`, waiting at most `tick` at a
+    /// time.
+    fn start(store: &Arc<dyn Store>, tick: Duration) -> Self {
+        let (hint, hinted) = crossbeam_channel::bounded(1);
+        let done = Arc::new(AtomicBool::new(false));
+        let forward = {
+            let store = Arc::clone(store);
+            let done = Arc::clone(&done);
+            move || {
+                while !done.load(Ordering::Acquire) {
+                    // A hint already waiting stands for this one too.
+                    if store.wait_for_hint(tick)
+                        && let Err(TrySendError::Disconnected(())) = hint.try_send(())
+                    {
+                        return;
+                    }
+                }
+            }
+        };
+        let hinted = match std::thread::Builder::new()
+            .name("weft-hints".into())
+            .spawn(forward)
+        {
+            Ok(_) => hinted,
+            Err(e) => {
+                tracing::warn!("cannot start the thread waiting for wake-up hints: {e}");
+                crossbeam_channel::never()
+            }
+        };
+        Self { hinted, done }
+    }
+}
+
+impl Drop for Hints {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Release);
     }
 }
 

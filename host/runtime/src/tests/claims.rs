@@ -348,3 +348,57 @@ fn a_cancel_of_a_busy_run_fences_its_driver_out_after_a_few_tries() {
         );
     }
 }
+
+#[test]
+fn an_evented_run_whose_commit_fails_is_let_go_for_recovery() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (driver, runner) = Fixture::new()
+        .step("a", add(1))
+        .step("b", add(10))
+        .build(Kind::Evented);
+    let (reg, store) = (&driver.registered, &driver.store);
+    let clock = Arc::new(weft_core::ManualClock::new(weft_core::Timestamp(7)));
+    // The first commit after the run's creation fails as a commit whose
+    // connection was lost does (PostgreSQL: its outcome unknown).
+    let appends = Arc::new(AtomicUsize::new(0));
+    let failing_once = {
+        let appends = appends.clone();
+        Hooked::new(store.clone(), move |call| match call {
+            Call::AppendBatch if appends.fetch_add(1, Ordering::SeqCst) == 0 => Err(
+                weft_core::StoreError::Backend("the connection was lost while committing".into()),
+            ),
+            _ => Ok(()),
+        })
+    };
+    let failing: Box<dyn crate::Runtime> = Box::new(crate::EventedRuntime::new(
+        Arc::new(failing_once),
+        clock.clone(),
+        2,
+    ));
+    let id = RunId::new("unknown-commit").unwrap();
+    let err = failing
+        .call(
+            super::start_request(reg, id.as_str(), json!(1)),
+            &mut crate::NoObserver,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("lost while committing"), "{err}");
+    // While the runtime lives (its keeper renewing what it holds), the run
+    // is claimable: let go, not held forever.
+    let claimable = store.claimable(weft_core::Timestamp(u64::MAX)).unwrap();
+    assert!(claimable.iter().any(|c| c.run == id), "{claimable:?}");
+    // A recovering runtime carries it on from the log.
+    let other = super::Driver::new(
+        Kind::Evented,
+        reg.clone(),
+        store.clone(),
+        clock,
+        crate::EventedOptions::default(),
+    );
+    let result = other.recover_run(&id).unwrap();
+    assert_eq!(result.status, RunStatus::Success);
+    assert_eq!(result.output, Some(json!(12)));
+    drop(failing);
+    assert!(runner.calls.lock().unwrap().contains(&"b#1".to_owned()));
+}

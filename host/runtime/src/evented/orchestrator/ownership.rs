@@ -253,7 +253,11 @@ impl Orchestrator {
     }
 
     /// A commit failed: the run's uncommitted events are dropped with its
-    /// in-memory state; the store still holds its committed events.
+    /// in-memory state; the store still holds its committed events (or,
+    /// after a commit whose outcome is unknown, perhaps these too). The
+    /// run's lease is released (best effort), so that the run is claimable
+    /// and a recovering host carries it on from the log as stored: this
+    /// process's keeper would otherwise renew it for as long as it lives.
     pub(super) fn abandon(&mut self, run: &RunId, error: StoreError) {
         if matches!(error, StoreError::Conflict { .. }) {
             return self.reload(run);
@@ -261,6 +265,7 @@ impl Orchestrator {
         if matches!(error, StoreError::Fenced { .. }) {
             return self.lost(run);
         }
+        self.release(run);
         let Some(active) = self.runs.remove(run) else {
             return;
         };
