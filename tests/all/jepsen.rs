@@ -6,9 +6,10 @@
 //! resumed through the API) against whichever host answers.
 //!
 //! Checked: every run settles with the result its input implies; every step
-//! address of every run has exactly one committed completion; every run's
-//! log replays through the state machine (an append under a stale epoch
-//! would interleave two owners' decisions and break it); no run stays
+//! address of every run has exactly one committed completion; the lease
+//! epoch each event was appended under (the store records it) never goes
+//! back in a run's log — no event was appended under a stale epoch; every
+//! run's log replays through the state machine; no run stays
 //! claimable — running, unowned and due — longer than the lease TTL plus a
 //! generous bound for a loaded machine.
 //!
@@ -393,13 +394,14 @@ fn three_hosts_on_postgres_survive_kills_and_pauses() {
                     }
                     let (id, input, _) = run_of(workflow, i64::try_from(i).unwrap());
                     let body = json!({"workflow": workflow, "input": input, "run_id": id});
-                    // Sent again after a host died mid-request: 409 then
-                    // means the first one created it.
+                    // Sent again after a host died mid-request, the start
+                    // finds the run the first one created: 200 (the same
+                    // run, same body) or 409.
                     let mut tries = 0;
                     loop {
                         tries += 1;
                         match client.call(Some(&body), "/v1/runs") {
-                            Ok((201 | 409, _)) => break,
+                            Ok((200 | 201 | 409, _)) => break,
                             Ok((status, answer)) if tries > 20 => {
                                 return Err(format!("starting {id}: {status} {answer}"));
                             }
@@ -498,6 +500,14 @@ fn three_hosts_on_postgres_survive_kills_and_pauses() {
     for (id, (workflow, output)) in &expected {
         let run = RunId::new(id).unwrap();
         let (_, events) = store.load(&run).unwrap();
+        // Fencing, audited: the epoch each event was appended under never
+        // goes back (an append under a lease already taken over would).
+        let epochs = store.event_epochs(&run).unwrap();
+        assert_eq!(epochs.len(), events.len(), "seed {seed}: run {id}");
+        assert!(
+            epochs.windows(2).all(|w| w[0] <= w[1]) && epochs[0] >= 1,
+            "seed {seed}: run {id}: an event was appended under a stale epoch: {epochs:?}"
+        );
         let state = RunState::replay(Arc::clone(&loaded[workflow]), &events)
             .unwrap_or_else(|e| panic!("seed {seed}: run {id}: its log does not replay: {e}"));
         let result = state.result();

@@ -79,7 +79,8 @@ pub(crate) fn append_all<C: GenericClient>(
     channel: &str,
 ) -> Result<(), StoreError> {
     let total: usize = appends.iter().map(|a| a.events.len()).sum();
-    let (mut runs, mut seqs, mut types, mut ats, mut payloads) = (
+    let (mut runs, mut seqs, mut types, mut ats, mut payloads, mut epochs) = (
+        Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
         Vec::with_capacity(total),
@@ -119,6 +120,7 @@ pub(crate) fn append_all<C: GenericClient>(
             types.push(event.name);
             ats.push(event.at);
             payloads.push(event.payload.as_str());
+            epochs.push(epoch);
         }
         head.last_seq = to_sql_u64(
             append.expected.saturating_add(events.len() as u64),
@@ -169,9 +171,9 @@ pub(crate) fn append_all<C: GenericClient>(
     tx.execute(
         &format!(
             "WITH written AS (
-                 INSERT INTO events (run_id, seq, type, at, payload)
+                 INSERT INTO events (run_id, seq, type, at, payload, epoch)
                  SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[],
-                                      $5::text[])
+                                      $5::text[], $13::bigint[])
              ), changed AS (
                  UPDATE runs AS r SET
                      last_seq = c.last_seq,
@@ -191,7 +193,7 @@ pub(crate) fn append_all<C: GenericClient>(
         ),
         &[
             &runs, &seqs, &types, &ats, &payloads, &changed, &last_seqs, &updated, &statuses,
-            &wakes, &releases, &channel,
+            &wakes, &releases, &channel, &epochs,
         ],
     )
     .map(drop)

@@ -11,8 +11,13 @@ use crate::sql::describe;
 
 /// Every migration, in order. Migration `i` (0-based) takes the schema from
 /// version `i` to `i + 1`. Append new files; never edit a released one.
-const MIGRATIONS: &[(&str, &str)] =
-    &[("0001_init.sql", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_init.sql", include_str!("../migrations/0001_init.sql")),
+    (
+        "0002_event_epochs.sql",
+        include_str!("../migrations/0002_event_epochs.sql"),
+    ),
+];
 
 /// The schema version this code writes and understands.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

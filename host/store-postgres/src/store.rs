@@ -17,7 +17,7 @@ use crate::location::Location;
 use crate::migrate::{SCHEMA_VERSION, check, migrate, schema_version};
 use crate::notify::Listener;
 use crate::pool::{Conn, Generation, Loss, Manager, Session};
-use crate::sql::{backend_run, describe, not_found, to_sql_ts, to_sql_u64};
+use crate::sql::{backend_run, describe, from_sql_u64, not_found, to_sql_ts, to_sql_u64};
 use crate::workflows::{insert_pin, unknown_workflow};
 
 /// The most connections one store opens at once.
@@ -141,6 +141,28 @@ impl PostgresStore {
             )));
         }
         Ok(Some(Self::pooled(manager, location)))
+    }
+
+    /// The lease epoch each of `run`'s events was appended under, in log
+    /// order (0 for events stored before epochs were recorded): an audit of
+    /// fencing — a run's epochs never decrease unless an event was appended
+    /// under a lease already taken over.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    pub fn event_epochs(&self, run: &RunId) -> Result<Vec<u64>, StoreError> {
+        let id = run.as_str();
+        let rows = self.retrying("read the events' epochs", Some(id), |conn| {
+            conn.session()
+                .query(
+                    "SELECT epoch FROM events WHERE run_id = $1 ORDER BY seq",
+                    &[&id],
+                )
+                .map_err(backend_run("read the events' epochs", id))
+        })?;
+        rows.iter()
+            .map(|row| from_sql_u64(row.get(0), "lease epoch", id))
+            .collect()
     }
 
     /// Drops the schema `url` names and everything in it (every run of the
@@ -624,7 +646,8 @@ impl EventStore for PostgresStore {
     }
 }
 
-/// Inserts `events` as the first events of `run`, in one statement.
+/// Inserts `events` as the first events of `run`, in one statement, under
+/// the first lease's epoch (1).
 fn insert_events<C: GenericClient>(
     tx: &mut Session<'_, C>,
     run: &str,
@@ -635,8 +658,8 @@ fn insert_events<C: GenericClient>(
     let ats: Vec<i64> = events.iter().map(|e| e.at).collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     tx.execute(
-        "INSERT INTO events (run_id, seq, type, at, payload)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[])",
+        "INSERT INTO events (run_id, seq, type, at, payload, epoch)
+         SELECT $1, e.*, 1 FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS e",
         &[&run, &seqs, &types, &ats, &payloads],
     )
     .map(drop)
