@@ -23,6 +23,7 @@ mod schema;
 mod settle;
 mod state;
 mod store;
+pub use store::rows;
 mod upgrade;
 mod workflow;
 

@@ -35,6 +35,7 @@ use crate::state::RunStatus;
 
 mod index;
 mod registry;
+pub mod rows;
 
 pub use index::{RunCursor, RunFilter, RunIndex, RunPage};
 pub use registry::{Deployment, Pin, WorkflowRegistry};

@@ -5,7 +5,7 @@
 //! instead of being wrapped, in both directions.
 
 use postgres::error::SqlState;
-use weft_core::{RunId, StoreError, Timestamp};
+use weft_core::StoreError;
 
 /// The database's error as one line (with its detail, when it has one),
 /// else the client's error with its cause: the client's own `Display` of a
@@ -44,40 +44,6 @@ pub(crate) fn is_foreign_key_violation(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
 }
 
-/// A sequence number, count or epoch as a SQL integer.
-pub(crate) fn to_sql_u64(value: u64, what: &str, run: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| {
-        StoreError::Backend(format!(
-            "run {run}: {what} {value} is too large for the store"
-        ))
-    })
-}
-
-/// A timestamp as a SQL integer.
-pub(crate) fn to_sql_ts(at: Timestamp, run: &str) -> Result<i64, StoreError> {
-    to_sql_u64(at.0, "timestamp", run)
-}
-
-/// A SQL integer read back as a `u64`.
-pub(crate) fn from_sql_u64(value: i64, what: &str, run: &str) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| {
-        StoreError::Backend(format!("run {run}: the stored {what} {value} is negative"))
-    })
-}
-
-/// A SQL integer read back as a timestamp.
-pub(crate) fn from_sql_ts(value: i64, what: &str, run: &str) -> Result<Timestamp, StoreError> {
-    from_sql_u64(value, what, run).map(Timestamp)
-}
-
-/// A run id read back from the database.
-pub(crate) fn run_id(text: &str) -> Result<RunId, StoreError> {
-    RunId::new(text).map_err(|e| StoreError::Backend(format!("a stored run id is invalid: {e}")))
-}
-
-/// [`StoreError::NotFound`] for `run`.
-pub(crate) fn not_found(run: &str) -> StoreError {
-    StoreError::NotFound {
-        run: run.to_owned(),
-    }
-}
+pub(crate) use weft_core::rows::{
+    from_sql_ts, from_sql_u64, not_found, run_id, to_sql_ts, to_sql_u64,
+};
